@@ -1,0 +1,145 @@
+"""CEL expressions: compiled once at load, evaluated by the Rust runtime, analysed statically.
+
+`common-expression-language` (Rust) runs the expressions; cel-python's Lark
+parser gives the syntax tree that the linter needs to find the fields an
+expression reads (`data.amout` → unknown field 'amout').
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import cel
+
+# Functions catgad adds to standard CEL; usable as f(x) or x.f().
+EXTRA_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "sum": lambda items: sum(items),
+}
+
+_MACROS = frozenset({"map", "filter", "all", "exists", "exists_one"})
+
+
+class CelCompileError(ValueError):
+    """The expression does not parse; the message says where in the expression."""
+
+
+class CelEvalError(RuntimeError):
+    """The expression failed at run time (type mismatch, missing field...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRef:
+    """A field path read from a root variable, e.g. ('data', 'items') for data.items."""
+
+    root: str
+    path: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return ".".join((self.root, *self.path))
+
+
+class CelExpr:
+    """A compiled CEL expression with what it reads."""
+
+    __slots__ = ("_program", "bound", "fields", "roots", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            self._program = cel.compile(source)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise CelCompileError(_short(str(exc))) from None
+        refs, bound = _analyse(source)
+        self.bound = bound
+        self.roots = frozenset(v for v in self._program.variables() if v not in bound)
+        self.fields = refs
+
+    def evaluate(self, activation: dict[str, Any]) -> Any:
+        try:
+            return self._program.execute({**EXTRA_FUNCTIONS, **activation})
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise CelEvalError(f"{self.source}: {_short(str(exc))}") from None
+
+    def __repr__(self) -> str:
+        return f"CelExpr({self.source!r})"
+
+
+def _short(message: str) -> str:
+    first = message.strip().splitlines()
+    return first[0] if first else message
+
+
+@cache
+def _parser() -> Any:
+    from celpy.celparser import CELParser
+
+    return CELParser()
+
+
+def _analyse(source: str) -> tuple[frozenset[FieldRef], frozenset[str]]:
+    """Field paths read from root identifiers, and names bound by comprehension macros."""
+    try:
+        tree = _parser().parse(source)
+    except Exception:  # the Rust compiler accepted it; analysis is best effort
+        return frozenset(), frozenset()
+    bound: set[str] = set()
+    refs: set[FieldRef] = set()
+    for node in _walk(tree):
+        if node.data == "member_dot_arg" and len(node.children) >= 2:
+            method = str(node.children[1])
+            args = node.children[2] if len(node.children) > 2 else None
+            if method in _MACROS and args is not None and getattr(args, "children", None):
+                name = _ident_of(args.children[0])
+                if name:
+                    bound.add(name)
+    for node in _walk(tree):
+        if node.data in ("member_dot", "member_dot_arg"):
+            chain = _dot_chain(node)
+            if chain and len(chain) >= 2 and chain[0] not in bound:
+                refs.add(FieldRef(chain[0], tuple(chain[1:])))
+    # keep only maximal paths' prefixes of depth 1+ (data.items.x → also covers data.items)
+    return frozenset(refs), frozenset(bound)
+
+
+def _walk(tree: Any) -> Iterator[Any]:
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if hasattr(node, "data"):
+            yield node
+            stack.extend(reversed(node.children))
+
+
+def _ident_of(node: Any) -> str | None:
+    """The identifier an expression node is, if it is just an identifier."""
+    while hasattr(node, "data"):
+        if node.data == "ident":
+            return str(node.children[0])
+        if len(node.children) != 1:
+            return None
+        node = node.children[0]
+    return None
+
+
+def _dot_chain(node: Any) -> list[str] | None:
+    """For `a.b.c` (member_dot nodes) return ['a','b','c']; None if not rooted at an ident."""
+    names: list[str] = []
+    while hasattr(node, "data"):
+        if node.data == "member_dot":
+            names.append(str(node.children[1]))
+            node = node.children[0]
+        elif node.data == "member_dot_arg":
+            # a method call: the receiver's chain is what is read; drop the method name
+            names = []
+            node = node.children[0]
+        elif node.data in ("member", "primary") and len(node.children) == 1:
+            node = node.children[0]
+        elif node.data == "ident":
+            names.append(str(node.children[0]))
+            return list(reversed(names))
+        else:
+            return None
+    return None

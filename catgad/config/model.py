@@ -1,0 +1,167 @@
+"""The loaded, checked config: what the rest of catgad runs from.
+
+Built by catgad.config.load_config(); every CEL expression is already compiled
+and every name already resolved, so the runtime never re-checks the YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from jsonschema.protocols import Validator
+
+from catgad.config.cel import CelExpr
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where a piece of config came from, for error messages."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.path}"
+
+
+@dataclass(slots=True)
+class ServiceConfig:
+    name: str = "catgad"
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(slots=True)
+class StoreConfig:
+    """`store: sqlite` or `store: {kind: sqlite, path: ..., synchronous: full}`."""
+
+    kind: Literal["memory", "sqlite", "postgres", "redis", "nats"] = "sqlite"
+    url: str | None = None
+    path: str | None = None  # sqlite file; relative paths are relative to the config file
+    synchronous: Literal["full", "normal"] = "full"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class BusConfig:
+    kind: Literal["memory", "nats", "kafka"] = "memory"
+    url: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class HandlerConfig:
+    name: str
+    kind: Literal["webhook", "plugin"]
+    url: str | None = None
+    entry_point: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    where: Where | None = None
+
+
+@dataclass(slots=True)
+class StateRule:
+    """How one event type changes an aggregate's state: each `set` field is a CEL expression
+    over `state`, `data` and `event`; `unset` removes fields."""
+
+    event: str
+    set: dict[str, CelExpr] = field(default_factory=dict)
+    unset: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class AggregateDef:
+    name: str
+    id_field: str  # the command/event data field that names the instance, e.g. order_id
+    stream_prefix: str  # stream id is f"{stream_prefix}-{id}", e.g. Order-o1
+    initial: dict[str, Any] = field(default_factory=dict)
+    on: dict[str, StateRule] = field(default_factory=dict)
+    snapshot_every: int | None = None  # take a snapshot every N events; None = never
+    where: Where | None = None
+
+    def stream_id(self, instance_id: str) -> str:
+        return f"{self.stream_prefix}-{instance_id}"
+
+
+@dataclass(slots=True)
+class Requirement:
+    rule: CelExpr
+    message: str
+    index: int
+
+
+@dataclass(slots=True)
+class Emit:
+    event: str
+    data: dict[str, CelExpr]
+    when: CelExpr | None = None
+
+
+@dataclass(slots=True)
+class CommandDef:
+    name: str
+    aggregate: str
+    schema: dict[str, Any]
+    validator: Validator
+    require: list[Requirement] = field(default_factory=list)
+    emit: list[Emit] = field(default_factory=list)
+    handler: str | None = None  # a declared handler name instead of require/emit rules
+    description: str | None = None
+    where: Where | None = None
+
+
+@dataclass(slots=True)
+class EventDef:
+    name: str
+    schema: dict[str, Any]
+    validator: Validator
+    version: int = 1
+    description: str | None = None
+    where: Where | None = None
+
+
+@dataclass(slots=True)
+class GivenEvent:
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ExpectedRejection:
+    """`then: {rejected: {status: 422, message: "..."}}`; message matches as a substring."""
+
+    status: int | None = None
+    message: str | None = None
+
+
+@dataclass(slots=True)
+class Scenario:
+    """given events → when command → then events, or a rejection."""
+
+    name: str
+    given: list[GivenEvent]
+    command: str
+    data: dict[str, Any]
+    expect_events: list[GivenEvent] | None = None
+    expect_rejection: ExpectedRejection | None = None
+    expect_state: dict[str, Any] | None = None  # optional: fields of the state afterwards
+    where: Where | None = None
+
+
+@dataclass(slots=True)
+class Config:
+    path: str
+    version: int = 1
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
+    handlers: dict[str, HandlerConfig] = field(default_factory=dict)
+    aggregates: dict[str, AggregateDef] = field(default_factory=dict)
+    commands: dict[str, CommandDef] = field(default_factory=dict)
+    events: dict[str, EventDef] = field(default_factory=dict)
+    tests: list[Scenario] = field(default_factory=list)
+    # sections later releases run (projections, sagas, processes), kept as loaded
+    extra: dict[str, Any] = field(default_factory=dict)

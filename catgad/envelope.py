@@ -1,0 +1,134 @@
+"""The CloudEvents 1.0 envelope every command and event travels in, and its JSON codec."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+SPECVERSION = "1.0"
+JSON = "application/json"
+
+# Attributes with a fixed meaning; anything else in a structured event is an extension.
+_CORE = frozenset(
+    {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data",
+     "correlationid", "causationid", "streamversion", "dataschemaversion"}
+)
+_REQUIRED = ("id", "source", "type")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Envelope:
+    """A CloudEvent: a command on its way in or an event in a stream.
+
+    `streamversion` is the 1-based position in the stream, set on stored events.
+    `position` is the store's global position, known only for events read back
+    from a store; it is not part of the wire format.
+    """
+
+    type: str
+    data: dict[str, Any]
+    id: str = field(default_factory=new_id)
+    source: str = "catgad"
+    subject: str | None = None
+    time: str = field(default_factory=now_rfc3339)
+    datacontenttype: str = JSON
+    correlationid: str | None = None
+    causationid: str | None = None
+    streamversion: int | None = None
+    dataschemaversion: int | None = None
+    extensions: dict[str, Any] = field(default_factory=dict)
+    position: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "specversion": SPECVERSION,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+        }
+        if self.subject is not None:
+            out["subject"] = self.subject
+        out["time"] = self.time
+        out["datacontenttype"] = self.datacontenttype
+        if self.correlationid is not None:
+            out["correlationid"] = self.correlationid
+        if self.causationid is not None:
+            out["causationid"] = self.causationid
+        if self.streamversion is not None:
+            out["streamversion"] = self.streamversion
+        if self.dataschemaversion is not None:
+            out["dataschemaversion"] = self.dataschemaversion
+        out.update(self.extensions)
+        out["data"] = self.data
+        return out
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    def with_(self, **changes: Any) -> Envelope:
+        return replace(self, **changes)
+
+
+class EnvelopeError(ValueError):
+    """A structured CloudEvent could not be decoded; says which attribute and why."""
+
+
+def is_cloudevent(body: Any) -> bool:
+    """A JSON body is taken as a whole CloudEvent when it says so with `specversion`."""
+    return isinstance(body, dict) and "specversion" in body
+
+
+def from_dict(obj: Any) -> Envelope:
+    if not isinstance(obj, dict):
+        raise EnvelopeError("a CloudEvent must be a JSON object")
+    if obj.get("specversion") != SPECVERSION:
+        raise EnvelopeError(f"specversion must be {SPECVERSION!r}, got {obj.get('specversion')!r}")
+    for name in _REQUIRED:
+        value = obj.get(name)
+        if not isinstance(value, str) or not value:
+            raise EnvelopeError(f"attribute {name!r} must be a non-empty string")
+    data = obj.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EnvelopeError("attribute 'data' must be a JSON object")
+    for name in ("streamversion", "dataschemaversion"):
+        if obj.get(name) is not None and not isinstance(obj[name], int):
+            raise EnvelopeError(f"attribute {name!r} must be an integer")
+    for name in ("subject", "time", "correlationid", "causationid", "datacontenttype"):
+        if obj.get(name) is not None and not isinstance(obj[name], str):
+            raise EnvelopeError(f"attribute {name!r} must be a string")
+    return Envelope(
+        type=obj["type"],
+        data=data,
+        id=obj["id"],
+        source=obj["source"],
+        subject=obj.get("subject"),
+        time=obj.get("time") or now_rfc3339(),
+        datacontenttype=obj.get("datacontenttype") or JSON,
+        correlationid=obj.get("correlationid"),
+        causationid=obj.get("causationid"),
+        streamversion=obj.get("streamversion"),
+        dataschemaversion=obj.get("dataschemaversion"),
+        extensions={k: v for k, v in obj.items() if k not in _CORE},
+    )
+
+
+def from_json(raw: bytes | str) -> Envelope:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EnvelopeError(f"not JSON: {exc}") from exc
+    return from_dict(obj)

@@ -1,0 +1,273 @@
+"""The one error tree of catgad; each error knows how it is shown.
+
+    CatgadError                       exit 1 · 500
+    ├── UsageError                    exit 2                     (CLI misuse)
+    ├── ConfigError(issues)           exit 1                     (file:line:col: path: expected)
+    ├── InvalidPayload(errors)        400  invalid-payload
+    ├── NotFound(what, name)          404  not-found
+    ├── CommandRejected(reason)       409  command-rejected      (a handler said no)
+    ├── IdempotencyKeyReused          409  idempotency-key-reused
+    ├── PreconditionFailed(rule, msg) 422  precondition-failed   (a `require` rule is false)
+    ├── HandlerError                  502/503                    (user code misbehaved / is down)
+    │   ├── BadReply(handler, why)    502  bad-handler-reply
+    │   └── HandlerUnavailable        503  handler-unavailable   (retryable)
+    └── StoreError                    500  store-error
+        ├── ConcurrencyError(stream, expected, actual)   409  version-conflict
+        └── Unavailable(dependency, why)                 503  unavailable      (retryable)
+
+Every error carries its data as attributes. `problem()` renders it as an
+RFC 9457 body; the HTTP layer and the CLI never inspect messages, only these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+PROBLEM_BASE = "https://catgad.dev/problems/"
+
+
+class CatgadError(Exception):
+    """Root of every error catgad raises on purpose."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal"
+    title: ClassVar[str] = "Internal error"
+    exit_code: ClassVar[int] = 1
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def extensions(self) -> dict[str, Any]:
+        """Machine-readable members added to the problem body."""
+        return {}
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance is not None:
+            body["instance"] = instance
+        body.update(self.extensions())
+        return body
+
+
+class UsageError(CatgadError):
+    """The command line was wrong (unknown verb, missing argument, bad flag value)."""
+
+    exit_code = 2
+    slug = "usage"
+    title = "Usage error"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config file, positioned so an editor can jump to it."""
+
+    file: str
+    line: int  # 1-based; 0 when unknown
+    column: int  # 1-based; 0 when unknown
+    path: str  # dotted path inside the document, e.g. commands.PayOrder.require[0].rule
+    message: str  # what was expected / what is wrong
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}:{self.column}"
+        return f"{where}: {self.path or '<root>'}: {self.message}"
+
+
+class ConfigError(CatgadError):
+    """A config could not be loaded; carries every issue found, not just the first."""
+
+    slug = "config"
+    title = "Invalid config"
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = sorted(issues, key=lambda i: (i.file, i.line, i.column, i.path))
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+    def extensions(self) -> dict[str, Any]:
+        return {"errors": [_issue_dict(i) for i in self.issues]}
+
+
+def _issue_dict(issue: ConfigIssue) -> dict[str, Any]:
+    return {"file": issue.file, "line": issue.line, "column": issue.column,
+            "path": issue.path, "message": issue.message}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One JSON Schema violation in a request body."""
+
+    pointer: str  # JSON Pointer into the payload, e.g. /items/0/qty
+    message: str
+
+
+class InvalidPayload(CatgadError):
+    status = 400
+    slug = "invalid-payload"
+    title = "The payload does not match its schema"
+
+    def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.errors = errors or []
+
+    def extensions(self) -> dict[str, Any]:
+        return {"errors": [{"pointer": e.pointer, "message": e.message} for e in self.errors]}
+
+
+class NotFound(CatgadError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+    def __init__(self, what: str, name: str) -> None:
+        super().__init__(f"unknown {what} {name!r}")
+        self.what = what
+        self.name = name
+
+    def extensions(self) -> dict[str, Any]:
+        return {"kind": self.what, "name": self.name}
+
+
+class UnknownCommand(NotFound):
+    slug = "unknown-command"
+    title = "Unknown command type"
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__("command type", name)
+        self.known = known
+
+    def extensions(self) -> dict[str, Any]:
+        return {"command": self.name, "known": self.known}
+
+
+class CommandRejected(CatgadError):
+    """A handler (plugin or webhook) rejected the command for a business reason."""
+
+    status = 409
+    slug = "command-rejected"
+    title = "Command rejected"
+
+    def __init__(self, reason: str, handler: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.handler = handler
+
+    def extensions(self) -> dict[str, Any]:
+        return {"reason": self.reason, **({"handler": self.handler} if self.handler else {})}
+
+
+class IdempotencyKeyReused(CatgadError):
+    status = 409
+    slug = "idempotency-key-reused"
+    title = "Idempotency key already used for another command"
+
+    def __init__(self, command_id: str, first: str) -> None:
+        super().__init__(f"command id {command_id!r} was already used for {first}")
+        self.command_id = command_id
+
+
+class PreconditionFailed(CatgadError):
+    """A `require` rule evaluated to false (or could not be evaluated)."""
+
+    status = 422
+    slug = "precondition-failed"
+    title = "Precondition failed"
+
+    def __init__(self, command: str, rule: str, message: str, index: int) -> None:
+        super().__init__(message)
+        self.command = command
+        self.rule = rule
+        self.message = message
+        self.index = index
+
+    def extensions(self) -> dict[str, Any]:
+        return {"command": self.command, "rule": self.rule, "rule_index": self.index}
+
+
+class HandlerError(CatgadError):
+    """User code (webhook or plugin) misbehaved or is unreachable."""
+
+    status = 502
+    slug = "handler-error"
+    title = "Handler error"
+
+    def __init__(self, handler: str, detail: str) -> None:
+        super().__init__(detail)
+        self.handler = handler
+
+    def extensions(self) -> dict[str, Any]:
+        return {"handler": self.handler}
+
+
+class BadReply(HandlerError):
+    slug = "bad-handler-reply"
+    title = "The handler's reply is malformed"
+
+
+class HandlerUnavailable(HandlerError):
+    status = 503
+    slug = "handler-unavailable"
+    title = "Handler unavailable"
+    retryable = True
+
+
+class StoreError(CatgadError):
+    slug = "store-error"
+    title = "Event store error"
+
+
+class ConcurrencyError(StoreError):
+    """The stream's version was not the expected one: someone else appended first.
+
+    Every store raises this on a version clash, so optimistic concurrency means
+    the same thing on every backend.
+    """
+
+    status = 409
+    slug = "version-conflict"
+    title = "Stream version conflict"
+
+    def __init__(self, stream: str, expected: int, actual: int) -> None:
+        super().__init__(f"stream {stream!r} is at version {actual}, expected {expected}")
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+    def extensions(self) -> dict[str, Any]:
+        return {"stream": self.stream, "expected_version": self.expected,
+                "actual_version": self.actual}
+
+
+class Unavailable(StoreError):
+    """A dependency (store, bus) cannot be reached right now; retrying may help."""
+
+    status = 503
+    slug = "unavailable"
+    title = "Dependency unavailable"
+    retryable = True
+
+    def __init__(self, dependency: str, why: str) -> None:
+        super().__init__(f"{dependency} is unavailable: {why}")
+        self.dependency = dependency
+
+    def extensions(self) -> dict[str, Any]:
+        return {"dependency": self.dependency}
+
+
+@dataclass
+class Rejected(Exception):
+    """Raised by plugin handlers to reject a command for a business reason (409)."""
+
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.reason

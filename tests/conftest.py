@@ -1,0 +1,1 @@
+"""Shared fixtures; backend fixtures live beside their tests."""
