@@ -8,6 +8,7 @@
     ├── CommandRejected(reason)       409  command-rejected      (a handler said no)
     ├── IdempotencyKeyReused          409  idempotency-key-reused
     ├── PreconditionFailed(rule, msg) 422  precondition-failed   (a `require` rule is false)
+    ├── RuleError(where)              500  rule-error            (a rule failed at run time)
     ├── HandlerError                  502/503                    (user code misbehaved / is down)
     │   ├── BadReply(handler, why)    502  bad-handler-reply
     │   └── HandlerUnavailable        503  handler-unavailable   (retryable)
@@ -190,6 +191,21 @@ class PreconditionFailed(CatgadError):
 
     def extensions(self) -> dict[str, Any]:
         return {"command": self.command, "rule": self.rule, "rule_index": self.index}
+
+
+class RuleError(CatgadError):
+    """A YAML rule failed at run time in a way the config check could not foresee."""
+
+    status = 500
+    slug = "rule-error"
+    title = "A rule of the config failed"
+
+    def __init__(self, where: str, detail: str) -> None:
+        super().__init__(f"{where}: {detail}")
+        self.where = where
+
+    def extensions(self) -> dict[str, Any]:
+        return {"rule": self.where}
 
 
 class HandlerError(CatgadError):

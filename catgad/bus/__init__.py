@@ -1,0 +1,1 @@
+"""Transports for events and commands: one Protocol, one module per broker."""

@@ -1,0 +1,257 @@
+"""Running a command: validate, load state, decide, append with the version decided on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from catgad.aggregates.payload import check_payload
+from catgad.aggregates.rules import Decision, decide
+from catgad.config.model import AggregateDef, CommandDef, Config
+from catgad.engine.state import Loaded, StateLoader
+from catgad.envelope import Envelope, EnvelopeError, from_dict, is_cloudevent, now_rfc3339
+from catgad.errors import (
+    CatgadError,
+    ConcurrencyError,
+    InvalidPayload,
+    NotFound,
+    RuleError,
+    UnknownCommand,
+)
+from catgad.store.protocol import AppendResult, EventStore
+
+# How often a command without If-Match is re-decided when another writer got there first.
+MAX_CONFLICT_RETRIES = 8
+# Event ids derive from the command id, so a command retried after a crash re-emits the same ids.
+_EVENT_NS = uuid.UUID("6f0c1f8e-3b1e-4c47-9a0e-3d7c2f1b9a10")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    stream: str
+    version: int
+    events: list[Envelope]
+    command_id: str
+    duplicate: bool = False  # a retried command: first result returned, nothing appended
+
+    @property
+    def created(self) -> bool:
+        """True when this command started the stream (HTTP 201)."""
+        return bool(self.events) and self.version == len(self.events) and not self.duplicate
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command_id": self.command_id,
+            "stream": self.stream,
+            "version": self.version,
+            "duplicate": self.duplicate,
+            "events": [e.to_dict() for e in self.events],
+        }
+
+
+@dataclass(slots=True)
+class _StreamLocks:
+    """One lock per stream in use, so in-process commands on a stream run one at a time."""
+
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    users: dict[str, int] = field(default_factory=dict)
+
+    def acquire(self, stream: str) -> asyncio.Lock:
+        self.users[stream] = self.users.get(stream, 0) + 1
+        return self.locks.setdefault(stream, asyncio.Lock())
+
+    def release(self, stream: str) -> None:
+        left = self.users[stream] - 1
+        if left:
+            self.users[stream] = left
+        else:
+            del self.users[stream]
+            del self.locks[stream]
+
+
+class CommandEngine:
+    """Executes commands against a store. Transport-agnostic: HTTP, CLI and bus call this."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: EventStore,
+        *,
+        on_appended: Callable[[AppendResult], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.states = StateLoader(store)
+        self._locks = _StreamLocks()
+        self._on_appended = on_appended
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def command_def(self, command_type: str) -> CommandDef:
+        cmd = self.config.commands.get(command_type)
+        if cmd is None:
+            raise UnknownCommand(command_type, sorted(self.config.commands))
+        return cmd
+
+    def envelope_for(
+        self, command_type: str, body: Any, *, command_id: str | None = None
+    ) -> Envelope:
+        """The command envelope from a request body: its data, or a whole CloudEvent."""
+        self.command_def(command_type)
+        if is_cloudevent(body):
+            try:
+                env = from_dict(body)
+            except EnvelopeError as exc:
+                raise InvalidPayload(f"invalid CloudEvent: {exc}") from None
+            if env.type != command_type:
+                raise InvalidPayload(
+                    f"CloudEvent type {env.type!r} does not match command {command_type!r}"
+                )
+            if command_id:
+                env.id = command_id
+            return env
+        if not isinstance(body, dict):
+            raise InvalidPayload(f"{command_type}: the body must be a JSON object")
+        return Envelope(
+            type=command_type,
+            data=body,
+            id=command_id or str(uuid.uuid4()),
+            source=self.config.service.name,
+        )
+
+    async def execute(
+        self,
+        command_type: str,
+        body: Any,
+        *,
+        command_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> CommandResult:
+        client_id = command_id or (body.get("id") if is_cloudevent(body) else None)
+        envelope = self.envelope_for(command_type, body, command_id=command_id)
+        return await self.handle(envelope, expected_version=expected_version,
+                                 client_chose_id=client_id is not None)
+
+    async def handle(
+        self, envelope: Envelope, *, expected_version: int | None = None,
+        client_chose_id: bool = True,
+    ) -> CommandResult:
+        cmd = self.command_def(envelope.type)
+        check_payload(cmd.name, cmd.validator, envelope.data)
+        aggregate = self.config.aggregates[cmd.aggregate]
+        stream = aggregate.stream_id(str(envelope.data[aggregate.id_field]))
+        envelope.subject = stream
+        lock = self._locks.acquire(stream)
+        try:
+            async with lock:
+                return await self._run_locked(cmd, aggregate, stream, envelope,
+                                              expected_version, client_chose_id)
+        finally:
+            self._locks.release(stream)
+
+    async def _run_locked(
+        self,
+        cmd: CommandDef,
+        aggregate: AggregateDef,
+        stream: str,
+        envelope: Envelope,
+        expected_version: int | None,
+        client_chose_id: bool,
+    ) -> CommandResult:
+        fresh = False
+        for _attempt in range(MAX_CONFLICT_RETRIES):
+            loaded = await self.states.load(aggregate, stream, fresh=fresh)
+            if expected_version is not None and loaded.version != expected_version and not fresh:
+                loaded = await self.states.load(aggregate, stream, fresh=True)
+            try:
+                if expected_version is not None and loaded.version != expected_version:
+                    raise ConcurrencyError(stream, expected_version, loaded.version)
+                decisions = decide(cmd, loaded.state, loaded.version, envelope)
+            except CatgadError:
+                # A retry of a command that already succeeded must get its first result,
+                # even though the state it now meets would reject it.
+                if client_chose_id:
+                    first = await self.store.find_command(envelope.id)
+                    if first is not None:
+                        return _result(first, duplicate=True)
+                raise
+            events = self._envelopes(cmd, stream, envelope, decisions, loaded)
+            try:
+                appended = await self.store.append(
+                    stream, events, expected_version=loaded.version, command_id=envelope.id
+                )
+            except ConcurrencyError:
+                self.states.forget(stream)
+                if expected_version is not None:
+                    raise
+                fresh = True
+                continue
+            if appended.duplicate:
+                self.states.forget(stream)
+                return _result(appended, duplicate=True)
+            await self.states.advance(aggregate, stream, loaded, appended.events)
+            if self._on_appended is not None:
+                self._on_appended(appended)
+            return _result(appended, duplicate=False)
+        raise ConcurrencyError(stream, loaded.version, await self.store.stream_version(stream))
+
+    def _envelopes(
+        self,
+        cmd: CommandDef,
+        stream: str,
+        command: Envelope,
+        decisions: list[Decision],
+        loaded: Loaded,
+    ) -> list[Envelope]:
+        now = now_rfc3339()
+        out: list[Envelope] = []
+        for index, decision in enumerate(decisions):
+            event_def = self.config.events.get(decision.type)
+            if event_def is not None:
+                errors = list(event_def.validator.iter_errors(decision.data))
+                if errors:
+                    raise RuleError(
+                        f"commands.{cmd.name}.emit[{index}]",
+                        f"event {decision.type} breaks its schema: {errors[0].message}",
+                    )
+            out.append(
+                Envelope(
+                    type=decision.type,
+                    data=decision.data,
+                    id=str(uuid.uuid5(_EVENT_NS, f"{command.id}/{index}")),
+                    source=self.config.service.name,
+                    subject=stream,
+                    time=now,
+                    correlationid=command.correlationid or command.id,
+                    causationid=command.id,
+                    dataschemaversion=event_def.version if event_def else 1,
+                    extensions={k: v for k, v in command.extensions.items()
+                                if k in ("traceparent", "tracestate")},
+                )
+            )
+        return out
+
+    # -- queries ----------------------------------------------------------------------------
+
+    async def aggregate_state(self, aggregate_type: str, instance_id: str) -> tuple[str, Loaded]:
+        aggregate = self.config.aggregates.get(aggregate_type)
+        if aggregate is None:
+            raise NotFound("aggregate type", aggregate_type)
+        stream = aggregate.stream_id(instance_id)
+        loaded = await self.states.load(aggregate, stream, fresh=True)
+        if loaded.version == 0:
+            raise NotFound(f"{aggregate_type} aggregate", instance_id)
+        return stream, loaded
+
+
+def _result(appended: AppendResult, *, duplicate: bool) -> CommandResult:
+    return CommandResult(
+        stream=appended.stream,
+        version=appended.version,
+        events=list(appended.events),
+        command_id=appended.command_id,
+        duplicate=duplicate,
+    )

@@ -1,0 +1,1 @@
+"""Running a config's own scenario tests (`catgad test`)."""
