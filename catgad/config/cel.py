@@ -7,6 +7,7 @@ expression reads (`data.amout` → unknown field 'amout').
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -20,6 +21,38 @@ EXTRA_FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 _MACROS = frozenset({"map", "filter", "all", "exists", "exists_one"})
+
+# Most rules are a field path (`data.customer`) or a literal (`'paid'`); those are read
+# directly, which is faster than a CEL call and keeps JSON objects in their given order.
+_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_STRING = re.compile(r"'([^'\\]*)'|\"([^\"\\]*)\"")
+_INT = re.compile(r"-?[0-9]+")
+_KEYWORDS = frozenset(
+    {
+        "true",
+        "false",
+        "null",
+        "in",
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "for",
+        "function",
+        "if",
+        "import",
+        "let",
+        "loop",
+        "package",
+        "namespace",
+        "return",
+        "var",
+        "void",
+        "while",
+    }
+)
+_MISSING = object()
 
 
 class CelCompileError(ValueError):
@@ -44,7 +77,7 @@ class FieldRef:
 class CelExpr:
     """A compiled CEL expression with what it reads."""
 
-    __slots__ = ("_program", "bound", "fields", "roots", "source")
+    __slots__ = ("_constant", "_path", "_program", "bound", "fields", "roots", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -56,11 +89,34 @@ class CelExpr:
         self.bound = bound
         self.roots = frozenset(v for v in self._program.variables() if v not in bound)
         self.fields = refs
+        self._path: tuple[str, ...] | None = None
+        self._constant: Any = _MISSING
+        text = source.strip()
+        if _PATH.fullmatch(text) and not (set(text.split(".")) & _KEYWORDS):
+            self._path = tuple(text.split("."))
+        elif (literal := _STRING.fullmatch(text)) is not None:
+            self._constant = literal.group(1) if literal.group(1) is not None else literal.group(2)
+        elif _INT.fullmatch(text):
+            self._constant = int(text)
+        elif text in ("true", "false"):
+            self._constant = text == "true"
 
     def evaluate(self, activation: dict[str, Any]) -> Any:
+        if self._constant is not _MISSING:
+            return self._constant
+        if self._path is not None:
+            value: Any = activation
+            for name in self._path:
+                if not isinstance(value, dict) or name not in value:
+                    break
+                value = value[name]
+            else:
+                return value
         try:
             return self._program.execute({**EXTRA_FUNCTIONS, **activation})
-        except (ValueError, RuntimeError, TypeError) as exc:
+        except KeyError as exc:
+            raise CelEvalError(f"{self.source}: no such field {exc}") from None
+        except (ValueError, RuntimeError, TypeError, ArithmeticError) as exc:
             raise CelEvalError(f"{self.source}: {_short(str(exc))}") from None
 
     def __repr__(self) -> str:

@@ -1,0 +1,205 @@
+"""`catgad run CONFIG`: serve a config's HTTP API until SIGTERM/SIGINT, then shut down cleanly.
+
+Start-up binds the listening socket before anything else, so a port in use
+is one clear line and exit 1. Shutdown stops accepting, lets in-flight
+requests finish (their commands are durable before they answer), then closes
+the store and exits 0. A second signal skips the wait.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from collections.abc import Callable, Generator
+
+import uvicorn
+
+from catgad.config import load_config
+from catgad.config.model import Config
+from catgad.errors import CatgadError
+from catgad.http.app import create_app
+from catgad.observability.logs import configure_logging, get_logger
+from catgad.runtime import Runtime
+
+log = get_logger("catgad.run")
+
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0  # seconds in-flight requests get after a signal
+
+
+class ListenError(CatgadError):
+    """The listen address cannot be bound (in use, not ours, not an address)."""
+
+    slug = "listen"
+    title = "Cannot listen"
+
+
+def parse_listen(value: str) -> tuple[str | None, int]:
+    """`HOST:PORT`, `[IPv6]:PORT` or `:PORT` (host from the config) → (host, port)."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return (host or None), int(port_text)
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="serve the HTTP API of a config",
+        description="Serve the commands, streams and aggregates of CONFIG over HTTP. "
+        "SIGTERM or SIGINT shuts down gracefully: in-flight commands finish, the store "
+        "is closed, the exit code is 0.",
+    )
+    parser.add_argument("config", metavar="CONFIG", help="the service's YAML file")
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        type=parse_listen,
+        help="address to listen on (default: service.listen of the config); port 0 picks one",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        type=str.lower,
+        choices=["debug", "info", "warning", "error"],
+        help="least severe level logged (default info)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=DEFAULT_SHUTDOWN_TIMEOUT,
+        metavar="SECONDS",
+        help="how long in-flight requests may take after a signal "
+        f"(default {DEFAULT_SHUTDOWN_TIMEOUT:g})",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    config = load_config(args.config)
+    host, port = config.service.host, config.service.port
+    if args.listen is not None:
+        host = args.listen[0] or host
+        port = args.listen[1]
+    sock = bind(host, port)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(config, sock, shutdown_timeout=args.shutdown_timeout))
+    finally:
+        sock.close()
+    return 0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for uvicorn, or a one-line ListenError."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        if sys.platform != "win32":  # restart right after a crash despite TIME_WAIT
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        why = exc.strerror or str(exc)
+        raise ListenError(f"cannot listen on {_hostport(host, port)}: {why.lower()}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(config: Config, sock: socket.socket, *, shutdown_timeout: float) -> None:
+    async with Runtime.start(config) as runtime:
+        server = _Server(
+            uvicorn.Config(
+                create_app(runtime),
+                log_config=None,
+                lifespan="on",
+                access_log=False,
+                server_header=False,
+                timeout_graceful_shutdown=int(shutdown_timeout),
+            ),
+            config=config,
+        )
+        await server.serve(sockets=[sock])
+    log.info("stopped", service=config.service.name)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with catgad's start line and signal handling.
+
+    uvicorn re-raises a caught SIGTERM after serving, which would end the
+    process with -15; catgad handles the signals on the loop and exits 0.
+    """
+
+    def __init__(self, uv_config: uvicorn.Config, *, config: Config) -> None:
+        super().__init__(uv_config)
+        self._service = config
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and sockets:
+            host, port = sockets[0].getsockname()[:2]
+            url = f"http://{_hostport(host, port)}"
+            log.info(
+                f"listening on {url}",
+                url=url,
+                service=self._service.service.name,
+                store=self._service.store.kind,
+                config=self._service.path,
+            )
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets=sockets)
+        if self.force_exit:
+            # uvicorn skips these when forced; left alone they die with tracebacks at loop close
+            tasks = list(self.server_state.tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.lifespan.shutdown()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        handled = (signal.SIGINT, signal.SIGTERM)
+        try:
+            for sig in handled:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        except NotImplementedError:  # Windows: uvicorn's own handling
+            with super().capture_signals():
+                yield
+            return
+        try:
+            yield
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.should_exit:
+            log.warning("second signal: not waiting for in-flight requests", signal=sig.name)
+            self.force_exit = True
+        else:
+            log.info("shutting down: finishing in-flight requests", signal=sig.name)
+            self.should_exit = True
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

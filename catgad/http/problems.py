@@ -1,0 +1,178 @@
+"""RFC 9457 problem responses: the HTTP face of the error tree, and the request-id guard.
+
+One exception handler on CatgadError renders every error catgad raises on
+purpose; HTTPException (unknown route, wrong method) gets the same shape; any
+other exception becomes a generic 500 whose traceback goes only to the log,
+tagged with the request id that the client also receives.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from catgad.errors import PROBLEM_BASE, CatgadError
+from catgad.observability.logs import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+REQUEST_ID_HEADER = "x-request-id"
+# Seconds a client should wait before retrying a retryable (503) error.
+RETRY_AFTER = "1"
+
+log = get_logger("catgad.http")
+
+
+class MalformedRequest(CatgadError):
+    """The request itself is unusable: body not JSON, bad header or query value (400)."""
+
+    status = 400
+    slug = "malformed-request"
+    title = "Malformed request"
+
+    def __init__(self, where: str, detail: str) -> None:
+        super().__init__(detail)
+        self.where = where
+
+    def extensions(self) -> dict[str, Any]:
+        return {"where": self.where}
+
+
+class PayloadTooLarge(CatgadError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Request body too large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+    def extensions(self) -> dict[str, Any]:
+        return {"limit": self.limit}
+
+
+# HTTP errors starlette raises itself (routing), with a stable type per kind.
+_HTTP_SLUGS = {404: "route-not-found", 405: "method-not-allowed"}
+
+
+def problem_response(
+    body: dict[str, Any], status: int, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def request_id(request: Request) -> str:
+    rid = request.scope.get("catgad.request_id")
+    return rid if isinstance(rid, str) else "-"
+
+
+async def catgad_error_handler(request: Request, exc: Exception) -> Response:
+    """The one handler for the whole error tree (starlette looks handlers up along the MRO)."""
+    assert isinstance(exc, CatgadError)
+    body = exc.problem(request.url.path)
+    headers: dict[str, str] | None = None
+    if exc.retryable:
+        headers = {"Retry-After": RETRY_AFTER}
+    if exc.status >= 500:
+        rid = request_id(request)
+        body["request_id"] = rid
+        log.error(
+            "request failed",
+            request_id=rid,
+            method=request.method,
+            path=request.url.path,
+            error=exc.slug,
+            detail=exc.detail,
+            exc_info=exc.status == 500,
+        )
+    return problem_response(body, exc.status, headers)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """Routing errors (404, 405) as problem+json instead of starlette's plain text."""
+    assert isinstance(exc, HTTPException)
+    slug = _HTTP_SLUGS.get(exc.status_code)
+    body = {
+        "type": PROBLEM_BASE + slug if slug else "about:blank",
+        "title": _title(exc.status_code),
+        "status": exc.status_code,
+        "detail": _http_detail(request, exc),
+        "instance": request.url.path,
+    }
+    return problem_response(body, exc.status_code, dict(exc.headers or {}))
+
+
+def _http_detail(request: Request, exc: HTTPException) -> str:
+    if exc.status_code == 404:
+        return f"no route for {request.url.path}"
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+    return str(exc.detail)
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+class RequestContext:
+    """Pure ASGI middleware: gives each request an id and turns stray exceptions into a 500.
+
+    The id is the client's `X-Request-Id` when it sent a short one, else a
+    process-unique counter; it comes back on every response.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._prefix = f"{os.getpid():x}-"
+        self._counter = itertools.count(1)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _client_request_id(scope) or f"{self._prefix}{next(self._counter)}"
+        scope["catgad.request_id"] = rid
+        raw_rid = rid.encode("latin-1")
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw_rid)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            path = scope.get("path", "")
+            log.exception("unhandled error", request_id=rid, method=scope.get("method"), path=path)
+            if started:  # the response is half sent; all we can do is drop the connection
+                raise
+            body = CatgadError(f"internal error; the log has the details under request id {rid}")
+            problem = body.problem(path)
+            problem["request_id"] = rid
+            response = problem_response(problem, 500)
+            await response(scope, receive, send_with_id)
+
+
+def _client_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if 0 < len(value) <= 128 and value.isascii():
+                text: str = value.decode("ascii")
+                if text.isprintable():
+                    return text
+            return None
+    return None

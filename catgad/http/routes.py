@@ -1,0 +1,216 @@
+"""The HTTP endpoints: commands in, streams and aggregates out, health and metrics.
+
+Behaviour decisions (also stated in the OpenAPI document):
+
+- `POST /commands/{type}` answers 201 when the command created its stream,
+  200 otherwise (including a retried duplicate, which carries `duplicate: true`).
+  `If-Match` is the expected stream version: `3` or `"3"`; anything else is a 400.
+- `GET /streams/{id}?from=N&limit=M`: `from` is the first stream version to
+  return, 1-based and inclusive (0 and 1 both mean "from the start");
+  `limit` caps the page, and `next` links the following page when there is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from catgad.envelope import is_cloudevent
+from catgad.errors import NotFound, Unavailable
+from catgad.http.problems import MalformedRequest, PayloadTooLarge
+from catgad.observability.metrics import CONTENT_TYPE_LATEST
+from catgad.runtime import Runtime
+
+JSON = "application/json"
+CLOUDEVENTS_JSON = "application/cloudevents+json"
+MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_PAGE = 1000
+MAX_PAGE = 10_000
+READY_TIMEOUT = 2.0  # seconds a dependency may take to answer /readyz
+_MAX_VERSION_DIGITS = 18  # fits an int64; longer is a malformed header, not a version
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type=JSON)
+
+
+def stream_location(stream: str) -> str:
+    return "/streams/" + quote(stream, safe="")
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """`If-Match: 3` or `If-Match: "3"` → 3; absent → None; anything else → 400."""
+    if value is None:
+        return None
+    text = value.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    if not (text.isascii() and text.isdigit() and len(text) <= _MAX_VERSION_DIGITS):
+        raise MalformedRequest(
+            "header If-Match",
+            f'If-Match must be the expected stream version, an integer such as 3 or "3"; '
+            f"got {value!r}",
+        )
+    return int(text)
+
+
+def parse_idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    key = value.strip()
+    if not key or len(key) > 200:
+        raise MalformedRequest(
+            "header Idempotency-Key", "Idempotency-Key must be 1 to 200 characters"
+        )
+    return key
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= _MAX_VERSION_DIGITS):
+        raise MalformedRequest(
+            f"query {name}", f"{name} must be a non-negative integer, got {raw!r}"
+        )
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise MalformedRequest(f"query {name}", f"{name} must be {bounds}, got {value}")
+    return value
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refusing more than `limit` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    if not raw:
+        raise MalformedRequest("body", "the body is empty; send the command's data as JSON")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest("body", f"the body is not valid JSON: {exc}") from None
+
+
+class Endpoints:
+    """The route handlers, bound to one runtime (closures are cheaper than app.state lookups)."""
+
+    def __init__(self, runtime: Runtime, openapi: dict[str, Any]) -> None:
+        self.runtime = runtime
+        self.engine = runtime.engine
+        self.store = runtime.store
+        self._openapi = orjson.dumps(openapi)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/commands/{command_type}", self.command, methods=["POST"]),
+            Route("/streams/{stream_id:path}", self.stream, methods=["GET"]),
+            Route(
+                "/aggregates/{aggregate_type}/{instance_id:path}", self.aggregate, methods=["GET"]
+            ),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+        ]
+
+    async def command(self, request: Request) -> Response:
+        command_type: str = request.path_params["command_type"]
+        self.engine.command_def(command_type)  # 404 before reading a body we cannot use
+        headers = request.headers
+        command_id = parse_idempotency_key(headers.get("idempotency-key"))
+        expected = parse_if_match(headers.get("if-match"))
+        body = parse_json(await read_body(request))
+        content_type = headers.get("content-type", "")
+        if content_type.startswith(CLOUDEVENTS_JSON) and not is_cloudevent(body):
+            raise MalformedRequest(
+                "body",
+                f"a {CLOUDEVENTS_JSON} body must be a structured CloudEvent with specversion",
+            )
+        result = await self.runtime.execute(
+            command_type, body, command_id=command_id, expected_version=expected
+        )
+        return json_response(
+            result.to_dict(),
+            201 if result.created else 200,
+            {"ETag": etag(result.version), "Location": stream_location(result.stream)},
+        )
+
+    async def stream(self, request: Request) -> Response:
+        stream_id: str = request.path_params["stream_id"]
+        first = max(query_int(request, "from", 1, 0), 1)
+        limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        events = await self.store.read(stream_id, after=first - 1, limit=limit + 1)
+        more = len(events) > limit
+        if more:
+            del events[limit:]
+        if events and not more:
+            version = events[-1].streamversion or first - 1 + len(events)
+        else:
+            version = await self.store.stream_version(stream_id)
+        if version == 0:
+            raise NotFound("stream", stream_id)
+        body: dict[str, Any] = {
+            "stream": stream_id,
+            "version": version,
+            "from": first,
+            "events": [e.to_dict() for e in events],
+        }
+        if more:
+            after = events[-1].streamversion or first - 1 + len(events)
+            body["next"] = f"{stream_location(stream_id)}?from={after + 1}&limit={limit}"
+        return json_response(body, headers={"ETag": etag(version)})
+
+    async def aggregate(self, request: Request) -> Response:
+        aggregate_type: str = request.path_params["aggregate_type"]
+        instance_id: str = request.path_params["instance_id"]
+        stream, loaded = await self.engine.aggregate_state(aggregate_type, instance_id)
+        body = {
+            "type": aggregate_type,
+            "id": instance_id,
+            "stream": stream,
+            "version": loaded.version,
+            "state": loaded.state,
+        }
+        return json_response(body, headers={"ETag": etag(loaded.version)})
+
+    async def healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                checks = await self.runtime.check_ready()
+        except TimeoutError:
+            raise Unavailable("store", f"no answer within {READY_TIMEOUT:g}s") from None
+        return json_response({"status": "ready", "checks": checks})
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(
+            self.runtime.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(self._openapi, media_type=JSON)

@@ -1,0 +1,1 @@
+"""Reusable test helpers: real daemons in subprocesses (daemon.py)."""
