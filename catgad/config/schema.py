@@ -1,0 +1,396 @@
+"""The JSON Schema of a catgad config, as Python data: the one source of truth for its shape.
+
+`python -m catgad.config.schema` writes it to schemas/catgad.schema.json, which
+editors load through yaml-language-server (`# yaml-language-server: $schema=...`).
+Besides standard keywords it carries `errorMessage` / `patternErrorMessage`,
+which that editor shows and catgad.config uses for its own messages.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+SCHEMA_ID = "https://catgad.dev/schemas/catgad.schema.json"
+META_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+
+STORE_KINDS = ["memory", "sqlite", "postgres", "redis", "nats"]
+BUS_KINDS = ["memory", "nats", "kafka"]
+IDENT = "^[A-Za-z_][A-Za-z0-9_]*$"
+TYPE_NAME = "^[A-Za-z][A-Za-z0-9_.-]*$"  # dots allowed for CloudEvents-style types
+LISTEN = r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$"
+# Editors see `${VAR}` unexpanded; catgad checks values after substitution. Patterns
+# of values likely to come from the environment accept a reference so editors do too.
+ENV_REF = r"\$\{[^}]+\}"
+
+
+def _or_env(pattern: str) -> str:
+    return f"(?:{pattern})|{ENV_REF}"
+
+
+Schema = dict[str, Any]
+
+
+def _text(description: str, **extra: Any) -> Schema:
+    return {"type": "string", "minLength": 1, "description": description, **extra}
+
+
+def _ref(name: str, description: str | None = None) -> Schema:
+    schema: Schema = {"$ref": f"#/$defs/{name}"}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _closed(
+    description: str, properties: Schema, required: tuple[str, ...] = (), **extra: Any
+) -> Schema:
+    """A mapping whose unknown keys are errors, so a typo cannot hide."""
+    schema: Schema = {"type": "object", "description": description, "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    schema["additionalProperties"] = False
+    schema.update(extra)
+    return schema
+
+
+def _named(description: str, item: Schema, title: str) -> Schema:
+    """A mapping of user-chosen names to definitions (commands, events, ...)."""
+    return {
+        "type": "object",
+        "title": title,
+        "description": description,
+        "propertyNames": _ref("typeName"),
+        "additionalProperties": item,
+    }
+
+
+def _kinded(title: str, description: str, kinds: list[str], default: str, long: Schema) -> Schema:
+    """`store: redis` (short form) or `store: {kind: redis, url: ...}` (long form)."""
+    short = {"type": "string", "enum": kinds, "description": f"{title} kind, with its defaults"}
+    kind = {"enum": kinds, "default": default, "description": f"{title} kind"}
+    long["properties"] = {"kind": kind, **long["properties"]}
+    return {"title": title, "description": description, "default": default, "anyOf": [short, long]}
+
+
+def _one_of_keys(first: str, second: str, message: str) -> Schema:
+    return {"oneOf": [{"required": [first]}, {"required": [second]}], "errorMessage": message}
+
+
+_DEFS: Schema = {
+    "typeName": {
+        "type": "string",
+        "pattern": TYPE_NAME,
+        "patternErrorMessage": "a name starts with a letter and has only letters, digits, _ . -",
+    },
+    "cel": {
+        "title": "CEL expression",
+        "type": ["string", "number", "boolean"],
+        "minLength": 1,
+        "description": "A CEL (Common Expression Language) expression, compiled at load. "
+        "Quote string literals inside it: status: \"'paid'\".",
+    },
+    "fieldMap": {
+        "type": "object",
+        "description": "field name → CEL expression computing its value",
+        "propertyNames": {"pattern": IDENT, "patternErrorMessage": "expected a field name"},
+        "additionalProperties": _ref("cel"),
+    },
+    "payloadSchema": {
+        "$ref": META_SCHEMA,
+        "type": "object",
+        "description": "JSON Schema (draft 2020-12) of the payload; its `properties` are "
+        "the fields that rules may read.",
+    },
+    "message": {
+        "type": "object",
+        "description": "An event or command instance: its type and data.",
+        "required": ["type"],
+        "additionalProperties": False,
+        "properties": {
+            "type": _ref("typeName", "event type"),
+            "data": {"type": "object", "description": "payload", "default": {}},
+        },
+    },
+    "stateRule": {
+        "type": ["object", "null"],
+        "description": "How this event changes the state; empty when it changes nothing.",
+        "additionalProperties": False,
+        "properties": {
+            "set": _ref("fieldMap", "state field → CEL over state, data and event"),
+            "unset": {
+                "type": "array",
+                "description": "state fields to remove",
+                "items": {"type": "string", "pattern": IDENT},
+            },
+        },
+    },
+}
+
+_DEFS["aggregate"] = _closed(
+    "An event-sourced stream type: its events rebuild its state.",
+    {
+        "id": _text(
+            "The command/event data field naming the instance, e.g. order_id.", pattern=IDENT
+        ),
+        "stream_prefix": _text(
+            "Stream ids are <stream_prefix>-<id>; defaults to the aggregate's name.",
+            pattern="^[A-Za-z0-9_.]+$",
+        ),
+        "description": {"type": "string"},
+        "initial": {"type": "object", "description": "State of a new instance.", "default": {}},
+        "snapshot": _closed(
+            "Snapshot policy.",
+            {"every": {"type": "integer", "minimum": 1, "description": "events between snapshots"}},
+            ("every",),
+        ),
+        "on": {
+            "type": "object",
+            "description": "event type → how it changes the state",
+            "propertyNames": _ref("typeName"),
+            "additionalProperties": _ref("stateRule"),
+        },
+    },
+    ("id",),
+)
+
+_DEFS["command"] = _closed(
+    "A command: payload schema, target aggregate, and either rules (require/emit) or a handler.",
+    {
+        "aggregate": _ref("typeName", "the aggregate this command acts on"),
+        "description": {"type": "string"},
+        "schema": _ref("payloadSchema"),
+        "require": {
+            "type": "array",
+            "description": "Preconditions, checked in order; the first false one rejects (422).",
+            "items": _closed(
+                "A precondition.",
+                {
+                    "rule": _ref("cel", "boolean CEL over data, state, command and version"),
+                    "message": {"type": "string", "description": "the rejection's reason"},
+                },
+                ("rule",),
+            ),
+        },
+        "emit": {
+            "type": "array",
+            "description": "Events appended when every requirement holds.",
+            "items": _closed(
+                "An event to emit.",
+                {
+                    "event": _ref("typeName", "a declared event type"),
+                    "data": _ref("fieldMap", "event field → CEL over data, state, command"),
+                    "when": _ref("cel", "emit only when this is true"),
+                },
+                ("event",),
+            ),
+        },
+        "handler": _ref("typeName", "a handler declared under `handlers`"),
+    },
+    ("aggregate", "schema"),
+    allOf=[
+        _one_of_keys("emit", "handler", "a command needs either 'emit' rules or a 'handler'"),
+        {
+            "if": {"required": ["handler"]},
+            "then": {
+                "not": {"required": ["require"]},
+                "errorMessage": "'require' rules go with 'emit'; a handler does its own checks",
+            },
+        },
+    ],
+)
+
+_DEFS["event"] = _closed(
+    "An event type.",
+    {
+        "version": {"type": "integer", "minimum": 1, "default": 1, "description": "schema version"},
+        "description": {"type": "string"},
+        "schema": _ref("payloadSchema"),
+    },
+)
+
+_WEBHOOK = _closed(
+    "User code behind an HTTP endpoint (Standard Webhooks signatures).",
+    {
+        "kind": {"const": "webhook"},
+        "url": _text(
+            "Where commands are POSTed.",
+            pattern=_or_env("^https?://"),
+            patternErrorMessage="expected an http:// or https:// URL",
+        ),
+        "secret": _text("Signing secret (whsec_... or any string); use ${VAR}."),
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds per call"},
+        "retries": {"type": "integer", "minimum": 0, "description": "retries after a failure"},
+        "circuit_breaker": _closed(
+            "Stop calling for a while after repeated failures.",
+            {
+                "failures": {"type": "integer", "minimum": 1, "description": "failures to open"},
+                "reset_after": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+            },
+        ),
+        "description": {"type": "string"},
+    },
+    ("kind", "url"),
+)
+
+_PLUGIN = _closed(
+    "A Python function found through an entry point in group catgad.handlers.",
+    {
+        "kind": {"const": "plugin"},
+        "entry_point": _text("The entry point's name."),
+        "description": {"type": "string"},
+    },
+    ("kind", "entry_point"),
+)
+
+_STORE = _kinded(
+    "Event store",
+    "Where events are kept: memory, sqlite (the default), postgres, redis or nats "
+    "(JetStream). The short form uses the local default address.",
+    STORE_KINDS,
+    "sqlite",
+    _closed(
+        "Event store, long form.",
+        {
+            "url": _text("Server URL (postgres, redis, nats)."),
+            "path": _text("SQLite file, relative to this config file.", default="catgad.db"),
+            "synchronous": {
+                "enum": ["full", "normal"],
+                "default": "full",
+                "description": "SQLite: full syncs every commit to disk; normal is faster "
+                "but a power loss may drop the last commits.",
+            },
+            "options": {"type": "object", "description": "backend-specific settings"},
+        },
+    ),
+)
+
+_BUS = _kinded(
+    "Bus",
+    "How events are published: memory (in-process, the default), nats or kafka.",
+    BUS_KINDS,
+    "memory",
+    _closed(
+        "Bus, long form.",
+        {
+            "url": _text("Server URL (nats) or bootstrap servers (kafka)."),
+            "options": {"type": "object", "description": "subjects/topics, partitions, groups"},
+        },
+    ),
+)
+
+_THEN = _closed(
+    "What should happen: these events or a rejection, and/or this state afterwards.",
+    {
+        "events": {"type": "array", "items": _ref("message"), "description": "events appended"},
+        "rejected": _closed(
+            "The command is refused.",
+            {
+                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                "message": {"type": "string", "description": "expected in the reason"},
+            },
+        ),
+        "state": {"type": "object", "description": "expected fields of the state afterwards"},
+    },
+    allOf=[
+        {
+            "anyOf": [{"required": [key]} for key in ("events", "rejected", "state")],
+            "errorMessage": "'then' needs 'events', 'rejected' or 'state'",
+        },
+        {
+            "not": {"required": ["events", "rejected"]},
+            "errorMessage": "'then' expects events or a rejection, not both",
+        },
+    ],
+)
+
+_SCENARIO = _closed(
+    "A scenario test: given events, when a command, then events or a rejection.",
+    {
+        "name": _text("What the scenario shows."),
+        "given": {"type": "array", "items": _ref("message"), "description": "past events"},
+        "when": _closed(
+            "The command under test.",
+            {
+                "command": _ref("typeName", "a declared command"),
+                "data": {"type": "object", "default": {}},
+            },
+            ("command",),
+        ),
+        "then": _THEN,
+    },
+    ("name", "when", "then"),
+)
+
+_LATER = "Accepted and kept as written; run by a later release."
+
+SCHEMA: Schema = {
+    "$schema": META_SCHEMA,
+    "$id": SCHEMA_ID,
+    "title": "catgad config",
+    "description": "A catgad service: CQRS / event sourcing configured by one YAML file.",
+    "type": "object",
+    "required": ["catgad"],
+    "properties": {
+        "catgad": {
+            "const": 1,
+            "description": "Config format version; must be 1.",
+            "errorMessage": "expected 1, the config format version",
+        },
+        "include": {
+            "type": "array",
+            "description": "Files merged into this one, relative to it.",
+            "items": {"type": "string", "minLength": 1},
+        },
+        "service": _closed(
+            "The service's name and HTTP address.",
+            {
+                "name": _text("Used as the CloudEvents source.", pattern=_or_env(TYPE_NAME)),
+                "listen": _text(
+                    "HTTP address, host:port.",
+                    default="127.0.0.1:8080",
+                    pattern=_or_env(LISTEN),
+                    patternErrorMessage="expected host:port, e.g. 127.0.0.1:8080",
+                ),
+            },
+        ),
+        "store": _STORE,
+        "bus": _BUS,
+        "handlers": _named(
+            "Named endpoints of user code.", {"anyOf": [_WEBHOOK, _PLUGIN]}, "Handlers"
+        ),
+        "aggregates": _named("Stream types and their state.", _ref("aggregate"), "Aggregates"),
+        "commands": _named("Commands the service accepts.", _ref("command"), "Commands"),
+        "events": _named("Event types.", _ref("event"), "Events"),
+        "tests": {"type": "array", "description": "Scenario tests.", "items": _SCENARIO},
+        "projections": {"type": "object", "description": _LATER},
+        "sagas": {"type": "object", "description": _LATER},
+        "processes": {"type": "object", "description": _LATER},
+    },
+    "patternProperties": {"^x-": {"description": "Free space, e.g. for YAML anchors; ignored."}},
+    "additionalProperties": False,
+    "$defs": _DEFS,
+}
+
+
+def render() -> str:
+    """The schema file's exact text."""
+    return json.dumps(SCHEMA, indent=2, ensure_ascii=False) + "\n"
+
+
+def default_path() -> Path:
+    return Path(__file__).resolve().parents[2] / "schemas" / "catgad.schema.json"
+
+
+def main(argv: list[str]) -> int:
+    target = Path(argv[0]) if argv else default_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render(), encoding="utf-8")
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
