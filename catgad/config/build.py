@@ -17,6 +17,7 @@ from typing import Any, Literal, cast
 from jsonschema import Draft202012Validator
 from jsonschema.protocols import Validator
 
+from catgad.aggregates.payload import PayloadSchema
 from catgad.config.cel import CelCompileError, CelExpr
 from catgad.config.loader import Path, Reporter, format_path
 from catgad.config.model import (
@@ -85,10 +86,14 @@ def cel_message(error: CelCompileError) -> str:
     return f"invalid CEL at {where} of the expression: {what}"
 
 
-def payload_validator(schema: dict[str, Any]) -> Validator:
+def payload_validator(schema: dict[str, Any]) -> PayloadSchema:
     """A validator for command/event data; `format` is checked, as users expect."""
-    return cast(
-        Validator, Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return PayloadSchema(
+        schema,
+        cast(
+            Validator,
+            Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER),
+        ),
     )
 
 

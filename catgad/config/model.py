@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from jsonschema.protocols import Validator
-
+from catgad.aggregates.payload import PayloadSchema
 from catgad.config.cel import CelExpr
 
 
@@ -105,7 +104,7 @@ class CommandDef:
     name: str
     aggregate: str
     schema: dict[str, Any]
-    validator: Validator
+    validator: PayloadSchema
     require: list[Requirement] = field(default_factory=list)
     emit: list[Emit] = field(default_factory=list)
     handler: str | None = None  # a declared handler name instead of require/emit rules
@@ -117,7 +116,7 @@ class CommandDef:
 class EventDef:
     name: str
     schema: dict[str, Any]
-    validator: Validator
+    validator: PayloadSchema
     version: int = 1
     description: str | None = None
     where: Where | None = None

@@ -211,11 +211,13 @@ class CommandEngine:
         for index, decision in enumerate(decisions):
             event_def = self.config.events.get(decision.type)
             if event_def is not None:
-                errors = list(event_def.validator.iter_errors(decision.data))
+                errors = event_def.validator.errors(decision.data)
                 if errors:
+                    first = errors[0]
                     raise RuleError(
                         f"commands.{cmd.name}.emit[{index}]",
-                        f"event {decision.type} breaks its schema: {errors[0].message}",
+                        f"event {decision.type} breaks its schema at "
+                        f"{first.pointer or '/'}: {first.message}",
                     )
             out.append(
                 Envelope(
