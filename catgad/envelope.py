@@ -14,8 +14,20 @@ JSON = "application/json"
 
 # Attributes with a fixed meaning; anything else in a structured event is an extension.
 _CORE = frozenset(
-    {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data",
-     "correlationid", "causationid", "streamversion", "dataschemaversion"}
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "datacontenttype",
+        "data",
+        "correlationid",
+        "causationid",
+        "streamversion",
+        "dataschemaversion",
+    }
 )
 _REQUIRED = ("id", "source", "type")
 

@@ -98,8 +98,13 @@ class ConfigError(CatgadError):
 
 
 def _issue_dict(issue: ConfigIssue) -> dict[str, Any]:
-    return {"file": issue.file, "line": issue.line, "column": issue.column,
-            "path": issue.path, "message": issue.message}
+    return {
+        "file": issue.file,
+        "line": issue.line,
+        "column": issue.column,
+        "path": issue.path,
+        "message": issue.message,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,8 +263,11 @@ class ConcurrencyError(StoreError):
         self.actual = actual
 
     def extensions(self) -> dict[str, Any]:
-        return {"stream": self.stream, "expected_version": self.expected,
-                "actual_version": self.actual}
+        return {
+            "stream": self.stream,
+            "expected_version": self.expected,
+            "actual_version": self.actual,
+        }
 
 
 class Unavailable(StoreError):

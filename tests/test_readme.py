@@ -53,7 +53,11 @@ def test_readme_session_is_what_the_daemon_answers(tmp_path: Path) -> None:
             assert command.startswith("curl "), command
             done = subprocess.run(
                 command.replace("localhost:8080", address),
-                shell=True, capture_output=True, text=True, timeout=30, check=False,
+                shell=True,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
             )
             assert done.returncode == 0, (command, done.stderr)
             assert as_pattern(expected).fullmatch(done.stdout.strip()), (

@@ -37,7 +37,8 @@ class PayloadSchema:
             return [FieldError(_pointer(e), e.message) for e in found]
         # the two engines' regex dialects may disagree: trust the one that said no
         return [
-            FieldError(_join(list(e.instance_path)), e.message) for e in self._fast.iter_errors(data)
+            FieldError(_join(list(e.instance_path)), e.message)
+            for e in self._fast.iter_errors(data)
         ]
 
 
@@ -50,7 +51,8 @@ def _pointer(error: ValidationError) -> str:
     parts: list[Any] = list(error.absolute_path)
     if error.validator == "required" and isinstance(error.instance, dict):
         # point at the missing member, not at its parent
-        for name in error.validator_value or ():
+        required = error.validator_value if isinstance(error.validator_value, list) else []
+        for name in required:
             if name not in error.instance:
                 parts.append(name)
                 break

@@ -43,7 +43,9 @@ def evolve(aggregate: AggregateDef, state: dict[str, Any], event: Envelope) -> d
     return new_state
 
 
-def replay(aggregate: AggregateDef, state: dict[str, Any], events: list[Envelope]) -> dict[str, Any]:
+def replay(
+    aggregate: AggregateDef, state: dict[str, Any], events: list[Envelope]
+) -> dict[str, Any]:
     for event in events:
         state = evolve(aggregate, state, event)
     return state

@@ -33,8 +33,12 @@ class _Group:
                     turn += 1
                     await handler(envelope)
             except Exception:
-                log.exception("memory bus handler failed", topic=self.topic, group=self.name,
-                              event_id=envelope.id)
+                log.exception(
+                    "memory bus handler failed",
+                    topic=self.topic,
+                    group=self.name,
+                    event_id=envelope.id,
+                )
             finally:
                 self.queue.task_done()
 

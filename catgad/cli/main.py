@@ -16,7 +16,9 @@ VERBS = ("run", "validate", "test", "send", "bench")
 
 
 class VerbModule(Protocol):
-    def add_parser(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+    def add_parser(
+        self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
+    ) -> None: ...
 
     def run(self, args: argparse.Namespace) -> int: ...
 
@@ -29,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"catgad {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb in VERBS:
-        module: VerbModule = importlib.import_module(f"catgad.cli.{verb}")  # type: ignore[assignment]
+        module: VerbModule = importlib.import_module(f"catgad.cli.{verb}")
         module.add_parser(sub)
     return parser
 
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors, 0 on --help
-    module: VerbModule = importlib.import_module(f"catgad.cli.{args.verb}")  # type: ignore[assignment]
+    module: VerbModule = importlib.import_module(f"catgad.cli.{args.verb}")
     try:
         return module.run(args)
     except ConfigError as exc:

@@ -26,8 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("data", metavar="DATA", help="JSON object, @file.json, or - for stdin")
     parser.add_argument("--url", help="base URL of a running daemon, e.g. http://127.0.0.1:8080")
     parser.add_argument("--idempotency-key", dest="command_id", help="the command id")
-    parser.add_argument("--if-match", dest="expected_version", type=int,
-                        help="expected stream version")
+    parser.add_argument(
+        "--if-match", dest="expected_version", type=int, help="expected stream version"
+    )
 
 
 def _read_data(spec: str) -> Any:
@@ -64,7 +65,9 @@ async def _send_local(config: Any, args: argparse.Namespace, data: Any) -> int:
     async with Runtime.start(config) as runtime:
         try:
             result = await runtime.engine.execute(
-                args.command, data, command_id=args.command_id,
+                args.command,
+                data,
+                command_id=args.command_id,
                 expected_version=args.expected_version,
             )
         except CatgadError as exc:

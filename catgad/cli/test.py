@@ -18,8 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "Prints a TAP report; exits 1 when a scenario fails.",
     )
     parser.add_argument("config", metavar="CONFIG", help="path to the YAML config")
-    parser.add_argument("-k", dest="pattern", default=None,
-                        help="run only scenarios whose name contains PATTERN")
+    parser.add_argument(
+        "-k", dest="pattern", default=None, help="run only scenarios whose name contains PATTERN"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

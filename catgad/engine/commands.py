@@ -132,11 +132,15 @@ class CommandEngine:
     ) -> CommandResult:
         client_id = command_id or (body.get("id") if is_cloudevent(body) else None)
         envelope = self.envelope_for(command_type, body, command_id=command_id)
-        return await self.handle(envelope, expected_version=expected_version,
-                                 client_chose_id=client_id is not None)
+        return await self.handle(
+            envelope, expected_version=expected_version, client_chose_id=client_id is not None
+        )
 
     async def handle(
-        self, envelope: Envelope, *, expected_version: int | None = None,
+        self,
+        envelope: Envelope,
+        *,
+        expected_version: int | None = None,
         client_chose_id: bool = True,
     ) -> CommandResult:
         cmd = self.command_def(envelope.type)
@@ -147,8 +151,9 @@ class CommandEngine:
         lock = self._locks.acquire(stream)
         try:
             async with lock:
-                return await self._run_locked(cmd, aggregate, stream, envelope,
-                                              expected_version, client_chose_id)
+                return await self._run_locked(
+                    cmd, aggregate, stream, envelope, expected_version, client_chose_id
+                )
         finally:
             self._locks.release(stream)
 
@@ -230,8 +235,11 @@ class CommandEngine:
                     correlationid=command.correlationid or command.id,
                     causationid=command.id,
                     dataschemaversion=event_def.version if event_def else 1,
-                    extensions={k: v for k, v in command.extensions.items()
-                                if k in ("traceparent", "tracestate")},
+                    extensions={
+                        k: v
+                        for k, v in command.extensions.items()
+                        if k in ("traceparent", "tracestate")
+                    },
                 )
             )
         return out

@@ -73,7 +73,9 @@ class EventStore(Protocol):
         command_id: str,
     ) -> AppendResult: ...
 
-    async def read(self, stream: str, *, after: int = 0, limit: int | None = None) -> list[Envelope]:
+    async def read(
+        self, stream: str, *, after: int = 0, limit: int | None = None
+    ) -> list[Envelope]:
         """Events of one stream with streamversion > after, in order."""
 
     async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Envelope]:

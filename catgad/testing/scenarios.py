@@ -42,8 +42,12 @@ async def _run(config: Config, engine: CommandEngine, scenario: Scenario) -> Out
     stream = aggregate.stream_id(str(instance))
     if scenario.given:
         given = [
-            Envelope(type=g.type, data=g.data, source="catgad-test",
-                     dataschemaversion=_version(config, g.type))
+            Envelope(
+                type=g.type,
+                data=g.data,
+                source="catgad-test",
+                dataschemaversion=_version(config, g.type),
+            )
             for g in scenario.given
         ]
         await engine.store.append(stream, given, expected_version=0, command_id="given")

@@ -15,7 +15,11 @@ def send(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CATGAD_SQLITE_PATH": str(db)}
     return subprocess.run(
         [sys.executable, "-m", "catgad.cli.main", "send", str(EXAMPLE), *args],
-        capture_output=True, text=True, timeout=120, check=False, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
     )
 
 

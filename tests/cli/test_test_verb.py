@@ -12,7 +12,10 @@ EXAMPLES = Path(__file__).parents[2] / "config" / "examples"
 def catgad(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "catgad.cli.main", *args],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -28,8 +31,10 @@ def test_example_scenarios_pass() -> None:
 
 
 def test_failing_scenarios_are_reported(tmp_path: Path) -> None:
-    config = (EXAMPLES / "orders.yaml").read_text().replace(
-        "  - orders.tests.yaml", "  - wrong.tests.yaml"
+    config = (
+        (EXAMPLES / "orders.yaml")
+        .read_text()
+        .replace("  - orders.tests.yaml", "  - wrong.tests.yaml")
     )
     (tmp_path / "orders.yaml").write_text(config)
     (tmp_path / "wrong.tests.yaml").write_text(

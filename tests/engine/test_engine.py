@@ -18,8 +18,8 @@ from catgad.errors import (
     PreconditionFailed,
     UnknownCommand,
 )
-from catgad.store.memory import MemoryStore
 from catgad.store.factory import open_store
+from catgad.store.memory import MemoryStore
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "examples" / "orders.yaml"
 
@@ -38,8 +38,11 @@ async def engine(config: Config) -> AsyncIterator[CommandEngine]:
 
 
 def create(order_id: str, price: int = 1250, qty: int = 2) -> dict[str, object]:
-    return {"order_id": order_id, "customer": "alice",
-            "items": [{"sku": "book", "qty": qty, "price": price}]}
+    return {
+        "order_id": order_id,
+        "customer": "alice",
+        "items": [{"sku": "book", "qty": qty, "price": price}],
+    }
 
 
 async def test_create_then_pay_computes_state(engine: CommandEngine) -> None:
@@ -115,8 +118,7 @@ async def test_two_engines_on_one_sqlite_file_never_lose_an_update(
     """Two engines (as two processes would) share one file; stale caches must not win."""
     from catgad.config.model import StoreConfig
 
-    stores = [open_store(StoreConfig(kind="sqlite", path=str(tmp_path / "s.db")))
-              for _ in range(2)]
+    stores = [open_store(StoreConfig(kind="sqlite", path=str(tmp_path / "s.db"))) for _ in range(2)]
     for store in stores:
         await store.open()
     try:
