@@ -77,7 +77,17 @@ class FieldRef:
 class CelExpr:
     """A compiled CEL expression with what it reads."""
 
-    __slots__ = ("_constant", "_path", "_program", "bound", "fields", "roots", "source")
+    __slots__ = (
+        "_constant",
+        "_functions",
+        "_path",
+        "_program",
+        "_prune",
+        "bound",
+        "fields",
+        "roots",
+        "source",
+    )
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -85,10 +95,15 @@ class CelExpr:
             self._program = cel.compile(source)
         except (ValueError, RuntimeError, TypeError) as exc:
             raise CelCompileError(_short(str(exc))) from None
-        refs, bound = _analyse(source)
+        refs, bound, prune = _analyse(source)
         self.bound = bound
         self.roots = frozenset(v for v in self._program.variables() if v not in bound)
         self.fields = refs
+        # The runtime converts every value handed to it; handing it only the fields an
+        # expression reads (not a whole state with its item lists) is what keeps it fast.
+        self._prune = {root: prune[root] for root in self.roots if root in prune}
+        used = set(self._program.functions())
+        self._functions = {k: f for k, f in EXTRA_FUNCTIONS.items() if k in used}
         self._path: tuple[str, ...] | None = None
         self._constant: Any = _MISSING
         text = source.strip()
@@ -112,8 +127,17 @@ class CelExpr:
                 value = value[name]
             else:
                 return value
+        context: dict[str, Any] = dict(self._functions)
+        for root in self.roots:
+            if root not in activation:
+                continue
+            value = activation[root]
+            keep = self._prune.get(root)
+            if keep is not None and isinstance(value, dict):
+                value = {k: value[k] for k in keep if k in value}
+            context[root] = value
         try:
-            return self._program.execute({**EXTRA_FUNCTIONS, **activation})
+            return self._program.execute(context)
         except KeyError as exc:
             raise CelEvalError(f"{self.source}: no such field {exc}") from None
         except (ValueError, RuntimeError, TypeError, ArithmeticError) as exc:
@@ -135,12 +159,15 @@ def _parser() -> Any:
     return CELParser()
 
 
-def _analyse(source: str) -> tuple[frozenset[FieldRef], frozenset[str]]:
-    """Field paths read from root identifiers, and names bound by comprehension macros."""
+def _analyse(
+    source: str,
+) -> tuple[frozenset[FieldRef], frozenset[str], dict[str, frozenset[str]]]:
+    """Field paths read from root identifiers, names bound by comprehension macros, and
+    for each root only ever used as `root.field`, the fields used (safe to prune to)."""
     try:
         tree = _parser().parse(source)
     except Exception:  # the Rust compiler accepted it; analysis is best effort
-        return frozenset(), frozenset()
+        return frozenset(), frozenset(), {}
     bound: set[str] = set()
     refs: set[FieldRef] = set()
     for node in _walk(tree):
@@ -156,8 +183,24 @@ def _analyse(source: str) -> tuple[frozenset[FieldRef], frozenset[str]]:
             chain = _dot_chain(node)
             if chain and len(chain) >= 2 and chain[0] not in bound:
                 refs.add(FieldRef(chain[0], tuple(chain[1:])))
-    # keep only maximal paths' prefixes of depth 1+ (data.items.x → also covers data.items)
-    return frozenset(refs), frozenset(bound)
+    occurrences: dict[str, int] = {}
+    dotted: dict[str, set[str]] = {}
+    dotted_count: dict[str, int] = {}
+    for node in _walk(tree):
+        if node.data == "ident":
+            name = str(node.children[0])
+            occurrences[name] = occurrences.get(name, 0) + 1
+        elif node.data == "member_dot":
+            root = _ident_of(node.children[0])
+            if root is not None:
+                dotted.setdefault(root, set()).add(str(node.children[1]))
+                dotted_count[root] = dotted_count.get(root, 0) + 1
+    prune = {
+        root: frozenset(fields)
+        for root, fields in dotted.items()
+        if root not in bound and dotted_count[root] == occurrences.get(root, 0)
+    }
+    return frozenset(refs), frozenset(bound), prune
 
 
 def _walk(tree: Any) -> Iterator[Any]:

@@ -12,7 +12,14 @@ from catgad.aggregates.payload import check_payload
 from catgad.aggregates.rules import Decision, decide
 from catgad.config.model import AggregateDef, CommandDef, Config
 from catgad.engine.state import Loaded, StateLoader
-from catgad.envelope import Envelope, EnvelopeError, from_dict, is_cloudevent, now_rfc3339
+from catgad.envelope import (
+    Envelope,
+    EnvelopeError,
+    from_dict,
+    is_cloudevent,
+    new_id,
+    now_rfc3339,
+)
 from catgad.errors import (
     CatgadError,
     ConcurrencyError,
@@ -118,7 +125,7 @@ class CommandEngine:
         return Envelope(
             type=command_type,
             data=body,
-            id=command_id or str(uuid.uuid4()),
+            id=command_id or new_id(),
             source=self.config.service.name,
         )
 
