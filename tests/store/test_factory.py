@@ -1,0 +1,54 @@
+"""open_store builds the store a config names, unopened, and says clearly what it cannot build."""
+
+from pathlib import Path
+
+import pytest
+
+from catgad.config.model import StoreConfig
+from catgad.errors import CatgadError
+from catgad.store.factory import open_store
+from catgad.store.memory import MemoryStore
+from catgad.store.protocol import EventStore
+from catgad.store.sqlite import SQLiteStore
+
+
+def test_memory() -> None:
+    store = open_store(StoreConfig(kind="memory"))
+    assert isinstance(store, MemoryStore) and isinstance(store, EventStore)
+
+
+async def test_sqlite_with_options(tmp_path: Path) -> None:
+    cfg = StoreConfig(
+        kind="sqlite",
+        path=str(tmp_path / "deep" / "events.db"),
+        synchronous="normal",
+        options={"busy_timeout_ms": 100, "max_batch": 8, "readers": 2},
+    )
+    store = open_store(cfg)
+    assert isinstance(store, SQLiteStore) and store.synchronous == "normal"
+    assert not (tmp_path / "deep").exists()  # unopened
+    await store.open()
+    try:
+        await store.ping()
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis", "nats"])
+def test_other_kinds_are_not_available_yet(kind: str) -> None:
+    with pytest.raises(CatgadError, match=f"store kind '{kind}' is not available yet"):
+        open_store(StoreConfig(kind=kind))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "message"),
+    [
+        ("sqlite", {"batch": 3}, "not known for sqlite"),
+        ("sqlite", {"readers": "4"}, "must be int"),
+        ("sqlite", {"readers": True}, "must be int"),
+        ("memory", {"readers": 1}, "not known for memory"),
+    ],
+)
+def test_bad_options_are_refused(kind: str, options: dict[str, object], message: str) -> None:
+    with pytest.raises(CatgadError, match=message):
+        open_store(StoreConfig(kind=kind, options=options))  # type: ignore[arg-type]
