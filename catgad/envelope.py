@@ -58,7 +58,6 @@ class _RandomPool:
             self._at += 16
             return chunk
 
-
     def reset(self) -> None:
         self._buf = b""
         self._at = 0
