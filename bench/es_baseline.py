@@ -30,7 +30,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.sqlite import SQLiteConnection, SQLiteFactory
 
-from bench.workload import Measurement, Progress, Workload, no_progress, verify
+from bench.workload import Measurement, Progress, Workload, count_whole_streams, no_progress, verify
 
 SYNC_NAMES = {0: "off", 1: "normal", 2: "full", 3: "extra"}
 
@@ -137,20 +137,9 @@ def synchronous_in_use(app: Orders) -> set[str]:
 
 
 def count_events(path: Path, workload: Workload) -> int:
-    """Stored events, counted only if every order holds exactly versions 1..3."""
-    conn = sqlite3.connect(path)
-    try:
-        total = int(conn.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0])
-        whole = int(
-            conn.execute(
-                "SELECT COUNT(*) FROM (SELECT COUNT(*) AS n, MIN(originator_version) AS lo, "
-                "MAX(originator_version) AS hi FROM stored_events GROUP BY originator_id) "
-                "WHERE n = 3 AND lo = 1 AND hi = 3"
-            ).fetchone()[0]
-        )
-    finally:
-        conn.close()
-    return total if whole == workload.orders_total else -whole
+    return count_whole_streams(
+        path, workload, table="stored_events", stream="originator_id", version="originator_version"
+    )
 
 
 def run(

@@ -27,7 +27,15 @@ from typing import Any
 
 import orjson
 
-from bench.workload import Measurement, OrderSpec, Progress, Workload, no_progress, verify
+from bench.workload import (
+    Measurement,
+    OrderSpec,
+    Progress,
+    Workload,
+    count_whole_streams,
+    no_progress,
+    verify,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -93,19 +101,7 @@ def row_for(order: OrderSpec, command_type: str, data: dict[str, Any]) -> Row:
 
 
 def count_events(path: Path, workload: Workload) -> int:
-    """Events stored, counted only if every order's stream is exactly versions 1..3."""
-    conn = sqlite3.connect(path)
-    try:
-        total = int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
-        whole = int(
-            conn.execute(
-                "SELECT COUNT(*) FROM (SELECT COUNT(*) AS n, MIN(version) AS lo, "
-                "MAX(version) AS hi FROM events GROUP BY stream) WHERE n = 3 AND lo = 1 AND hi = 3"
-            ).fetchone()[0]
-        )
-    finally:
-        conn.close()
-    return total if whole == workload.orders_total else -whole
+    return count_whole_streams(path, workload, table="events", stream="stream", version="version")
 
 
 def run(

@@ -170,6 +170,28 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else 0.0
 
 
+def count_whole_streams(
+    path: Any, workload: Workload, *, table: str, stream: str, version: str
+) -> int:
+    """Events stored in a SQLite file, counted only if every order holds exactly 1..3;
+    otherwise minus the number of whole orders, so a wrong run cannot pass for a right one."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        total = int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        whole = int(
+            conn.execute(
+                f"SELECT COUNT(*) FROM (SELECT COUNT(*) AS n, MIN({version}) AS lo, "
+                f"MAX({version}) AS hi FROM {table} GROUP BY {stream}) "
+                "WHERE n = 3 AND lo = 1 AND hi = 3"
+            ).fetchone()[0]
+        )
+    finally:
+        conn.close()
+    return total if whole == workload.orders_total else -whole
+
+
 def verify(m: Measurement, workload: Workload, counted: int, *, what: str = "events") -> None:
     """Raise unless the store holds exactly the expected number of events."""
     m.verified_events = counted

@@ -15,7 +15,7 @@ SPECVERSION = "1.0"
 JSON = "application/json"
 
 # Attributes with a fixed meaning; anything else in a structured event is an extension.
-_CORE = frozenset(
+CORE_ATTRIBUTES = frozenset(
     {
         "specversion",
         "id",
@@ -171,7 +171,7 @@ def from_dict(obj: Any) -> Envelope:
         causationid=obj.get("causationid"),
         streamversion=obj.get("streamversion"),
         dataschemaversion=obj.get("dataschemaversion"),
-        extensions={k: v for k, v in obj.items() if k not in _CORE},
+        extensions={k: v for k, v in obj.items() if k not in CORE_ATTRIBUTES},
     )
 
 

@@ -14,27 +14,12 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from catgad.envelope import Envelope
+from catgad.envelope import CORE_ATTRIBUTES, Envelope
 from catgad.errors import StoreError
 
 # Attributes the Envelope keeps in fields of its own; an extension with one of
 # these names would be lost on the way back, so it is refused up front.
-_CORE = frozenset(
-    {
-        "specversion",
-        "id",
-        "source",
-        "type",
-        "subject",
-        "time",
-        "datacontenttype",
-        "data",
-        "correlationid",
-        "causationid",
-        "streamversion",
-        "dataschemaversion",
-    }
-)
+_CORE = CORE_ATTRIBUTES
 
 
 class EventRecord(NamedTuple):
