@@ -12,6 +12,14 @@ from catgad.store.sqlite import DEFAULT_PATH, SQLiteStore
 
 # store.options understood per kind, with the type each must have
 _SQLITE_OPTIONS: dict[str, type] = {"busy_timeout_ms": int, "max_batch": int, "readers": int}
+_REDIS_OPTIONS: dict[str, type] = {
+    "prefix": str,
+    "pool_size": int,
+    "socket_timeout": float,
+    "connect_timeout": float,
+    "max_batch": int,
+    "max_pipelines": int,
+}
 
 
 def open_store(cfg: StoreConfig) -> EventStore:
@@ -22,6 +30,12 @@ def open_store(cfg: StoreConfig) -> EventStore:
     if cfg.kind == "sqlite":
         options = _check_options(cfg.kind, cfg.options, _SQLITE_OPTIONS)
         return SQLiteStore(cfg.path or DEFAULT_PATH, synchronous=cfg.synchronous, **options)
+    if cfg.kind == "redis":
+        # imported here so that redis-py is loaded only by configs that use it
+        from catgad.store.redis import DEFAULT_URL, RedisStore
+
+        options = _check_options(cfg.kind, cfg.options, _REDIS_OPTIONS)
+        return RedisStore(cfg.url or DEFAULT_URL, **options)
     raise CatgadError(f"store kind {cfg.kind!r} is not available yet")
 
 
@@ -30,7 +44,10 @@ def _check_options(kind: str, options: dict[str, Any], known: dict[str, type]) -
         if key not in known:
             allowed = ", ".join(sorted(known)) or "none"
             raise CatgadError(f"store option {key!r} is not known for {kind} (known: {allowed})")
+        want = known[key]
         # bool is an int to Python, but `readers: true` is surely a mistake
-        if not isinstance(value, known[key]) or isinstance(value, bool):
-            raise CatgadError(f"store option {key!r} must be {known[key].__name__}, not {value!r}")
-    return dict(options)
+        if isinstance(value, bool) or not isinstance(value, want):
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                continue  # `socket_timeout: 5` means 5.0
+            raise CatgadError(f"store option {key!r} must be {want.__name__}, not {value!r}")
+    return {k: float(v) if known[k] is float else v for k, v in options.items()}

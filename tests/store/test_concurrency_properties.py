@@ -52,7 +52,9 @@ plans = st.builds(
     Plan,
     streams=st.integers(1, 3),
     commands=st.lists(commands, min_size=1, max_size=20),
-    rnd=st.randoms(use_true_random=False),
+    # one seed drawn up front: how many pauses a run takes depends on I/O timing, and a
+    # strategy drawing lazily would then look flaky to Hypothesis
+    rnd=st.integers(0, 2**32 - 1).map(random.Random),
 )
 
 

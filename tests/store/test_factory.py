@@ -34,7 +34,7 @@ async def test_sqlite_with_options(tmp_path: Path) -> None:
         await store.close()
 
 
-@pytest.mark.parametrize("kind", ["postgres", "redis", "nats"])
+@pytest.mark.parametrize("kind", ["postgres", "nats"])
 def test_other_kinds_are_not_available_yet(kind: str) -> None:
     with pytest.raises(CatgadError, match=f"store kind '{kind}' is not available yet"):
         open_store(StoreConfig(kind=kind))  # type: ignore[arg-type]
@@ -52,3 +52,14 @@ def test_other_kinds_are_not_available_yet(kind: str) -> None:
 def test_bad_options_are_refused(kind: str, options: dict[str, object], message: str) -> None:
     with pytest.raises(CatgadError, match=message):
         open_store(StoreConfig(kind=kind, options=options))  # type: ignore[arg-type]
+
+
+def test_redis_store_from_config_with_int_timeouts() -> None:
+    store = open_store(
+        StoreConfig(
+            kind="redis",
+            url="redis://127.0.0.1:6379/0",
+            options={"prefix": "t:", "socket_timeout": 5},
+        )
+    )
+    assert store.name == "redis"
