@@ -40,10 +40,10 @@ from catgad.config.model import (
 
 # What the short forms (`store: redis`, `bus: nats`) connect to.
 DEFAULT_URLS = {
-    "postgres": "postgresql://localhost:5432/catgad",
-    "redis": "redis://localhost:6379/0",
-    "nats": "nats://localhost:4222",
-    "kafka": "localhost:9092",
+    "postgres": "postgresql://127.0.0.1:5432/postgres",
+    "redis": "redis://127.0.0.1:6379/0",
+    "nats": "nats://127.0.0.1:4222",
+    "kafka": "127.0.0.1:9092",
 }
 DEFAULT_SQLITE_PATH = "catgad.db"
 _HANDLER_KEYS = ("kind", "url", "entry_point", "description")

@@ -12,6 +12,17 @@ from catgad.store.sqlite import DEFAULT_PATH, SQLiteStore
 
 # store.options understood per kind, with the type each must have
 _SQLITE_OPTIONS: dict[str, type] = {"busy_timeout_ms": int, "max_batch": int, "readers": int}
+_POSTGRES_OPTIONS: dict[str, type] = {
+    "schema": str,
+    "pool_min": int,
+    "pool_max": int,
+    "max_batch": int,
+    "writers": int,
+    "connect_timeout": float,
+    "pool_timeout": float,
+    "statement_timeout": float,
+    "reconnect_timeout": float,
+}
 _REDIS_OPTIONS: dict[str, type] = {
     "prefix": str,
     "pool_size": int,
@@ -36,6 +47,12 @@ def open_store(cfg: StoreConfig) -> EventStore:
 
         options = _check_options(cfg.kind, cfg.options, _REDIS_OPTIONS)
         return RedisStore(cfg.url or DEFAULT_URL, **options)
+    if cfg.kind == "postgres":
+        from catgad.store.postgres import DEFAULT_URL as PG_URL
+        from catgad.store.postgres import PostgresStore
+
+        options = _check_options(cfg.kind, cfg.options, _POSTGRES_OPTIONS)
+        return PostgresStore(cfg.url or PG_URL, **options)
     raise CatgadError(f"store kind {cfg.kind!r} is not available yet")
 
 

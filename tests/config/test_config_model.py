@@ -201,9 +201,9 @@ class TestMinimal:
         ("store", "kind", "url"),
         [
             ("memory", "memory", None),
-            ("redis", "redis", "redis://localhost:6379/0"),
-            ("nats", "nats", "nats://localhost:4222"),
-            ("postgres", "postgres", "postgresql://localhost:5432/catgad"),
+            ("redis", "redis", "redis://127.0.0.1:6379/0"),
+            ("nats", "nats", "nats://127.0.0.1:4222"),
+            ("postgres", "postgres", "postgresql://127.0.0.1:5432/postgres"),
             ("{kind: redis, url: 'redis://cache:6380/1'}", "redis", "redis://cache:6380/1"),
         ],
     )
@@ -226,7 +226,7 @@ class TestMinimal:
     @pytest.mark.parametrize(
         ("bus", "kind", "url"),
         [
-            ("kafka", "kafka", "localhost:9092"),
+            ("kafka", "kafka", "127.0.0.1:9092"),
             ("{kind: nats, url: 'nats://n:1'}", "nats", "nats://n:1"),
         ],
     )

@@ -34,7 +34,7 @@ async def test_sqlite_with_options(tmp_path: Path) -> None:
         await store.close()
 
 
-@pytest.mark.parametrize("kind", ["postgres", "nats"])
+@pytest.mark.parametrize("kind", ["nats"])
 def test_other_kinds_are_not_available_yet(kind: str) -> None:
     with pytest.raises(CatgadError, match=f"store kind '{kind}' is not available yet"):
         open_store(StoreConfig(kind=kind))  # type: ignore[arg-type]
