@@ -23,6 +23,14 @@ _POSTGRES_OPTIONS: dict[str, type] = {
     "statement_timeout": float,
     "reconnect_timeout": float,
 }
+_NATS_OPTIONS: dict[str, type] = {
+    "stream": str,
+    "subject_prefix": str,
+    "replicas": int,
+    "storage": str,
+    "timeout": float,
+    "duplicate_window": float,
+}
 _REDIS_OPTIONS: dict[str, type] = {
     "prefix": str,
     "pool_size": int,
@@ -53,6 +61,12 @@ def open_store(cfg: StoreConfig) -> EventStore:
 
         options = _check_options(cfg.kind, cfg.options, _POSTGRES_OPTIONS)
         return PostgresStore(cfg.url or PG_URL, **options)
+    if cfg.kind == "nats":
+        from catgad.store.nats import DEFAULT_URL as NATS_URL
+        from catgad.store.nats import NATSStore
+
+        options = _check_options(cfg.kind, cfg.options, _NATS_OPTIONS)
+        return NATSStore(cfg.url or NATS_URL, **options)
     raise CatgadError(f"store kind {cfg.kind!r} is not available yet")
 
 

@@ -34,12 +34,6 @@ async def test_sqlite_with_options(tmp_path: Path) -> None:
         await store.close()
 
 
-@pytest.mark.parametrize("kind", ["nats"])
-def test_other_kinds_are_not_available_yet(kind: str) -> None:
-    with pytest.raises(CatgadError, match=f"store kind '{kind}' is not available yet"):
-        open_store(StoreConfig(kind=kind))  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(
     ("kind", "options", "message"),
     [
@@ -63,3 +57,10 @@ def test_redis_store_from_config_with_int_timeouts() -> None:
         )
     )
     assert store.name == "redis"
+
+
+def test_nats_store_from_config() -> None:
+    store = open_store(
+        StoreConfig(kind="nats", url="nats://127.0.0.1:4222", options={"stream": "T", "timeout": 2})
+    )
+    assert store.name == "nats"

