@@ -9,9 +9,12 @@
     ├── IdempotencyKeyReused          409  idempotency-key-reused
     ├── PreconditionFailed(rule, msg) 422  precondition-failed   (a `require` rule is false)
     ├── RuleError(where)              500  rule-error            (a rule failed at run time)
-    ├── HandlerError                  502/503                    (user code misbehaved / is down)
+    ├── HandlerError                  502  handler-error         (user code misbehaved / is down)
     │   ├── BadReply(handler, why)    502  bad-handler-reply
     │   └── HandlerUnavailable        503  handler-unavailable   (retryable)
+    │       ├── WebhookFailed(handler, attempts)   503  handler-unavailable
+    │       └── CircuitOpen(handler, retry_after)  503  handler-circuit-open
+    ├── UpcastFailed(event, step)     500  upcast-failed         (an upcaster failed on read)
     └── StoreError                    500  store-error
         ├── ConcurrencyError(stream, expected, actual)   409  version-conflict
         └── Unavailable(dependency, why)                 503  unavailable      (retryable)
@@ -238,6 +241,61 @@ class HandlerUnavailable(HandlerError):
     slug = "handler-unavailable"
     title = "Handler unavailable"
     retryable = True
+
+
+class WebhookFailed(HandlerUnavailable):
+    """A webhook answered 5xx, timed out or could not be reached, on every attempt."""
+
+    def __init__(self, handler: str, attempts: int, why: str) -> None:
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        super().__init__(handler, f"handler {handler!r} failed after {tries}: {why}")
+        self.attempts = attempts
+        self.why = why
+
+    def extensions(self) -> dict[str, Any]:
+        return {"handler": self.handler, "attempts": self.attempts}
+
+
+class CircuitOpen(HandlerUnavailable):
+    """The handler failed too often in a row; catgad does not call it until a probe is due."""
+
+    slug = "handler-circuit-open"
+    title = "Handler circuit open"
+
+    def __init__(self, handler: str, retry_after: float) -> None:
+        super().__init__(
+            handler,
+            f"handler {handler!r} is failing; its circuit is open, "
+            f"the next probe is in {retry_after:.1f}s",
+        )
+        self.retry_after = retry_after
+
+    def extensions(self) -> dict[str, Any]:
+        return {"handler": self.handler, "retry_after": round(self.retry_after, 3)}
+
+
+class UpcastFailed(CatgadError):
+    """A stored event could not be brought to its newest schema version by its upcasters."""
+
+    slug = "upcast-failed"
+    title = "An upcaster failed"
+
+    def __init__(self, event_type: str, event_id: str, from_version: int, why: str) -> None:
+        super().__init__(
+            f"event {event_id!r} ({event_type}): upcaster {from_version} -> "
+            f"{from_version + 1} failed: {why}"
+        )
+        self.event_type = event_type
+        self.event_id = event_id
+        self.from_version = from_version
+        self.why = why
+
+    def extensions(self) -> dict[str, Any]:
+        return {
+            "event_type": self.event_type,
+            "event_id": self.event_id,
+            "from_version": self.from_version,
+        }
 
 
 class StoreError(CatgadError):

@@ -4,49 +4,154 @@
         result = await rt.execute("CreateOrder", {...})
 
 The daemon serves one Runtime over HTTP; `catgad send` and `catgad bench` use
-the same object without a server. The store is opened on entry and closed on
-exit, after everything that used it has finished.
+the same object without a server. The store and the bus are opened on entry,
+closed on exit after everything that used them has finished. The daemon also
+runs the outbox relay (`relay=True`; catgad.bus.relay: store -> bus, one
+active per service among the daemons sharing the store), stopped first on
+exit. One-shot tools do not relay: a process that exits at once should not
+take the relay lease, nor, with the memory bus, move the relay's checkpoint
+past events that only its own (absent) subscribers saw.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from catgad.bus.factory import open_bus, relay_settings
+from catgad.bus.protocol import Bus
+from catgad.bus.relay import Relay
 from catgad.config.model import Config
 from catgad.engine.commands import CommandEngine, CommandResult
+from catgad.engine.routing import CommandRouter, CommandSettings
 from catgad.errors import CatgadError, Unavailable
+from catgad.evolution.upcast import Upcasters
+from catgad.handlers.protocol import Handler
+from catgad.handlers.registry import HandlerRegistry, load_plugins
+from catgad.observability.logs import get_logger
 from catgad.observability.metrics import Metrics
+from catgad.projections.manager import ProjectionManager
+from catgad.projections.metrics import ProjectionMetrics
 from catgad.store.factory import open_store
-from catgad.store.protocol import EventStore
+from catgad.store.protocol import AppendResult, Coordination, EventStore
+
+log = get_logger("catgad.runtime")
+
+PING_TIMEOUT = 1.0  # seconds each dependency gets to answer a readiness probe
 
 
 class Runtime:
     """One service instance: what every transport (HTTP, CLI, bus) runs commands through."""
 
     def __init__(
-        self, config: Config, store: EventStore, *, metrics: Metrics | None = None
+        self,
+        config: Config,
+        store: EventStore,
+        *,
+        metrics: Metrics | None = None,
+        bus: Bus | None = None,
+        handlers: Mapping[str, Handler] | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.bus = bus
         self.metrics = metrics or Metrics()
-        self.engine = CommandEngine(config, store, on_appended=self.metrics.appended)
+        self.relay: Relay | None = None
+        self.engine = CommandEngine(config, store, on_appended=self._appended, handlers=handlers)
+        # over the bus to the stream's replica when daemons share a broker; here otherwise
+        self.router = CommandRouter(
+            self.engine,
+            bus,
+            service=config.service.name,
+            settings=CommandSettings.from_options(config.bus.options.get("commands")),
+        )
+        self.projections = ProjectionManager(
+            config, store, metrics=ProjectionMetrics(self.metrics.registry)
+        )
+
+    def _appended(self, result: AppendResult) -> None:
+        self.metrics.appended(result)
+        if self.relay is not None:
+            self.relay.notify(result)
+        self.projections.notify()
 
     @classmethod
     @asynccontextmanager
     async def start(
-        cls, config: Config, *, store: EventStore | None = None
+        cls,
+        config: Config,
+        *,
+        store: EventStore | None = None,
+        bus: Bus | None = None,
+        relay: bool = False,
+        projections: bool = False,
+        commands: bool = False,
     ) -> AsyncIterator[Runtime]:
-        """Open the config's store (or the one given), yield the runtime, close the store."""
+        """Open the config's store (or the one given) and bus, run the relay if asked, yield, close.
+
+        A bus given is the caller's: used, neither opened nor closed here. `commands=True`
+        (the daemon) serves this replica's share of the routed commands (catgad.engine.routing).
+        """
+        # Plugins first: one that cannot be imported is a ConfigError before anything opens.
+        # The store is seen through the upcasters, so every read is at the newest version.
+        plugins = load_plugins(config)
+        upcasters = Upcasters(config, plugins)
         if store is None:
             store = open_store(config.store)
-        await store.open()
+        handlers = HandlerRegistry.from_config(config, plugins)
         try:
-            yield cls(config, store)
+            await store.open()
+        except BaseException:
+            await handlers.close()
+            raise
+        store = upcasters.wrap(store)
+        try:
+            own_bus = bus is None
+            if bus is None:
+                bus = open_bus(config.bus)
+                await bus.open()
+            try:
+                runtime = cls(config, store, bus=bus, handlers=handlers)
+                if relay:
+                    runtime.start_relay()
+                try:
+                    await runtime.projections.start(run=projections)  # `catgad run` runs them
+                    if commands:
+                        await runtime.router.start()
+                    yield runtime
+                finally:
+                    await runtime.router.stop()  # first: the in-hand command finishes, others move
+                    await runtime.projections.stop()
+                    if runtime.relay is not None:
+                        await runtime.relay.stop()
+            finally:
+                if own_bus:
+                    await bus.close()
         finally:
-            await store.close()
+            try:
+                await handlers.close()
+            finally:
+                await store.close()
+
+    def start_relay(self) -> None:
+        """Start publishing the store's events to the bus (standby while another daemon does)."""
+        if self.relay is not None or self.bus is None:
+            return
+        store = self.store
+        if not isinstance(store, Coordination):
+            log.warning(
+                "events are not relayed to the bus: this store has no leases and checkpoints",
+                store=store.name,
+            )
+            return
+        settings = relay_settings(self.config.bus)
+        self.relay = Relay(
+            store, self.bus, self.config.service.name, settings, registry=self.metrics.registry
+        )
+        self.relay.start()
 
     async def execute(
         self,
@@ -60,7 +165,7 @@ class Runtime:
         known = command_type in self.config.commands
         started = time.perf_counter()
         try:
-            result = await self.engine.execute(
+            result = await self.router.execute(
                 command_type, body, command_id=command_id, expected_version=expected_version
             )
         except CatgadError as exc:
@@ -77,9 +182,33 @@ class Runtime:
     async def check_ready(self) -> dict[str, str]:
         """Each dependency's status; raises Unavailable naming the first one that is down."""
         try:
-            await self.store.ping()
+            async with asyncio.timeout(PING_TIMEOUT):
+                await self.store.ping()
         except Unavailable:
             raise
+        except TimeoutError:
+            why = f"no answer within {PING_TIMEOUT:g}s"
+            raise Unavailable(f"store ({self.store.name})", why) from None
         except Exception as exc:  # a backend that forgot to convert its client's error
             raise Unavailable(f"store ({self.store.name})", str(exc) or type(exc).__name__) from exc
-        return {"store": "ok"}
+        checks = {"store": "ok"}
+        if self.bus is not None:
+            await self._check_bus(self.bus)
+            checks["bus"] = "ok"
+        if self.relay is not None:
+            checks["relay"] = self.relay.state  # active here, or standby: another daemon relays
+        checks["commands"] = "routed" if self.router.routed else "local"
+        return checks
+
+    async def _check_bus(self, bus: Bus) -> None:
+        try:
+            async with asyncio.timeout(PING_TIMEOUT):
+                await bus.ping()
+        except Unavailable:
+            raise
+        except TimeoutError:
+            raise Unavailable(f"bus ({bus.name})", f"no answer within {PING_TIMEOUT:g}s") from None
+        except Exception as exc:
+            raise Unavailable(f"bus ({bus.name})", str(exc) or type(exc).__name__) from exc
+        if self.relay is not None and self.relay.state == "retrying":  # it answers, but refuses
+            raise Unavailable(f"bus ({bus.name})", f"publishing fails: {self.relay.last_error}")

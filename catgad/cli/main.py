@@ -12,7 +12,7 @@ from catgad import __version__
 from catgad.errors import CatgadError, ConfigError
 
 # verb -> module under catgad.cli; each module has add_parser(subparsers) and run(args) -> int
-VERBS = ("run", "validate", "test", "send", "bench")
+VERBS = ("run", "validate", "test", "send", "bench", "migrate", "rebuild", "replay")
 
 
 class VerbModule(Protocol):

@@ -116,7 +116,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 async def serve(config: Config, sock: socket.socket, *, shutdown_timeout: float) -> None:
-    async with Runtime.start(config) as runtime:
+    async with Runtime.start(config, relay=True, projections=True, commands=True) as runtime:
         server = _Server(
             uvicorn.Config(
                 create_app(runtime),

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from catgad.config import load_config
+from catgad.handlers.registry import load_plugins
 from catgad.testing.scenarios import Outcome, run_scenario, tap_lines
 
 
@@ -26,9 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     scenarios = [s for s in config.tests if args.pattern is None or args.pattern in s.name]
+    plugins = load_plugins(config)
 
     async def run_all() -> list[Outcome]:
-        return [await run_scenario(config, s) for s in scenarios]
+        return [await run_scenario(config, s, plugins) for s in scenarios]
 
     outcomes = asyncio.run(run_all())
     for line in tap_lines(outcomes):

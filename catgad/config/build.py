@@ -35,8 +35,10 @@ from catgad.config.model import (
     ServiceConfig,
     StateRule,
     StoreConfig,
+    UpcastStep,
     Where,
 )
+from catgad.projections.build import build_projections
 
 # What the short forms (`store: redis`, `bus: nats`) connect to.
 DEFAULT_URLS = {
@@ -121,7 +123,10 @@ class _Build:
         for index, raw in enumerate(data.get("tests") or []):
             if raw is not None:  # None: pruned after a schema error
                 config.tests.append(self._scenario(index, raw))
-        config.extra = {k: data[k] for k in ("projections", "sagas", "processes") if k in data}
+        config.projections = build_projections(
+            data.get("projections") or {}, config.handlers, self._cel, self._where, self._file
+        )
+        config.extra = {k: data[k] for k in ("sagas", "processes") if k in data}
         return Built(config, self.exprs)
 
     def _where(self, path: Path) -> Where:
@@ -211,6 +216,9 @@ class _Build:
             entry_point=raw.get("entry_point"),
             options={k: v for k, v in raw.items() if k not in _HANDLER_KEYS},
             where=self._where(("handlers", name)),
+            entry_point_where=self._where(("handlers", name, "entry_point"))
+            if "entry_point" in raw
+            else None,
         )
 
     def _aggregate(self, name: str, raw: dict[str, Any]) -> AggregateDef:
@@ -265,6 +273,22 @@ class _Build:
             version=raw.get("version", 1),
             description=raw.get("description"),
             where=self._where(("events", name)),
+            upcasters={
+                int(key): self._upcaster(name, key, step or {})
+                for key, step in (raw.get("upcasters") or {}).items()
+            },
+        )
+
+    def _upcaster(self, event: str, key: str, raw: dict[str, Any]) -> UpcastStep:
+        path: Path = ("events", event, "upcasters", key)
+        return UpcastStep(
+            from_version=int(key),
+            rename=dict(raw.get("rename") or {}),
+            defaults=dict(raw.get("defaults") or {}),
+            set=self._cel_map(raw.get("set"), (*path, "set")),
+            remove=list(raw.get("remove") or []),
+            handler=raw.get("handler"),
+            where=self._where(path),
         )
 
     def _scenario(self, index: int, raw: dict[str, Any]) -> Scenario:
@@ -281,8 +305,11 @@ class _Build:
             else ExpectedRejection(rejected.get("status"), rejected.get("message")),
             expect_state=then.get("state"),
             where=self._where(("tests", index)),
+            reply=raw["when"].get("reply"),
         )
 
 
 def _messages(raw: list[dict[str, Any]] | None) -> list[GivenEvent]:
-    return [GivenEvent(item["type"], item.get("data") or {}) for item in raw or []]
+    return [
+        GivenEvent(item["type"], item.get("data") or {}, item.get("version")) for item in raw or []
+    ]

@@ -14,9 +14,12 @@ from typing import Any
 from catgad.config.build import Built
 from catgad.config.cel import CelExpr
 from catgad.config.loader import Path, Reporter, did_you_mean
+from catgad.handlers.signing import SecretError, secret_key
+from catgad.projections.lint import lint_projections
 
 COMMAND_VARIABLES = ("data", "state", "command", "version")  # in require / emit / when
 RULE_VARIABLES = ("state", "data", "event")  # in an aggregate's `on` rules
+UPCAST_VARIABLES = ("data", "event")  # in an upcaster's `set`
 
 
 @dataclass
@@ -47,6 +50,7 @@ class _Lint:
     def __init__(self, data: dict[str, Any], built: Built, broken: Broken, reporter: Reporter):
         self.data = data
         self.exprs = built.exprs
+        self.config = built.config
         self.broken = broken
         self.reporter = reporter
         self.error = reporter.error
@@ -56,7 +60,15 @@ class _Lint:
             self._aggregate(name, raw)
         for name, raw in self._section("commands").items():
             self._command(name, raw)
+        for name, raw in self._section("events").items():
+            self._upcasters(name, raw)
+        for name, raw in self._section("handlers").items():
+            self._secrets(name, raw)
         self._tests()
+        lint_projections(
+            self.data, self.config, self.exprs, self.reporter, self._resolves,
+            lambda event: properties(self._event_schema(event)),
+        )  # fmt: skip
 
     def _section(self, section: str) -> dict[str, Any]:
         value = self.data.get(section)
@@ -120,6 +132,58 @@ class _Lint:
                 self._expression((*path, "data", key), *check)
             if self._resolves((*path, "event"), "events", emit["event"], "event"):
                 self._emitted(path, emit, self._event_schema(emit["event"]))
+
+    def _secrets(self, name: str, raw: dict[str, Any]) -> None:
+        secret = raw.get("secret")
+        listed = secret if isinstance(secret, list) else [secret]
+        for index, value in enumerate(listed):
+            if not isinstance(value, str):
+                continue
+            try:
+                secret_key(value)
+            except SecretError as exc:
+                path: Path = ("handlers", name, "secret")
+                self.error(path if isinstance(secret, str) else (*path, index), str(exc))
+
+    def _upcasters(self, name: str, raw: dict[str, Any]) -> None:
+        """A chain with no gaps from version 1 to the current one; plugin steps only."""
+        steps = raw.get("upcasters")
+        if not steps:
+            return
+        base: Path = ("events", name, "upcasters")
+        version = raw.get("version", 1)
+        for key in steps:
+            if int(key) >= version:
+                self.error(
+                    (*base, key),
+                    f"{name} is at version {version}, so its upcasters go from 1 to {version - 1}"
+                    if version > 1
+                    else f"{name} is at version 1: there is nothing to upcast to",
+                    at=(*base, key),
+                )
+        for missing in range(1, version):
+            if str(missing) not in steps:
+                self.error(
+                    base,
+                    f"missing upcaster {missing} -> {missing + 1}: events stored at version "
+                    f"{missing} could not be read as version {version} ({{}} keeps the data)",
+                )
+        for key, step in steps.items():
+            path: Path = (*base, key)
+            handler = (step or {}).get("handler")
+            if handler is not None and self._resolves(
+                (*path, "handler"), "handlers", handler, "handler"
+            ):
+                kind = (self._section("handlers").get(handler) or {}).get("kind")
+                if kind not in (None, "plugin"):
+                    self.error(
+                        (*path, "handler"),
+                        f"upcasters run on every read, so only a plugin can be one; "
+                        f"{handler!r} is a {kind}",
+                    )
+            for field_name in (step or {}).get("set") or {}:
+                expr_path: Path = (*path, "set", field_name)
+                self._expression(expr_path, UPCAST_VARIABLES, None, name, None, "")
 
     def _id_field(self, base: Path, schema: dict[str, Any], aggregate: str) -> None:
         id_field = self._section("aggregates").get(aggregate, {}).get("id")
@@ -202,11 +266,37 @@ class _Lint:
                 target = self._section("commands").get(command)  # None: schema-rejected
                 state = None if target is None else self._state_fields(target["aggregate"])
             then = raw["then"]
+            reply = raw["when"].get("reply")
+            if reply is not None:
+                self._stubbed(base, command, reply)
             for where, items in (("given", raw.get("given")), ("then", then.get("events"))):
                 prefix: Path = (*base, where) if where == "given" else (*base, "then", "events")
                 for i, item in enumerate(items or []):
-                    self._resolves((*prefix, i, "type"), "events", item["type"], "event")
+                    if self._resolves((*prefix, i, "type"), "events", item["type"], "event"):
+                        self._stored_version((*prefix, i), item)
             self._expected_state((*base, "then", "state"), then.get("state"), state)
+
+    def _stored_version(self, path: Path, item: dict[str, Any]) -> None:
+        """A past event's version is one its type has had."""
+        stored = item.get("version")
+        event = self._section("events").get(item["type"])
+        if stored is None or event is None:
+            return
+        current = event.get("version", 1)
+        if stored > current:
+            self.error(
+                (*path, "version"),
+                f"{item['type']} is at version {current}; a past event cannot be newer",
+            )
+
+    def _stubbed(self, base: Path, command: str, reply: dict[str, Any]) -> None:
+        """A stubbed reply goes with a handler command, and names declared events."""
+        path: Path = (*base, "when", "reply")
+        target = self._section("commands").get(command)
+        if target is not None and "handler" not in target:
+            self.error(path, f"'reply' stubs a handler, but {command} has rules", at=path)
+        for i, item in enumerate(reply.get("events") or []):
+            self._resolves((*path, "events", i, "type"), "events", item["type"], "event")
 
     def _expected_state(self, path: Path, expected: Any, state: set[str] | None) -> None:
         if not isinstance(expected, dict) or state is None:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from catgad.aggregates.payload import PayloadSchema
 from catgad.config.cel import CelExpr
+from catgad.projections.model import ProjectionDef
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class HandlerConfig:
     entry_point: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     where: Where | None = None
+    entry_point_where: Where | None = None  # where `entry_point` is written, for plugin errors
 
 
 @dataclass(slots=True)
@@ -113,6 +115,24 @@ class CommandDef:
 
 
 @dataclass(slots=True)
+class UpcastStep:
+    """How an event's data at `from_version` becomes its data at from_version + 1.
+
+    Declarative steps apply `rename`, then `defaults` (fields still missing),
+    then `set` (CEL over `data`, as renamed and defaulted, and `event`), then
+    `remove`; a `handler` step hands the whole event to a plugin instead.
+    """
+
+    from_version: int
+    rename: dict[str, str] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    set: dict[str, CelExpr] = field(default_factory=dict)
+    remove: list[str] = field(default_factory=list)
+    handler: str | None = None
+    where: Where | None = None
+
+
+@dataclass(slots=True)
 class EventDef:
     name: str
     schema: dict[str, Any]
@@ -120,12 +140,14 @@ class EventDef:
     version: int = 1
     description: str | None = None
     where: Where | None = None
+    upcasters: dict[int, UpcastStep] = field(default_factory=dict)  # by from_version
 
 
 @dataclass(slots=True)
 class GivenEvent:
     type: str
     data: dict[str, Any]
+    version: int | None = None  # the schema version a `given` event was stored at
 
 
 @dataclass(slots=True)
@@ -148,6 +170,7 @@ class Scenario:
     expect_rejection: ExpectedRejection | None = None
     expect_state: dict[str, Any] | None = None  # optional: fields of the state afterwards
     where: Where | None = None
+    reply: dict[str, Any] | None = None  # a stubbed handler reply: {events: [...]} or {error}
 
 
 @dataclass(slots=True)
@@ -162,5 +185,6 @@ class Config:
     commands: dict[str, CommandDef] = field(default_factory=dict)
     events: dict[str, EventDef] = field(default_factory=dict)
     tests: list[Scenario] = field(default_factory=list)
-    # sections later releases run (projections, sagas, processes), kept as loaded
+    projections: dict[str, ProjectionDef] = field(default_factory=dict)
+    # sections later releases run (sagas, processes), kept as loaded
     extra: dict[str, Any] = field(default_factory=dict)

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from catgad.projections import schema as projection_schema
+
 SCHEMA_ID = "https://catgad.dev/schemas/catgad.schema.json"
 META_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
 
@@ -114,6 +116,22 @@ _DEFS: Schema = {
             "data": {"type": "object", "description": "payload", "default": {}},
         },
     },
+    "pastEvent": {
+        "type": "object",
+        "description": "An event already in the stream: its type, data and the schema "
+        "version it was stored at (default: the event type's current version).",
+        "required": ["type"],
+        "additionalProperties": False,
+        "properties": {
+            "type": _ref("typeName", "event type"),
+            "data": {"type": "object", "description": "payload", "default": {}},
+            "version": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "stored at this schema version: read through the upcasters",
+            },
+        },
+    },
     "stateRule": {
         "type": ["object", "null"],
         "description": "How this event changes the state; empty when it changes nothing.",
@@ -202,12 +220,61 @@ _DEFS["command"] = _closed(
     ],
 )
 
+_DEFS["upcaster"] = _closed(
+    "How data at version N becomes version N+1: rename, then defaults, then set, then "
+    "remove; or a plugin handler that does the whole step. `{}` keeps the data as it is.",
+    {
+        "rename": {
+            "type": "object",
+            "description": "old field name → new field name",
+            "propertyNames": {"pattern": IDENT, "patternErrorMessage": "expected a field name"},
+            "additionalProperties": {"type": "string", "pattern": IDENT},
+        },
+        "defaults": {
+            "type": "object",
+            "description": "field → value, for fields the old event does not have",
+            "propertyNames": {"pattern": IDENT, "patternErrorMessage": "expected a field name"},
+        },
+        "set": _ref("fieldMap", "field → CEL over data (renamed, defaulted) and event"),
+        "remove": {
+            "type": "array",
+            "description": "fields dropped from the data",
+            "items": {"type": "string", "pattern": IDENT},
+        },
+        "handler": _ref("typeName", "a plugin handler: (event) -> data at the next version"),
+        "description": {"type": "string"},
+    },
+    allOf=[
+        {
+            "if": {"required": ["handler"]},
+            "then": {
+                "not": {
+                    "anyOf": [{"required": [k]} for k in ("rename", "defaults", "set", "remove")]
+                },
+                "errorMessage": "a handler upcaster does the whole step; "
+                "leave out rename, defaults, set and remove",
+            },
+        }
+    ],
+)
+
 _DEFS["event"] = _closed(
     "An event type.",
     {
         "version": {"type": "integer", "minimum": 1, "default": 1, "description": "schema version"},
         "description": {"type": "string"},
         "schema": _ref("payloadSchema"),
+        "upcasters": {
+            "type": "object",
+            "description": "Stored events at an older version are upcast on read: version N → "
+            "how its data becomes N+1, one step for each version from 1 to `version` - 1.",
+            "propertyNames": {
+                "pattern": "^[1-9][0-9]*$",
+                "patternErrorMessage": "an upcaster is keyed by the version it upgrades from: "
+                "1, 2, ...",
+            },
+            "additionalProperties": _ref("upcaster"),
+        },
     },
 )
 
@@ -220,9 +287,24 @@ _WEBHOOK = _closed(
             pattern=_or_env("^https?://"),
             patternErrorMessage="expected an http:// or https:// URL",
         ),
-        "secret": _text("Signing secret (whsec_... or any string); use ${VAR}."),
+        "secret": {
+            "description": "Standard Webhooks signing secret: whsec_<base64> (the official "
+            "libraries' form) or any other string (its UTF-8 bytes are the key); use ${VAR}. "
+            "A list while rotating: each request carries one signature per secret.",
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+            ],
+        },
         "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds per call"},
         "retries": {"type": "integer", "minimum": 0, "description": "retries after a failure"},
+        "backoff": _closed(
+            "Delay before retry n: a random time up to min(max, initial x 2^n) (full jitter).",
+            {
+                "initial": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+                "max": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+            },
+        ),
         "circuit_breaker": _closed(
             "Stop calling for a while after repeated failures.",
             {
@@ -240,6 +322,11 @@ _PLUGIN = _closed(
     {
         "kind": {"const": "plugin"},
         "entry_point": _text("The entry point's name."),
+        "blocking": {
+            "type": "boolean",
+            "default": False,
+            "description": "The function blocks (does I/O): run it on a worker thread.",
+        },
         "description": {"type": "string"},
     },
     ("kind", "entry_point"),
@@ -310,12 +397,20 @@ _SCENARIO = _closed(
     "A scenario test: given events, when a command, then events or a rejection.",
     {
         "name": _text("What the scenario shows."),
-        "given": {"type": "array", "items": _ref("message"), "description": "past events"},
+        "given": {"type": "array", "items": _ref("pastEvent"), "description": "past events"},
         "when": _closed(
             "The command under test.",
             {
                 "command": _ref("typeName", "a declared command"),
                 "data": {"type": "object", "default": {}},
+                "reply": _closed(
+                    "The reply of the command's handler, stubbed: no webhook is called.",
+                    {
+                        "events": {"type": "array", "items": _ref("message")},
+                        "error": _text("a business rejection (409)"),
+                    },
+                    allOf=[_one_of_keys("events", "error", "a reply has 'events' or an 'error'")],
+                ),
             },
             ("command",),
         ),
@@ -365,13 +460,13 @@ SCHEMA: Schema = {
         "commands": _named("Commands the service accepts.", _ref("command"), "Commands"),
         "events": _named("Event types.", _ref("event"), "Events"),
         "tests": {"type": "array", "description": "Scenario tests.", "items": _SCENARIO},
-        "projections": {"type": "object", "description": _LATER},
+        "projections": projection_schema.SECTION,
         "sagas": {"type": "object", "description": _LATER},
         "processes": {"type": "object", "description": _LATER},
     },
     "patternProperties": {"^x-": {"description": "Free space, e.g. for YAML anchors; ignored."}},
     "additionalProperties": False,
-    "$defs": _DEFS,
+    "$defs": {**_DEFS, **projection_schema.DEFS},
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +22,17 @@ from catgad.envelope import (
 )
 from catgad.errors import (
     CatgadError,
+    CommandRejected,
     ConcurrencyError,
+    HandlerError,
+    IdempotencyKeyReused,
     InvalidPayload,
     NotFound,
+    PreconditionFailed,
     RuleError,
     UnknownCommand,
 )
+from catgad.handlers.protocol import Handler, HandlerRequest
 from catgad.store.protocol import AppendResult, EventStore
 
 # How often a command without If-Match is re-decided when another writer got there first.
@@ -88,9 +93,11 @@ class CommandEngine:
         store: EventStore,
         *,
         on_appended: Callable[[AppendResult], None] | None = None,
+        handlers: Mapping[str, Handler] | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.handlers: Mapping[str, Handler] = handlers or {}
         self.states = StateLoader(store)
         self._locks = _StreamLocks()
         self._on_appended = on_appended
@@ -150,11 +157,7 @@ class CommandEngine:
         expected_version: int | None = None,
         client_chose_id: bool = True,
     ) -> CommandResult:
-        cmd = self.command_def(envelope.type)
-        check_payload(cmd.name, cmd.validator, envelope.data)
-        aggregate = self.config.aggregates[cmd.aggregate]
-        stream = aggregate.stream_id(str(envelope.data[aggregate.id_field]))
-        envelope.subject = stream
+        cmd, aggregate, stream = self.prepare(envelope)
         lock = self._locks.acquire(stream)
         try:
             async with lock:
@@ -163,6 +166,18 @@ class CommandEngine:
                 )
         finally:
             self._locks.release(stream)
+
+    def prepare(self, envelope: Envelope) -> tuple[CommandDef, AggregateDef, str]:
+        """Check a command's type and payload; its definition, aggregate and stream (the subject).
+
+        What a router needs before it can send the command to the stream's replica.
+        """
+        cmd = self.command_def(envelope.type)
+        check_payload(cmd.name, cmd.validator, envelope.data)
+        aggregate = self.config.aggregates[cmd.aggregate]
+        stream = aggregate.stream_id(str(envelope.data[aggregate.id_field]))
+        envelope.subject = stream
+        return cmd, aggregate, stream
 
     async def _run_locked(
         self,
@@ -173,6 +188,15 @@ class CommandEngine:
         expected_version: int | None,
         client_chose_id: bool,
     ) -> CommandResult:
+        if cmd.handler is not None and client_chose_id:
+            # A retry of a handled command gets its first result without asking the
+            # handler again: user code is not re-run, and a handler that is down
+            # meanwhile does not turn a done command into a 503.
+            first = await self.store.find_command(envelope.id)
+            if first is not None:
+                if first.stream != stream:
+                    raise IdempotencyKeyReused(envelope.id, f"stream {first.stream!r}")
+                return _result(first, duplicate=True)
         fresh = False
         for _attempt in range(MAX_CONFLICT_RETRIES):
             loaded = await self.states.load(aggregate, stream, fresh=fresh)
@@ -181,8 +205,19 @@ class CommandEngine:
             try:
                 if expected_version is not None and loaded.version != expected_version:
                     raise ConcurrencyError(stream, expected_version, loaded.version)
-                decisions = decide(cmd, loaded.state, loaded.version, envelope)
-            except CatgadError:
+                if cmd.handler is not None:
+                    decisions = await self._ask(cmd.handler, envelope, loaded)
+                else:
+                    decisions = decide(cmd, loaded.state, loaded.version, envelope)
+            except CatgadError as exc:
+                if not fresh and isinstance(exc, PreconditionFailed | CommandRejected):
+                    # The state may be a cached one that another replica has since moved on
+                    # from (streams move between replicas): a rejection stands only on the
+                    # state as stored. Decided again only when the stream did move, so a
+                    # handler (a webhook) is not asked twice for every rejection.
+                    fresh = True
+                    if await self.store.stream_version(stream) != loaded.version:
+                        continue
                 # A retry of a command that already succeeded must get its first result,
                 # even though the state it now meets would reject it.
                 if client_chose_id:
@@ -209,6 +244,14 @@ class CommandEngine:
                 self._on_appended(appended)
             return _result(appended, duplicate=False)
         raise ConcurrencyError(stream, loaded.version, await self.store.stream_version(stream))
+
+    async def _ask(self, name: str, envelope: Envelope, loaded: Loaded) -> list[Decision]:
+        """The handler's decision; its reply is checked against the event schemas by it."""
+        handler = self.handlers.get(name)
+        if handler is None:
+            raise HandlerError(name, f"handler {name!r} is not available in this process")
+        reply = await handler(HandlerRequest(envelope, loaded.state, loaded.version))
+        return reply.events
 
     def _envelopes(
         self,

@@ -9,6 +9,7 @@ from starlette.middleware import Middleware
 from catgad.errors import CatgadError
 from catgad.http.openapi import build_openapi
 from catgad.http.problems import RequestContext, catgad_error_handler, http_error_handler
+from catgad.http.projections import ProjectionEndpoints
 from catgad.http.routes import Endpoints
 from catgad.runtime import Runtime
 
@@ -17,7 +18,7 @@ def create_app(runtime: Runtime) -> Starlette:
     """The HTTP face of `runtime`; the caller opens and closes the runtime and its store."""
     endpoints = Endpoints(runtime, build_openapi(runtime.config))
     app = Starlette(
-        routes=endpoints.routes(),
+        routes=[*endpoints.routes(), *ProjectionEndpoints(runtime.projections).routes()],
         middleware=[Middleware(RequestContext)],
         exception_handlers={
             CatgadError: catgad_error_handler,

@@ -7,6 +7,7 @@ from typing import Any
 
 from catgad import __version__
 from catgad.config.model import Config
+from catgad.http.openapi_projections import projection_paths, projection_schemas
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
@@ -343,6 +344,8 @@ def build_openapi(config: Config) -> dict[str, Any]:
         schemas[f"Event.{name}"] = schema
     paths = {f"/commands/{name}": _command_path(config, name) for name in sorted(config.commands)}
     paths.update(_query_paths(config))
+    paths.update(projection_paths(config))
+    schemas.update(projection_schemas(config))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -355,6 +358,8 @@ def build_openapi(config: Config) -> dict[str, Any]:
             {"name": "commands", "description": "Submit commands"},
             {"name": "streams", "description": "Read event streams"},
             {"name": "aggregates", "description": "Read aggregate state"},
+            {"name": "projections", "description": "Projection status and control"},
+            {"name": "read", "description": "Query read models"},
             {"name": "operations", "description": "Health, readiness, metrics"},
         ],
         "paths": paths,

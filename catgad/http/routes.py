@@ -204,7 +204,7 @@ class Endpoints:
             async with asyncio.timeout(READY_TIMEOUT):
                 checks = await self.runtime.check_ready()
         except TimeoutError:
-            raise Unavailable("store", f"no answer within {READY_TIMEOUT:g}s") from None
+            raise Unavailable("store or bus", f"no answer within {READY_TIMEOUT:g}s") from None
         return json_response({"status": "ready", "checks": checks})
 
     async def metrics(self, request: Request) -> Response:

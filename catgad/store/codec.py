@@ -81,6 +81,36 @@ def decode_event(body: bytes, stream: str, version: int, position: int) -> Envel
     )
 
 
+def rewritten_body(body: bytes, event: Envelope) -> bytes:
+    """The stored `body` with `event`'s data and dataschemaversion, all else kept (migrations).
+
+    `event` must be the stored one (same id), else StoreError: a rewrite never
+    moves data from one event to another.
+    """
+    doc: dict[str, Any] = orjson.loads(body)
+    if doc.get("id") != event.id:
+        raise StoreError(
+            f"event {event.id!r} is not the one stored at {event.subject!r} "
+            f"version {event.streamversion} (that is {doc.get('id')!r})"
+        )
+    doc["data"] = event.data
+    if event.dataschemaversion is None:
+        doc.pop("dataschemaversion", None)
+    else:
+        doc["dataschemaversion"] = event.dataschemaversion
+    try:
+        return orjson.dumps(doc)
+    except TypeError as exc:
+        raise StoreError(f"event {event.id!r} cannot be stored as JSON: {exc}") from exc
+
+
+def rewrite_target(event: Envelope) -> tuple[str, int]:
+    """The (stream, version) a rewrite of `event` replaces; StoreError when it does not say."""
+    if not event.subject or not event.streamversion:
+        raise StoreError(f"event {event.id!r}: a rewrite needs its subject and streamversion")
+    return event.subject, event.streamversion
+
+
 def encode_state(state: Mapping[str, Any]) -> bytes:
     try:
         return orjson.dumps(state)

@@ -8,11 +8,12 @@ no aliasing with objects the caller still holds).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from catgad.envelope import Envelope
-from catgad.errors import ConcurrencyError, IdempotencyKeyReused, Unavailable
+from catgad.errors import ConcurrencyError, IdempotencyKeyReused, StoreError, Unavailable
 from catgad.store.codec import (
     EventRecord,
     decode_event,
@@ -20,6 +21,8 @@ from catgad.store.codec import (
     encode_events,
     encode_state,
     owning_command,
+    rewrite_target,
+    rewritten_body,
 )
 from catgad.store.protocol import AppendResult, Capability, Snapshot
 
@@ -56,6 +59,8 @@ class MemoryStore:
         self._commands: dict[str, _Command] = {}
         self._event_ids: dict[str, str] = {}  # event id -> command id that stored it
         self._snapshots: dict[str, tuple[int, bytes]] = {}
+        self._leases: dict[str, tuple[str, float]] = {}  # name -> (owner, monotonic expiry)
+        self._checkpoints: dict[str, int] = {}
 
     async def open(self) -> None:
         self._open = True
@@ -155,6 +160,22 @@ class MemoryStore:
                 return None
             return self._result(command_id, duplicate=False)
 
+    async def rewrite(self, events: Sequence[Envelope]) -> int:
+        with self._lock:
+            self._check_open()
+            updates: list[tuple[int, _Stored]] = []
+            for event in events:  # every event checked before any is replaced: all or none
+                stream, version = rewrite_target(event)
+                positions = self._streams.get(stream, [])
+                if version > len(positions):
+                    raise StoreError(f"event {event.id!r}: {stream!r} has no version {version}")
+                position = positions[version - 1]
+                row = self._log[position - 1]
+                updates.append((position, replace(row, body=rewritten_body(row.body, event))))
+            for position, row in updates:
+                self._log[position - 1] = row
+            return len(updates)
+
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         body = encode_state(snapshot.state)
         with self._lock:
@@ -171,3 +192,43 @@ class MemoryStore:
         if current is None:
             return None
         return Snapshot(stream, current[0], decode_state(current[1]))
+
+    # -- coordination: one process, so its monotonic clock is the store's clock --------------
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        with self._lock:
+            self._check_open()
+            now = time.monotonic()
+            held = self._leases.get(name)
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            self._leases[name] = (owner, now + ttl)
+            return True
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        with self._lock:
+            self._check_open()
+            held = self._leases.get(name)
+            if held is not None and held[0] == owner:
+                del self._leases[name]
+
+    async def lease_owner(self, name: str) -> str | None:
+        with self._lock:
+            self._check_open()
+            held = self._leases.get(name)
+            return held[0] if held is not None and held[1] > time.monotonic() else None
+
+    async def load_checkpoint(self, name: str) -> int:
+        with self._lock:
+            self._check_open()
+            return self._checkpoints.get(name, 0)
+
+    async def save_checkpoint(self, name: str, position: int) -> None:
+        with self._lock:
+            self._check_open()
+            self._checkpoints[name] = max(self._checkpoints.get(name, 0), position)
+
+    async def reset_checkpoint(self, name: str, position: int = 0) -> None:
+        with self._lock:
+            self._check_open()
+            self._checkpoints[name] = position

@@ -7,8 +7,8 @@ Nothing here needs 2.10+, and both 2.9 and the newest release run the suite.
 Layout (nats_codec has the details): one JetStream stream (option `stream`,
 default CATGAD) holds subject `<subject_prefix>.<token(stream id)>` per event
 stream; each append is ONE message carrying all its events, so it is atomic
-on every server version. Two KV buckets beside it: `<stream>_ids` (command
-and event id claims, nats_claims) and `<stream>_snapshots`.
+on every server version. Three KV buckets beside it: `<stream>_ids` (id claims,
+nats_claims), `<stream>_snapshots`, `<stream>_coord` (leases, nats_coordination).
 
 Guarantees and how:
 - Optimistic concurrency: the message is published with
@@ -63,6 +63,7 @@ from catgad.store.nats_codec import (
     split_position,
     token,
 )
+from catgad.store.nats_coordination import NATSCoordination
 from catgad.store.nats_scan import walk
 from catgad.store.nats_wire import DEPENDENCY, ApiError, NoStream, Wire, WrongLastSequence
 from catgad.store.protocol import AppendResult, Capability, Snapshot
@@ -77,7 +78,7 @@ _HEADS = 100_000  # stream heads cached
 Head = tuple[int, int]  # (stream version, sequence of the subject's last message)
 
 
-class NATSStore:
+class NATSStore(NATSCoordination):
     """The event store on NATS JetStream (see the module docstring)."""
 
     name = "nats"

@@ -24,7 +24,8 @@ Claims (KV bucket `<stream>_ids`): `c.<token(command id)>` holds
 command's message, if it was published, is the first of that subject to
 carry its id; `e.<token(event id)>` holds `{"c": command id}`.
 Snapshots (KV bucket `<stream>_snapshots`) hold a JSON line
-`{"s": stream id, "v": version}` and the state's JSON.
+`{"s": stream id, "v": version}` and the state's JSON. Leases and
+checkpoints live in KV bucket `<stream>_coord` (nats_coordination).
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ class Names:
         return f"{self.stream}_snapshots"
 
     @property
+    def coord_bucket(self) -> str:
+        return f"{self.stream}_coord"  # leases and checkpoints (nats_coordination)
+
+    @property
     def ids_stream(self) -> str:
         return f"KV_{self.ids_bucket}"
 
@@ -111,11 +116,15 @@ class Names:
         return f"KV_{self.snapshots_bucket}"
 
     @property
+    def coord_stream(self) -> str:
+        return f"KV_{self.coord_bucket}"
+
+    @property
     def all_events(self) -> str:
         return f"{self.prefix}.>"
 
     def all_streams(self) -> list[str]:
-        return [self.stream, self.ids_stream, self.snapshots_stream]
+        return [self.stream, self.ids_stream, self.snapshots_stream, self.coord_stream]
 
     def subject(self, stream_id: str) -> str:
         return f"{self.prefix}.{token(stream_id)}"
@@ -130,7 +139,7 @@ class Names:
         return f"$KV.{self.snapshots_bucket}.{token(stream_id)}"
 
     def configs(self, storage: str, replicas: int, window_s: float) -> list[dict[str, Any]]:
-        """JetStream stream configs: the events log and two KV buckets."""
+        """JetStream stream configs: the events log and three KV buckets."""
         common: dict[str, Any] = {
             "retention": "limits",
             "storage": storage,
@@ -163,7 +172,7 @@ class Names:
                 "deny_delete": True,
                 "deny_purge": False,
             }
-            for bucket in (self.ids_bucket, self.snapshots_bucket)
+            for bucket in (self.ids_bucket, self.snapshots_bucket, self.coord_bucket)
         ]
         return [events, *buckets]
 

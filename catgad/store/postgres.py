@@ -53,6 +53,9 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRe
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, StoreError, Unavailable
 from catgad.store.codec import decode_event, decode_state, encode_events, encode_state
+from catgad.store.postgres_coordination import PostgresCoordination
+from catgad.store.postgres_coordination import ddl as coordination_ddl
+from catgad.store.postgres_rewrite import rewrite_events
 from catgad.store.postgres_sql import (
     SCHEMA_VERSION,
     Job,
@@ -89,7 +92,7 @@ async def _configure(conn: Conn) -> None:
     conn.adapters.register_loader("json", _JsonBytes)
 
 
-class PostgresStore:
+class PostgresStore(PostgresCoordination):
     """The event store in a PostgreSQL schema (see the module docstring for how it writes)."""
 
     name = "postgres"
@@ -168,7 +171,7 @@ class PostgresStore:
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('catgad'), hashtext(%s))", (self.schema,)
             )
-            for statement in self._sql.ddl:
+            for statement in (*self._sql.ddl, *coordination_ddl(self.schema)):
                 await conn.execute(statement, prepare=False)
             cur = await conn.execute(self._sql.lock_head)
             row = await cur.fetchone()
@@ -345,6 +348,14 @@ class PostgresStore:
     async def load_snapshot(self, stream: str) -> Snapshot | None:
         rows = await self._fetch("load_snapshot", self._sql.load_snapshot, (stream,))
         return None if not rows else Snapshot(stream, rows[0][0], decode_state(rows[0][1]))
+
+    # -- rewrite in place (catgad migrate): catgad/store/postgres_rewrite.py --------
+
+    async def rewrite(self, events: Sequence[Envelope]) -> int:
+        if not events:
+            return 0
+        async with self._guard("rewrite"), self._live_pool().connection() as conn:
+            return await rewrite_events(conn, self.schema, events)
 
     # -- plumbing ------------------------------------------------------------------
 

@@ -90,3 +90,62 @@ class EventStore(Protocol):
     async def save_snapshot(self, snapshot: Snapshot) -> None: ...
 
     async def load_snapshot(self, stream: str) -> Snapshot | None: ...
+
+
+@runtime_checkable
+class Coordination(Protocol):
+    """Leases and checkpoints kept in the store, shared by every daemon that uses it.
+
+    A lease names one job that must run in one place at a time (the outbox
+    relay: `relay:<service>`). Its expiry is measured by the backend's own
+    clock (SQLite: the host's clock read by SQL; a server: the server's), never
+    by comparing one daemon's clock with another's, so a holder that stops
+    renewing loses the lease `ttl` seconds after its last renewal.
+
+    A checkpoint is a named position (in `read_all` order) saved by whoever
+    holds the matching lease. `save_checkpoint` never moves it backwards: a
+    holder that stalled, lost its lease and wakes up late cannot undo its
+    successor's progress. Moving it back on purpose (a rebuild) is
+    `reset_checkpoint`. What is not tested in tests/contracts/coordination.py is
+    not promised.
+    """
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Take the lease if free or expired, renew it if `owner` holds it; True if now held.
+
+        False while another owner's unexpired lease stands. A renewal sets the
+        expiry to now + ttl (seconds).
+        """
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease up at once, if `owner` holds it; otherwise do nothing."""
+
+    async def lease_owner(self, name: str) -> str | None:
+        """Who holds the lease now; None when nobody does or the last holder's lease expired."""
+
+    async def load_checkpoint(self, name: str) -> int:
+        """The saved position, 0 when none was saved."""
+
+    async def save_checkpoint(self, name: str, position: int) -> None:
+        """Record progress: the checkpoint becomes max(saved, position)."""
+
+    async def reset_checkpoint(self, name: str, position: int = 0) -> None:
+        """Set the checkpoint to exactly `position`, backwards too (rebuilds, replays)."""
+
+
+@runtime_checkable
+class RewritableStore(EventStore, Protocol):
+    """A store that can replace stored events' data in place: what `catgad migrate` needs.
+
+    Kept apart from EventStore so a backend is usable before it can rewrite;
+    the contract suite runs the rewrite tests on every store that is one.
+    """
+
+    async def rewrite(self, events: Sequence[Envelope]) -> int:
+        """Replace the `data` and `dataschemaversion` of stored events, in one transaction.
+
+        Each event is found by `id` and must be the one stored at its `subject`
+        and `streamversion`, else StoreError and nothing is written. Everything
+        else stored (type, time, stream, version, position, other attributes) is
+        kept. Returns how many events were rewritten (all of them).
+        """

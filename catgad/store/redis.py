@@ -84,6 +84,7 @@ from catgad.store.codec import (
     owning_command,
 )
 from catgad.store.protocol import AppendResult, Capability, Snapshot
+from catgad.store.redis_coordination import RedisCoordination
 from catgad.store.redis_scripts import NAME, GroupSender, mapped
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_URL", "MIN_SERVER", "RedisStore"]
@@ -107,7 +108,7 @@ class _Connected:
         self.save_snapshot = client.register_script(lua.SAVE_SNAPSHOT)
 
 
-class RedisStore:
+class RedisStore(RedisCoordination):
     """The event store in a Redis server (see the module docstring for the layout)."""
 
     name = NAME

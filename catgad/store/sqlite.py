@@ -31,15 +31,15 @@ from catgad.envelope import Envelope
 from catgad.errors import StoreError, Unavailable
 from catgad.store.codec import decode_event, decode_state, encode_events, encode_state
 from catgad.store.protocol import AppendResult, Capability, Snapshot
+from catgad.store.sqlite_coordination import SQLiteCoordination, apply, prepare
 from catgad.store.sqlite_tables import (
     SCHEMA_VERSION,
     VERSION_OF,
     Appended,
     AppendJob,
+    RewriteJob,
     SnapshotJob,
-    apply,
     command_result,
-    prepare,
 )
 from catgad.store.sqlite_writer import Writer, connect, mapped
 
@@ -90,8 +90,11 @@ def _ping(conn: sqlite3.Connection) -> None:
     conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
 
-class SQLiteStore:
-    """The event store in one SQLite file (see the module docstring for how it writes)."""
+class SQLiteStore(SQLiteCoordination):
+    """The event store in one SQLite file (see the module docstring for how it writes).
+
+    Leases and checkpoints (the Coordination protocol) come from SQLiteCoordination.
+    """
 
     name = "sqlite"
     capabilities = Capability.DURABLE | Capability.GAPLESS_GLOBAL_ORDER | Capability.MULTI_PROCESS
@@ -189,6 +192,13 @@ class SQLiteStore:
     async def find_command(self, command_id: str) -> AppendResult | None:
         return await self._read(functools.partial(_find_command, command_id))
 
+    async def rewrite(self, events: Sequence[Envelope]) -> int:
+        if not events:
+            return 0
+        written = await self._write(RewriteJob(list(events)))
+        assert isinstance(written, int)
+        return written
+
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         state = encode_state(snapshot.state)
         await self._write(SnapshotJob(snapshot.stream, snapshot.version, state))
@@ -196,7 +206,7 @@ class SQLiteStore:
     async def load_snapshot(self, stream: str) -> Snapshot | None:
         return await self._read(functools.partial(_load_snapshot, stream))
 
-    async def _write(self, job: AppendJob | SnapshotJob) -> object:
+    async def _write(self, job: AppendJob | SnapshotJob | RewriteJob) -> object:
         writer = self._writer
         if writer is None:
             raise Unavailable("sqlite", "the store is not open")

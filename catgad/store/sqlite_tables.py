@@ -15,8 +15,15 @@ from typing import NamedTuple
 
 import orjson
 
+from catgad.envelope import Envelope
 from catgad.errors import ConcurrencyError, IdempotencyKeyReused, StoreError
-from catgad.store.codec import EventRecord, decode_event, owning_command
+from catgad.store.codec import (
+    EventRecord,
+    decode_event,
+    owning_command,
+    rewrite_target,
+    rewritten_body,
+)
 from catgad.store.protocol import AppendResult
 from catgad.store.sqlite_writer import each_in_savepoint
 
@@ -82,6 +89,12 @@ class SnapshotJob(NamedTuple):
     state: bytes
 
 
+class RewriteJob(NamedTuple):
+    """Replace stored events' data in place (catgad migrate); all or none."""
+
+    events: list[Envelope]
+
+
 class Appended(NamedTuple):
     """A new append's outcome; the caller has the records to build the envelopes."""
 
@@ -119,7 +132,9 @@ def prepare(path: str, synchronous: str, conn: sqlite3.Connection) -> None:
         raise
 
 
-def apply(conn: sqlite3.Connection, jobs: list[AppendJob | SnapshotJob]) -> list[object]:
+def apply(
+    conn: sqlite3.Connection, jobs: list[AppendJob | SnapshotJob | RewriteJob]
+) -> list[object]:
     """The outcome of each job of a batch, in order (an exception refuses that job only)."""
     appends = [j for j in jobs if isinstance(j, AppendJob)]
     outcomes = iter(_appends(conn, appends) if appends else [])
@@ -128,9 +143,26 @@ def apply(conn: sqlite3.Connection, jobs: list[AppendJob | SnapshotJob]) -> list
         if isinstance(job, SnapshotJob):  # its own table: order against appends is moot
             conn.execute(_SAVE_SNAPSHOT, (job.stream, job.version, job.state))
             done.append(None)
+        elif isinstance(job, RewriteJob):  # rows in place: no version or position moves
+            done.extend(each_in_savepoint(conn, [job], _rewrite))
         else:
             done.append(next(outcomes))
     return done
+
+
+def _rewrite(conn: sqlite3.Connection, job: RewriteJob) -> int:
+    for event in job.events:
+        stream, version = rewrite_target(event)
+        row = conn.execute(
+            "SELECT body FROM events WHERE stream = ? AND version = ?", (stream, version)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"event {event.id!r}: {stream!r} has no version {version}")
+        conn.execute(
+            "UPDATE events SET body = ? WHERE stream = ? AND version = ?",
+            (rewritten_body(row[0], event), stream, version),
+        )
+    return len(job.events)
 
 
 def _appends(conn: sqlite3.Connection, jobs: list[AppendJob]) -> list[object]:

@@ -1,12 +1,14 @@
 """Scenario tests: given events, when a command, then events, a rejection or a state.
 
 Each scenario runs the daemon's own CommandEngine on a fresh in-memory store,
-so a YAML-only service is tested by the very code that will serve it.
+so a YAML-only service is tested by the very code that will serve it. Plugin
+handlers run for real; a webhook is not called: a scenario of a webhook command
+gives the handler's reply (`when.reply`), or is skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,10 @@ from catgad.config.model import Config, Scenario
 from catgad.engine.commands import CommandEngine
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError
+from catgad.evolution.upcast import Upcasters
+from catgad.handlers.plugin import PluginHandler
+from catgad.handlers.protocol import Handler
+from catgad.handlers.registry import StubHandler, load_plugins
 from catgad.store.memory import MemoryStore
 
 
@@ -22,13 +28,29 @@ class Outcome:
     scenario: Scenario
     passed: bool
     problems: list[str]
+    skipped: str | None = None  # why the scenario did not run (TAP SKIP directive)
 
 
-async def run_scenario(config: Config, scenario: Scenario) -> Outcome:
+async def run_scenario(
+    config: Config, scenario: Scenario, plugins: Mapping[str, Callable[..., Any]] | None = None
+) -> Outcome:
+    plugins = load_plugins(config) if plugins is None else plugins
+    handlers: dict[str, Handler] = {}
+    name = config.commands[scenario.command].handler
+    if name is not None:
+        if scenario.reply is not None:
+            handlers[name] = StubHandler(name, scenario.reply, config.events)
+        elif config.handlers[name].kind == "webhook":
+            return Outcome(scenario, True, [], f"needs webhook {name!r} (or give when.reply)")
+        else:
+            handlers[name] = PluginHandler.from_config(
+                config.handlers[name], plugins[name], config.events
+            )
     store = MemoryStore()
     await store.open()
     try:
-        engine = CommandEngine(config, store)
+        upcasting = Upcasters(config, plugins).wrap(store)
+        engine = CommandEngine(config, upcasting, handlers=handlers)
         return await _run(config, engine, scenario)
     finally:
         await store.close()
@@ -46,7 +68,7 @@ async def _run(config: Config, engine: CommandEngine, scenario: Scenario) -> Out
                 type=g.type,
                 data=g.data,
                 source="catgad-test",
-                dataschemaversion=_version(config, g.type),
+                dataschemaversion=g.version or _version(config, g.type),
             )
             for g in scenario.given
         ]
@@ -98,7 +120,8 @@ def tap_lines(outcomes: list[Outcome]) -> Iterator[str]:
     yield f"1..{len(outcomes)}"
     for number, outcome in enumerate(outcomes, 1):
         status = "ok" if outcome.passed else "not ok"
-        yield f"{status} {number} - {outcome.scenario.name}"
+        skip = f" # SKIP {outcome.skipped}" if outcome.skipped else ""
+        yield f"{status} {number} - {outcome.scenario.name}{skip}"
         if not outcome.passed:
             yield "  ---"
             for problem in outcome.problems:
@@ -107,5 +130,7 @@ def tap_lines(outcomes: list[Outcome]) -> Iterator[str]:
             if where is not None:
                 yield f"  at: {where.file}:{where.line}:{where.column}"
             yield "  ..."
-    passed = sum(o.passed for o in outcomes)
-    yield f"# {passed} passed, {len(outcomes) - passed} failed"
+    skipped = sum(o.skipped is not None for o in outcomes)
+    passed = sum(o.passed for o in outcomes) - skipped
+    failed = len(outcomes) - passed - skipped
+    yield f"# {passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "")

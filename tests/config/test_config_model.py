@@ -63,7 +63,11 @@ handlers:
   planner:
     kind: plugin
     entry_point: planner
-projections: {by_count: {source: [Incremented]}}
+projections:
+  by_count:
+    key: data.counter_id
+    columns: {total: {type: integer, default: 0}}
+    on: {Incremented: {upsert: {total: row.total + data.by}}}
 """
 
 
@@ -94,14 +98,23 @@ class TestOrdersExample:
         )
         assert order.initial == {"status": "none", "total": 0}
         assert order.stream_id("o1") == "Order-o1"
-        assert list(config.commands) == ["CreateOrder", "PayOrder", "ShipOrder", "CancelOrder"]
+        assert list(config.commands) == [
+            "CreateOrder",
+            "PayOrder",
+            "ShipOrder",
+            "CancelOrder",
+            "ApplyDiscount",
+            "AddGiftNote",
+        ]
         assert list(config.events) == [
             "OrderCreated",
             "OrderPaid",
             "OrderShipped",
             "OrderCancelled",
+            "DiscountApplied",
+            "GiftNoteAdded",
         ]
-        assert len(config.tests) == 9
+        assert len(config.tests) == 14
         assert config.extra == {}
         assert order.where is not None and (order.where.line, order.where.path) == (
             19,
@@ -184,7 +197,10 @@ class TestMinimal:
             "circuit_breaker": {"failures": 5, "reset_after": 30},
         }
         assert config.handlers["planner"].entry_point == "planner"
-        assert config.extra == {"projections": {"by_count": {"source": ["Incremented"]}}}
+        assert config.extra == {}
+        by_count = config.projections["by_count"]
+        assert (by_count.target.kind, by_count.target.table) == ("sqlite", "by_count")
+        assert by_count.events == ["Incremented"] and by_count.reads_rows
 
     def test_defaults(self, tmp_path: Path) -> None:
         config = load_config(write(tmp_path, "catgad: 1\n"), env={})

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -84,6 +85,9 @@ class Daemon:
         self.env = {
             **os.environ,
             "CATGAD_SQLITE_PATH": str(self.db_path),
+            # the example's read models: a file of its own, a Redis key prefix of its own
+            "CATGAD_READ_SQLITE_PATH": str(self.workdir / "read.db"),
+            "CATGAD_REDIS_PREFIX": f"catgad-test:{uuid.uuid4().hex[:12]}:",
             "CATGAD_LISTEN": f"{host}:{self.port}",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),

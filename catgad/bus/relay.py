@@ -1,0 +1,360 @@
+"""The outbox relay: every stored event reaches the bus at least once, in order per stream.
+
+The store is the outbox. Among all the daemons sharing a store, one relay per
+service works at a time: the one holding the lease `relay:<service>` (see
+catgad.store.lease). It reads `read_all` after its checkpoint `relay:<service>`,
+publishes each event to the topic `events` keyed by its stream id, in store
+order, and only then saves the checkpoint. A crash between the two publishes
+the unsaved tail again (consumers deduplicate by event id); nothing is skipped
+as long as `read_all` never returns an event below a position it has already
+returned (commit order: what GAPLESS_GLOBAL_ORDER declares).
+
+- Before each publish it checks that the lease is still held; once lost, it
+  stops publishing and waits in standby. Every (re)gain reloads the checkpoint,
+  which may have been moved on by another daemon meanwhile.
+- Appends in this process wake it at once (`notify`, the command engine's
+  `on_appended`); appends by other processes are found by polling.
+- A publish that fails is retried, the same event, with exponential backoff:
+  never skipped, never reordered.
+- A bus that keeps nothing durable (the memory bus: no DURABLE capability, a
+  `join()`) is joined before the checkpoint is saved, so a saved position
+  means "handled by the in-process subscribers": after kill -9 they get again
+  what they had not handled. A handler that keeps failing holds the relay
+  back, as it holds back its partition; consume_with_retries (deadletter.py)
+  moves poison messages aside so that cannot last.
+- `stop()` finishes the batch in hand (without retrying a failing publish),
+  saves the checkpoint and releases the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from catgad.bus.protocol import Capability as BusCapability
+from catgad.envelope import Envelope
+from catgad.errors import CatgadError
+from catgad.store.lease import LeaseKeeper
+from catgad.store.protocol import AppendResult, Coordination, EventStore
+
+log = structlog.get_logger(__name__)
+
+EVENTS_TOPIC = "events"
+
+
+class OutboxStore(EventStore, Coordination, Protocol):
+    """What the relay needs of a store: its events, a lease and a checkpoint."""
+
+
+class Publisher(Protocol):
+    """What the relay needs of a bus."""
+
+    name: str
+
+    async def publish(self, topic: str, envelope: Envelope, *, key: str) -> None: ...
+
+
+@runtime_checkable
+class Joinable(Protocol):
+    """A bus that can wait until everything published so far has been handled."""
+
+    async def join(self) -> None: ...
+
+
+def joins_before_checkpoint(bus: object) -> bool:
+    """True for a bus whose messages die with the process (see the module docstring)."""
+    flags = getattr(bus, "capabilities", BusCapability.NONE)
+    return isinstance(bus, Joinable) and not flags & BusCapability.DURABLE
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """`bus.options.relay` of the config; every field may be left out."""
+
+    topic: str = EVENTS_TOPIC
+    batch: int = 500  # events read and published between two checkpoints
+    lease_ttl: float = 10.0  # seconds; a crashed holder is replaced after at most ~4/3 of it
+    poll_interval: float = 0.2  # seconds between looks for other processes' appends
+    first_backoff: float = 0.05  # seconds before the first retry of a failed publish
+    max_backoff: float = 5.0
+    stop_timeout: float = 10.0  # seconds stop() waits for the batch in hand
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None) -> RelaySettings:
+        """Settings from a mapping of option names to values; a clear error for a wrong one."""
+        if options is None:
+            return cls()
+        if not isinstance(options, Mapping):
+            raise CatgadError(f"bus option 'relay' must be a mapping, not {options!r}")
+        defaults = cls()
+        values: dict[str, Any] = {}
+        for key, value in options.items():
+            if key not in cls.__dataclass_fields__:
+                known = ", ".join(cls.__dataclass_fields__)
+                raise CatgadError(f"bus option relay.{key} is not known (known: {known})")
+            values[key] = _checked(key, value, getattr(defaults, key))
+        return cls(**values)
+
+
+def _checked(key: str, value: Any, default: str | float) -> Any:
+    if isinstance(default, str):
+        if isinstance(value, str) and value:
+            return value
+        raise CatgadError(f"bus option relay.{key} must be a non-empty string, not {value!r}")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, int) and not (isinstance(value, int) and number and value > 0):
+        raise CatgadError(f"bus option relay.{key} must be a positive integer, not {value!r}")
+    if not (number and value > 0):
+        raise CatgadError(f"bus option relay.{key} must be a positive number, not {value!r}")
+    return float(value) if isinstance(default, float) else value
+
+
+def default_owner() -> str:
+    """host:pid:random, so an operator can tell which process holds a lease."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Relay:
+    """Publishes a store's events to a bus while holding the service's relay lease."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        bus: Publisher,
+        service: str,
+        settings: RelaySettings | None = None,
+        *,
+        owner: str | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.settings = settings or RelaySettings()
+        self.name = f"relay:{service}"  # of the lease and of the checkpoint
+        self.owner = owner or default_owner()
+        self.lease = LeaseKeeper(store, self.name, self.owner, self.settings.lease_ttl)
+        self._join = (
+            bus.join if isinstance(bus, Joinable) and joins_before_checkpoint(bus) else None
+        )
+        self.checkpoint = 0  # as last saved or loaded
+        self.head = 0  # the highest position this daemon knows of
+        self.published = 0  # publishes acknowledged by the bus, since start
+        self.last_error: str | None = None  # the failing publish's error while retrying
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._published_total: Counter | None = None
+        self._failures_total: Counter | None = None
+        if registry is not None:
+            self._register(registry)
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """stopped · starting · standby (another daemon relays) · active · retrying (bus down)."""
+        if self._stopped:
+            return "stopped"
+        if self._task is None:
+            return "starting"
+        if not self.lease.held():
+            return "standby"
+        return "retrying" if self.last_error is not None else "active"
+
+    @property
+    def lag(self) -> int:
+        """Events appended but not relayed yet: head - checkpoint, head as far as known here."""
+        return max(self.head - self.checkpoint, 0)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "owner": self.owner,
+            "holder": self.lease.holder,
+            "checkpoint": self.checkpoint,
+            "head": self.head,
+            "lag": self.lag,
+            "published": self.published,
+            "error": self.last_error or self.lease.error,
+        }
+
+    def _register(self, registry: CollectorRegistry) -> None:
+        Gauge(
+            "catgad_relay_active",
+            "1 while this daemon's relay holds the lease and publishes, else 0.",
+            registry=registry,
+        ).set_function(lambda: float(self.state in ("active", "retrying")))
+        Gauge(
+            "catgad_relay_checkpoint",
+            "Global position up to which events were published to the bus.",
+            registry=registry,
+        ).set_function(lambda: float(self.checkpoint))
+        Gauge(
+            "catgad_relay_lag_events",
+            "Events stored but not yet published: head position minus checkpoint.",
+            registry=registry,
+        ).set_function(lambda: float(self.lag))
+        self._published_total = Counter(
+            "catgad_relay_published_events",
+            "Events published to the bus by this daemon's relay (re-publishes included).",
+            registry=registry,
+        )
+        self._failures_total = Counter(
+            "catgad_relay_publish_failures",
+            "Publishes the bus refused or failed; each is retried.",
+            registry=registry,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None and not self._stopped:
+            self.lease.start()
+            self._task = asyncio.create_task(self._pump(), name=self.name)
+
+    def notify(self, result: AppendResult | None = None) -> None:
+        """Something was appended in this process: look now rather than at the next poll."""
+        if result is not None and result.events:
+            self.head = max(self.head, result.events[-1].position or 0)
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, save the checkpoint, release the lease."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        self._wake.set()  # an active relay waiting for appends
+        self.lease.nudge()  # a standby relay waiting for the lease
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                async with asyncio.timeout(self.settings.stop_timeout):
+                    await asyncio.shield(task)
+            except TimeoutError:
+                log.warning("relay stopped before finishing its batch", relay=self.name)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.lease.stop(release=True)
+        log.info("relay stopped", relay=self.name, checkpoint=self.checkpoint)
+
+    def abort(self) -> None:
+        """Stop at once: no checkpoint saved, no lease released, as kill -9 leaves it (tests)."""
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.lease.abandon()
+
+    # -- the work -------------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                if self.lease.held():
+                    await self._relay_while_held()
+                else:
+                    await self._stand_by()
+                failures = 0
+            except Exception as exc:  # the store failed us: look again after a pause
+                failures += 1
+                log.warning("relay cannot read or save", relay=self.name, error=str(exc))
+                await self._pause(self._backoff(failures))
+
+    async def _stand_by(self) -> None:
+        self.checkpoint = await self.store.load_checkpoint(self.name)  # the holder's progress
+        await self.lease.wait_change(self.lease.period)
+
+    async def _relay_while_held(self) -> None:
+        position = self.checkpoint = await self.store.load_checkpoint(self.name)
+        log.info("relay active", relay=self.name, owner=self.owner, checkpoint=position)
+        while not self._stopping.is_set():
+            if not self.lease.held():
+                log.warning("relay lost its lease: publishing stopped", relay=self.name)
+                return
+            self._wake.clear()
+            events = await self.store.read_all(after=position, limit=self.settings.batch)
+            if not events:
+                await self._idle()
+                continue
+            self.head = max(self.head, events[-1].position or 0)
+            sent = await self._publish(events)
+            if sent:
+                if self._join is not None:
+                    await self._join()
+                position = events[sent - 1].position or position
+                await self.store.save_checkpoint(self.name, position)
+                self.checkpoint = max(self.checkpoint, position)
+            if sent < len(events):
+                return  # the lease was lost, or a stop came while the bus was failing
+
+    async def _publish(self, events: list[Envelope]) -> int:
+        """Publish in order; how many made it (fewer only when the lease is lost or on stop)."""
+        for sent, event in enumerate(events):
+            if not await self._publish_one(event):
+                return sent
+        return len(events)
+
+    async def _publish_one(self, event: Envelope) -> bool:
+        attempts = 0
+        while True:
+            if not self.lease.held():
+                return False
+            try:
+                await self.bus.publish(self.settings.topic, event, key=event.subject or "")
+            except Exception as exc:  # the bus is down or refused: retry this very event
+                attempts += 1
+                self._failed(event, exc, attempts)
+                if self._stopping.is_set():
+                    return False
+                await self._pause(self._backoff(attempts))
+                continue
+            if self.last_error is not None:
+                log.info("bus publish recovered", relay=self.name, attempts=attempts + 1)
+                self.last_error = None
+            self.published += 1
+            if self._published_total is not None:
+                self._published_total.inc()
+            return True
+
+    def _failed(self, event: Envelope, exc: Exception, attempts: int) -> None:
+        self.last_error = str(exc) or type(exc).__name__
+        if self._failures_total is not None:
+            self._failures_total.inc()
+        if attempts == 1 or attempts % 10 == 0:  # a bus down for long: not a line per retry
+            log.warning(
+                "bus publish failed; retrying",
+                relay=self.name,
+                event_id=event.id,
+                position=event.position,
+                attempts=attempts,
+                error=self.last_error,
+            )
+
+    def _backoff(self, attempts: int) -> float:
+        delay = self.settings.first_backoff * 2 ** min(attempts - 1, 30)
+        return float(min(delay, self.settings.max_backoff))
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds`, or less if asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    async def _idle(self) -> None:
+        """Wait for an append in this process, a stop, or the next poll."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.poll_interval):
+                await self._wake.wait()

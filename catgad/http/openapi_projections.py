@@ -1,0 +1,216 @@
+"""The OpenAPI paths and schemas of the projection endpoints, one row schema per read model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from catgad.config.model import Config
+from catgad.projections.model import KEY_COLUMN, ColumnDef
+
+JSON = "application/json"
+_TYPES = {
+    "string": {"type": ["string", "null"]},
+    "integer": {"type": ["integer", "null"]},
+    "number": {"type": ["number", "null"]},
+    "boolean": {"type": ["boolean", "null"]},
+    "json": {},
+}
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _column(column: ColumnDef) -> dict[str, Any]:
+    schema: dict[str, Any] = dict(_TYPES[column.type])
+    if column.default is not None:
+        schema["default"] = column.default
+    if column.index:
+        schema["description"] = "indexed: GET /read/{projection}?" + column.name + "=value"
+    return schema
+
+
+def projection_schemas(config: Config) -> dict[str, Any]:
+    integer_or_null = {"type": ["integer", "null"]}
+    schemas: dict[str, Any] = {
+        "ProjectionStatus": {
+            "type": "object",
+            "required": ["name", "status", "enabled"],
+            "properties": {
+                "name": {"type": "string"},
+                "status": {"enum": ["running", "stopped", "rebuilding", "failed"]},
+                "enabled": {"type": "boolean"},
+                "target": {"type": "object"},
+                "checkpoint": integer_or_null,
+                "head": {"type": "integer", "description": "newest position in the store"},
+                "lag": {
+                    "type": "object",
+                    "properties": {
+                        "events": integer_or_null,
+                        "seconds": {"type": ["number", "null"]},
+                    },
+                },
+                "owner": {"type": ["string", "null"], "description": "daemon holding the lease"},
+                "active_here": {"type": "boolean"},
+                "last_error": {"type": ["string", "null"]},
+                "retrying": {"type": "boolean", "description": "target or store unreachable"},
+                "rebuild": {
+                    "type": "object",
+                    "description": "progress, while rebuilding",
+                    "properties": {
+                        "position": {"type": "integer"},
+                        "head": {"type": "integer"},
+                        "percent": {"type": "number"},
+                        "events_per_second": {"type": "number"},
+                        "eta_seconds": {"type": ["number", "null"]},
+                    },
+                },
+                "dead_letters": {"type": "object", "description": "open dead letters"},
+            },
+        },
+        "ReadPage": {
+            "type": "object",
+            "required": ["projection", "rows", "next"],
+            "properties": {
+                "projection": {"type": "string"},
+                "rows": {"type": "array", "items": {"type": "object"}},
+                "next": {"type": ["string", "null"], "description": "URL of the next page"},
+                "cursor": {"type": "string"},
+            },
+        },
+    }
+    for name, projection in sorted(config.projections.items()):
+        if projection.target.has_table:
+            properties = {KEY_COLUMN: {"type": "string"}}
+            properties.update({c.name: _column(c) for c in projection.columns.values()})
+            schemas[f"Row.{name}"] = {
+                "type": "object",
+                "description": projection.description or f"a row of {name}",
+                "required": [KEY_COLUMN, *projection.columns],
+                "properties": properties,
+            }
+    return schemas
+
+
+def projection_paths(config: Config) -> dict[str, Any]:
+    names = {"type": "string", "enum": sorted(config.projections)}
+    name = {"name": "name", "in": "path", "required": True, "schema": names}
+    status = {
+        "description": "The projection's status.",
+        "content": {JSON: {"schema": _ref("schemas", "ProjectionStatus")}},
+    }
+    not_found = _ref("responses", "NotFound")
+
+    def control(verb: str, summary: str, ok: str) -> dict[str, Any]:
+        return {
+            "post": {
+                "operationId": f"projections.{verb}",
+                "tags": ["projections"],
+                "summary": summary,
+                "parameters": [name],
+                "responses": {
+                    ok: status,
+                    "404": not_found,
+                    "503": _ref("responses", "Unavailable"),
+                },
+            }
+        }
+
+    replay = control("replay", "Replay the open dead letters after a fix", "200")
+    replay["post"]["parameters"] = [
+        name,
+        {
+            "name": "event_id",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "replay only the dead letter of this event",
+        },
+    ]
+    rebuild = control("rebuild", "Rebuild the read model beside the current one, then swap", "202")
+    rebuild["post"]["responses"]["200"] = status | {"description": "Already rebuilding."}
+    queryable = sorted(n for n, p in config.projections.items() if p.target.has_table)
+    projection = {
+        "name": "projection",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": queryable},
+    }
+    return {
+        "/projections": {
+            "get": {
+                "operationId": "projections.list",
+                "tags": ["projections"],
+                "summary": "Every projection's status, checkpoint and lag",
+                "responses": {"200": {"description": "Statuses.", "content": {JSON: {}}}},
+            }
+        },
+        "/projections/{name}": {
+            "get": {
+                "operationId": "projections.get",
+                "tags": ["projections"],
+                "summary": "A projection's status, with its open dead letters",
+                "parameters": [name],
+                "responses": {"200": status, "404": not_found},
+            }
+        },
+        "/projections/{name}/rebuild": rebuild,
+        "/projections/{name}/stop": control("stop", "Stop applying events", "200"),
+        "/projections/{name}/start": control(
+            "start", "Apply events again (after a stop or a failure)", "200"
+        ),
+        "/projections/{name}/replay": replay,
+        "/read/{projection}": {
+            "get": {
+                "operationId": "read.find",
+                "tags": ["read"],
+                "summary": "Rows in key order, filtered on one indexed column (?column=value)",
+                "parameters": [
+                    projection,
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 1000,
+                            "default": 100,
+                        },
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "from `next` of the previous page",
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "A page of rows.",
+                        "content": {JSON: {"schema": _ref("schemas", "ReadPage")}},
+                    },
+                    "400": _ref("responses", "BadRequest"),
+                    "404": not_found,
+                    "503": _ref("responses", "Unavailable"),
+                },
+            }
+        },
+        "/read/{projection}/{key}": {
+            "get": {
+                "operationId": "read.get",
+                "tags": ["read"],
+                "summary": "One row of a read model, by key",
+                "parameters": [
+                    projection,
+                    {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The row (see Row.<projection> schemas).",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    },
+                    "404": not_found,
+                    "503": _ref("responses", "Unavailable"),
+                },
+            }
+        },
+    }

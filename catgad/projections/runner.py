@@ -1,0 +1,398 @@
+"""One projection's consumer: holds its lease, reads the store from the target's checkpoint in
+batches, applies them, rebuilds beside the live read model, and reports its status.
+
+Among the daemons sharing a store, the holder of the lease `projection:<name>`
+(catgad.store.lease) applies; the others stand by and take over from the
+target's checkpoint when the holder's lease lapses. The checkpoint moves with
+each write by compare-and-set (see targets.protocol), so even two holders at
+once (a stalled one that lost its lease) never apply an event twice: the late
+one is Fenced, and stands by again.
+
+Control (stop, start, rebuild) is recorded in the target, so it reaches the
+holder wherever it runs: the holder rereads it at least every lease period
+and at once when the request came to its own daemon. A rebuild fills a shadow
+read model from position 0 while queries keep reading the old one (which takes
+no new events meanwhile); when the shadow has caught up with the head, one
+transaction swaps them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from catgad.envelope import Envelope
+from catgad.errors import CatgadError, CircuitOpen
+from catgad.observability.logs import get_logger
+from catgad.projections.consume import Consumer, Outcome, Plan, interruptible_sleep
+from catgad.projections.metrics import ProjectionMetrics
+from catgad.projections.model import ProjectionDef
+from catgad.projections.progress import Rate, head_position
+from catgad.projections.readahead import ReadAhead
+from catgad.projections.status import Status, describe
+from catgad.projections.targets.handler import HandlerTarget
+from catgad.projections.targets.protocol import Fenced, Meta, ProjectionTarget
+from catgad.store.lease import LeaseKeeper
+from catgad.store.protocol import Coordination, EventStore
+
+log = get_logger("catgad.projections")
+Target = ProjectionTarget | HandlerTarget
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    lease_ttl: float = 10.0  # a dead holder is replaced within about 4/3 of this
+    poll_interval: float = 0.05  # seconds between looks at the store for other daemons' appends
+    backoff_initial: float = 0.1  # after a failure (store or target down), doubling...
+    backoff_max: float = 5.0  # ...up to this
+
+
+class ProjectionRunner:
+    """Runs one projection until stop(); status() at any time, on any daemon."""
+
+    def __init__(
+        self,
+        projection: ProjectionDef,
+        store: EventStore,
+        target: Target,
+        *,
+        owner: str,
+        source: str,
+        settings: RunnerSettings | None = None,
+        metrics: ProjectionMetrics | None = None,
+    ) -> None:
+        self.projection = projection
+        self.name = projection.name
+        self.store = store
+        self.target = target
+        self.owner = owner
+        self.settings = settings or RunnerSettings()
+        self.metrics = metrics
+        self.lease = (
+            LeaseKeeper(store, f"projection:{self.name}", owner, self.settings.lease_ttl)
+            if isinstance(store, Coordination)
+            else None
+        )
+        self.consumer = Consumer(projection, store, source=source, sleep=self._sleep)
+        self.position = 0  # live checkpoint, as last read or written here
+        self.rebuild_position: int | None = None
+        self.state: Status = "running"
+        self.last_error: str | None = None
+        self.retrying = False
+        self.rebuild_head = 0  # head when the rebuild started (progress)
+        self.rate = Rate()
+        self.seen = 0  # highest position read: known to exist (head hint)
+        self._active = False  # holding the lease and loaded from the target
+        self._reload = True
+        self._refresh_at = 0.0
+        self._single_until = 0  # apply one event at a time up to here (finding a poison one)
+        self._failures = 0
+        self._failure_kind: type[Exception] | None = None
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._opened = False
+        self._ahead = ReadAhead(self._fetch)
+        self._shadow: ProjectionTarget | None = None
+        self._opening = asyncio.Lock()
+        self.redelivering = False  # a handler target's rebuild: delivering everything again
+        self._reset_asked = False
+        self.changed = asyncio.Event()  # set after a swap or a stop on poison (waiters clear it)
+        self.stepped = asyncio.Event()  # set after every turn of the loop
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the target now (the loop opens it otherwise): for queries and control without
+        consuming, as the CLI does."""
+        async with self._opening:
+            if not self._opened:
+                await self.target.open()
+                self._opened = True
+
+    def start(self) -> None:
+        if self._task is None:
+            if self.lease is not None:
+                self.lease.start()
+            self._task = asyncio.create_task(self._main(), name=f"projection:{self.name}")
+
+    def notify(self) -> None:
+        """New events were appended in this process."""
+        self._wake.set()
+
+    def poke(self) -> None:
+        """Reread the control state from the target now."""
+        self._reload = True
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, release the lease, close the target."""
+        self._closing.set()
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+        self._drop_ahead()
+        if self.lease is not None:
+            await self.lease.stop(release=True)
+        await self.target.close()
+
+    def abort(self) -> None:
+        """Stop at once, as kill -9 would: nothing released or closed (tests)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._drop_ahead()
+        if self.lease is not None:
+            self.lease.abandon()
+
+    @property
+    def opened(self) -> bool:
+        return self._opened
+
+    @property
+    def active(self) -> bool:
+        return self._active and (self.lease is None or self.lease.held())
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        while not self._closing.is_set():
+            try:
+                progressed = await self._turn()
+                self.stepped.set()
+            except Fenced as exc:
+                log.warning("projection moved on elsewhere; standing by", projection=self.name,
+                            detail=exc.detail)  # fmt: skip
+                self._active = False
+                self._drop_ahead()
+                continue
+            except Exception as exc:
+                self._drop_ahead()
+                self.retrying = True
+                self.stepped.set()
+                await self._failed(exc)
+                continue
+            if self._failures:
+                log.info("projection recovered", projection=self.name)
+            self._failures = 0
+            self.retrying = False
+            if not progressed:
+                await self._idle()
+
+    async def _turn(self) -> bool:
+        """One step; False when there was nothing to do."""
+        await self.open()
+        if self.lease is not None and not self.lease.held():
+            self._active = False
+            await self._wait(self.lease.period, lease=True)
+            return True
+        now = time.monotonic()
+        if not self._active or self._reload or now >= self._refresh_at:
+            await self._load(await self.target.meta())
+            self._active = True
+        if self.state in ("stopped", "failed"):
+            return False
+        if self._reset_asked:  # a handler target's rebuild: deliver everything again
+            assert isinstance(self.target, HandlerTarget)
+            await self.target.reset(0)
+            self.position, self.redelivering, self._reset_asked = 0, True, False
+            self.state = "rebuilding"
+        if self.rebuild_position is not None:
+            return await self._rebuild_step()
+        return await self._live_step()
+
+    async def _load(self, meta: Meta) -> None:
+        self._reload = False
+        self._refresh_at = time.monotonic() + (self.lease.period if self.lease else 1.0)
+        self.position = meta.position
+        self.last_error = meta.error if meta.state == "failed" else self.last_error
+        was = self.rebuild_position
+        self.rebuild_position = meta.rebuild_position
+        if meta.state != "running":
+            self.state = meta.state
+        elif self.rebuild_position is not None or self.redelivering or self._reset_asked:
+            self.state = "rebuilding"
+        else:
+            self.state = "running"
+        if self.rebuild_position is not None and was is None:
+            self.rebuild_head = await head_position(self.store, self.seen)
+            self.rate.reset()
+
+    async def _read(self, after: int) -> tuple[list[Envelope], Plan | None]:
+        """The next batch, and its plan when it maps cleanly (read ahead: readahead.py)."""
+        limit = 1 if after < self._single_until else self.projection.batch
+        if self._closing.is_set():
+            self._ahead.drop()
+        events, plan = await self._ahead.read(after, limit)
+        if events:
+            self.seen = max(self.seen, events[-1].position or 0)
+        return events, plan
+
+    async def _fetch(self, after: int, limit: int) -> tuple[list[Envelope], Plan | None]:
+        events = await self.store.read_all(after=after, limit=limit)
+        if isinstance(self.target, HandlerTarget):
+            return events, None
+        return events, self.consumer.plan(events)
+
+    def _drop_ahead(self) -> None:
+        self._ahead.drop()
+
+    async def _live_step(self) -> bool:
+        events, plan = await self._read(self.position)
+        if not events:
+            if self.redelivering:  # a handler target's rebuild has caught up
+                self.redelivering = False
+                self.state = "running"
+                self.changed.set()
+            return False
+        outcome = await self._consume(events, self.position, shadow=False, plan=plan)
+        if self.metrics is not None:
+            self.metrics.applied(self.name, events[: outcome.applied], live=True)
+        self.position = outcome.position
+        if self.redelivering:
+            self.rate.add(outcome.position)
+        return True
+
+    async def _rebuild_step(self) -> bool:
+        assert self.rebuild_position is not None and not isinstance(self.target, HandlerTarget)
+        events, plan = await self._read(self.rebuild_position)
+        if not events:
+            await self.target.swap(after=self.rebuild_position)
+            log.info("rebuild done: swapped", projection=self.name, position=self.rebuild_position)
+            self._shadow = None
+            self.changed.set()
+            self.position, self.rebuild_position, self.state = (
+                self.rebuild_position,
+                None,
+                "running",
+            )
+            return True
+        outcome = await self._consume(events, self.rebuild_position, shadow=True, plan=plan)
+        if self.metrics is not None:
+            self.metrics.applied(self.name, events[: outcome.applied], live=False)
+        self.rebuild_position = outcome.position
+        self.rate.add(outcome.position)
+        return True
+
+    async def _consume(
+        self, events: list[Envelope], after: int, *, shadow: bool, plan: Plan | None
+    ) -> Outcome:
+        target = self.target
+        if isinstance(target, HandlerTarget):
+            outcome = await self.consumer.handler(target, events, after)
+        else:
+            writer = self._shadow if shadow and self._shadow is not None else target
+            if shadow and writer is target:
+                writer = self._shadow = target.shadow_target()
+            outcome = await self.consumer.write(writer, events, after, plan)
+        if outcome.position != (events[-1].position or 0):
+            self._drop_ahead()  # it was read for a position the checkpoint did not reach
+        if outcome.split:
+            self._single_until = events[-1].position or 0
+        if outcome.dead and self.metrics is not None:
+            self.metrics.dead_lettered(self.name, outcome.dead)
+        if outcome.failed is not None:
+            await self.target.set_state("failed", outcome.failed)
+            self.state, self.last_error = "failed", outcome.failed
+            self.changed.set()
+        return outcome
+
+    async def _failed(self, exc: Exception) -> None:
+        """Store, target or handler down (or a bug): wait, then try the same events again."""
+        self._failures += 1
+        self.retrying = True
+        detail = exc.detail if isinstance(exc, CatgadError) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, CatgadError):
+            log.exception("projection step failed", projection=self.name)
+        elif self._failures == 1 or type(exc) is not self._failure_kind:
+            # once per outage (and per kind of trouble), not once per retry
+            log.warning("projection waiting: target or store unavailable", projection=self.name,
+                        error=detail)  # fmt: skip
+        self._failure_kind = type(exc)
+        self.last_error = detail
+        self._reload = True
+        delay = min(self.settings.backoff_initial * 2 ** min(self._failures - 1, 16),
+                    self.settings.backoff_max)  # fmt: skip
+        if isinstance(exc, CircuitOpen):  # nothing is sent before its probe is due
+            delay = max(delay, exc.retry_after)
+        await self._sleep(delay)
+
+    async def _idle(self) -> None:
+        """Nothing to read: wait for an append here, a control request, or the next poll."""
+        if self.state in ("stopped", "failed") or not self.active:
+            await self._wait(self.lease.period if self.lease else 1.0, lease=True)
+        else:
+            await self._wait(self.settings.poll_interval)
+
+    async def _wait(self, seconds: float, *, lease: bool = False) -> None:
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
+        if lease and self.lease is not None:
+            waits.append(asyncio.ensure_future(self.lease.wait_change(seconds)))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*waits, return_exceptions=True)
+        self._wake.clear()
+
+    async def _sleep(self, seconds: float) -> bool:
+        return await interruptible_sleep(self._closing, seconds)
+
+    # -- control ------------------------------------------------------------------------------
+
+    async def request_rebuild(self) -> bool:
+        """Start a rebuild (False: one is already under way)."""
+        await self.open()
+        meta = await self.target.meta()
+        if isinstance(self.target, HandlerTarget):
+            if self.redelivering or self._reset_asked:
+                return False
+            self._reset_asked = True  # done by the loop, between two batches
+        else:
+            if meta.rebuild_position is not None:
+                return False
+            await self.target.begin_rebuild()
+            self.rebuild_position = 0
+        if meta.state != "running":
+            await self.target.set_state("running")
+        self.state = "rebuilding"
+        self.rebuild_head = await head_position(self.store, self.seen)
+        self.rate.reset()
+        self.poke()
+        return True
+
+    async def set_running(self, running: bool) -> None:
+        await self.open()
+        await self.target.set_state("running" if running else "stopped")
+        if running:
+            self.last_error = None
+            busy = self.rebuild_position is not None or self.redelivering
+            self.state = "rebuilding" if busy else "running"
+        else:
+            self.state = "stopped"  # a batch in flight still lands; nothing after it
+        self.poke()
+
+    # -- status -------------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """What GET /projections/{name} shows (catgad.projections.status)."""
+        return await describe(self)
+
+    async def caught_up(self, position: int) -> None:
+        """Return once the live read model has applied up to `position` (tests, benches)."""
+        while not (
+            self.active
+            and self.position >= position
+            and self.rebuild_position is None
+            and not self.redelivering
+            and not self._reset_asked
+            and self.state != "rebuilding"
+        ):
+            self.stepped.clear()
+            await self.stepped.wait()

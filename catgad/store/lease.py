@@ -1,0 +1,113 @@
+"""Keeping a Coordination lease: take it when free, renew it every ttl/3, know when it is lost.
+
+Whether the lease is held is decided here, locally, and conservatively: until
+`ttl` after the *start* of the request that last took or renewed it. The
+store set its expiry to its own now + ttl, which came later, so while
+`held()` is true no other daemon can have the lease (clocks tick at the same
+rate; they need not agree). A renewal that fails or hangs changes nothing
+until that deadline passes, and then `held()` turns false by itself: the
+holder stops before its successor can start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import structlog
+
+from catgad.store.protocol import Coordination
+
+log = structlog.get_logger(__name__)
+
+
+class LeaseKeeper:
+    """One owner's hold on one named lease, kept by a background task between start() and stop()."""
+
+    def __init__(self, store: Coordination, name: str, owner: str, ttl: float) -> None:
+        if not ttl > 0:
+            raise ValueError(f"a lease ttl must be positive, not {ttl!r}")
+        self.store = store
+        self.name = name
+        self.owner = owner
+        self.ttl = ttl
+        self.period = ttl / 3  # renewals per ttl: two may fail before the lease lapses
+        self.holder: str | None = None  # who held it at the last attempt, as far as we know
+        self.error: str | None = None  # why the last attempt failed, if it did
+        self._until = 0.0  # time.monotonic() until which the lease is ours
+        self._changed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def held(self) -> bool:
+        return time.monotonic() < self._until
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._keep(), name=f"lease:{self.name}")
+
+    async def stop(self, *, release: bool = True) -> None:
+        """Stop renewing and, with `release`, give the lease up so a successor need not wait."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+        was_held = self.held()
+        self._until = 0.0
+        if release:
+            try:
+                await self.store.release_lease(self.name, self.owner)
+            except Exception as exc:  # it expires by itself; the successor waits ttl longer
+                log.warning("could not release a lease", lease=self.name, error=str(exc))
+            else:
+                if was_held:
+                    log.info("lease released", lease=self.name, owner=self.owner)
+        self._changed.set()
+
+    def abandon(self) -> None:
+        """Stop at once without releasing, as a killed process would (tests)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._until = 0.0
+        self._changed.set()
+
+    def nudge(self) -> None:
+        """Wake whoever waits in wait_change, to look at something else (a stop)."""
+        self._changed.set()
+
+    async def wait_change(self, at_most: float) -> None:
+        """Return when the lease was gained or lost, or after `at_most` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(at_most):
+                await self._changed.wait()
+        self._changed.clear()
+
+    async def _keep(self) -> None:
+        while not self._stopping.is_set():
+            await self._attempt()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.period):
+                    await self._stopping.wait()
+
+    async def _attempt(self) -> None:
+        was_held = self.held()
+        asked = time.monotonic()
+        try:
+            won = await self.store.acquire_lease(self.name, self.owner, self.ttl)
+            holder = self.owner if won else await self.store.lease_owner(self.name)
+        except Exception as exc:  # keep the deadline we had: it runs out by itself
+            if self.error is None:
+                log.warning("lease renewal failed", lease=self.name, error=str(exc))
+            self.error = str(exc) or type(exc).__name__
+        else:
+            self.error = None
+            self.holder = holder
+            self._until = asked + self.ttl if won else 0.0
+        if self.held() != was_held:
+            if was_held:
+                log.warning("lease lost", lease=self.name, owner=self.owner, holder=self.holder)
+            else:
+                log.info("lease taken", lease=self.name, owner=self.owner)
+            self._changed.set()
