@@ -140,6 +140,8 @@ class CelExpr:
             return self._program.execute(context)
         except KeyError as exc:
             raise CelEvalError(f"{self.source}: no such field {exc}") from None
+        except IndexError as exc:
+            raise CelEvalError(f"{self.source}: index out of range ({exc})") from None
         except (ValueError, RuntimeError, TypeError, ArithmeticError) as exc:
             raise CelEvalError(f"{self.source}: {_short(str(exc))}") from None
 
