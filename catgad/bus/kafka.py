@@ -47,10 +47,11 @@ from catgad.bus.wire import (
     DEADLINE,
     REPLY_TO,
     PendingReplies,
-    expired,
+    handler_dispatch,
     log_undecodable,
     reply_envelope,
     request_headers,
+    responder_dispatch,
 )
 from catgad.envelope import Envelope, new_id
 from catgad.errors import CatgadError, Unavailable
@@ -271,10 +272,7 @@ class KafkaBus:
         *,
         on_undecodable: OnUndecodable | None = None,
     ) -> KafkaSubscription:
-        async def dispatch(envelope: Envelope, headers: Mapping[str, str]) -> None:
-            await handler(envelope)
-
-        return await self._join(topic, group, dispatch, on_undecodable)
+        return await self._join(topic, group, handler_dispatch(handler), on_undecodable)
 
     async def serve(
         self,
@@ -284,14 +282,11 @@ class KafkaBus:
         *,
         on_undecodable: OnUndecodable | None = None,
     ) -> KafkaSubscription:
-        async def dispatch(envelope: Envelope, headers: Mapping[str, str]) -> None:
-            if expired(headers):
-                log.warning("command expired before it was served", id=envelope.id, topic=topic)
-                return
-            reply = await responder(envelope)
+        async def send_reply(headers: Mapping[str, str], reply: Envelope) -> None:
             if REPLY_TO in headers:
                 await self._reply(headers, reply)
 
+        dispatch = responder_dispatch(topic, responder, send_reply)
         return await self._join(topic, group, dispatch, on_undecodable)
 
     async def _reply(self, headers: Mapping[str, str], reply: Envelope) -> None:

@@ -29,10 +29,11 @@ from catgad.bus.wire import (
     CORRELATION,
     PendingReplies,
     decode,
-    expired,
+    handler_dispatch,
     log_undecodable,
     reply_envelope,
     request_headers,
+    responder_dispatch,
 )
 from catgad.envelope import Envelope
 from catgad.errors import Unavailable
@@ -285,10 +286,7 @@ class MemoryBus:
         *,
         on_undecodable: OnUndecodable | None = None,
     ) -> _MemorySubscription:
-        async def dispatch(envelope: Envelope, headers: Mapping[str, str]) -> None:
-            await handler(envelope)
-
-        return self._join(topic, group, dispatch, on_undecodable)
+        return self._join(topic, group, handler_dispatch(handler), on_undecodable)
 
     async def serve(
         self,
@@ -298,14 +296,11 @@ class MemoryBus:
         *,
         on_undecodable: OnUndecodable | None = None,
     ) -> _MemorySubscription:
-        async def dispatch(envelope: Envelope, headers: Mapping[str, str]) -> None:
-            if expired(headers):
-                log.warning("command expired before it was served", id=envelope.id, topic=topic)
-                return
-            reply = await responder(envelope)
+        async def send_reply(headers: Mapping[str, str], reply: Envelope) -> None:
             # through the codec, so the requester gets its own copy, as from a broker
             self.hub.replies.resolve(headers.get(CORRELATION), reply.to_json())
 
+        dispatch = responder_dispatch(topic, responder, send_reply)
         return self._join(topic, group, dispatch, on_undecodable)
 
     async def request(

@@ -62,10 +62,11 @@ from catgad.bus.wire import (
     CORRELATION,
     REPLY_TO,
     PendingReplies,
-    expired,
+    handler_dispatch,
     log_undecodable,
     reply_envelope,
     request_headers,
+    responder_dispatch,
 )
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, Unavailable
@@ -300,10 +301,7 @@ class NatsBus:
         *,
         on_undecodable: OnUndecodable | None = None,
     ) -> NatsSubscription:
-        async def dispatch(envelope: Envelope, headers: Mapping[str, str]) -> None:
-            await handler(envelope)
-
-        return await self._join(topic, group, dispatch, on_undecodable)
+        return await self._join(topic, group, handler_dispatch(handler), on_undecodable)
 
     async def serve(
         self,
@@ -313,16 +311,13 @@ class NatsBus:
         *,
         on_undecodable: OnUndecodable | None = None,
     ) -> NatsSubscription:
-        async def dispatch(envelope: Envelope, headers: Mapping[str, str]) -> None:
-            if expired(headers):
-                log.warning("command expired before it was served", id=envelope.id, topic=topic)
-                return
-            reply = await responder(envelope)
+        async def send_reply(headers: Mapping[str, str], reply: Envelope) -> None:
             reply_to = headers.get(REPLY_TO)
             if reply_to:
                 correlation = {CORRELATION: headers.get(CORRELATION, "")}
                 await self.client().publish(reply_to, reply.to_json(), headers=correlation)
 
+        dispatch = responder_dispatch(topic, responder, send_reply)
         return await self._join(topic, group, dispatch, on_undecodable)
 
     async def _join(

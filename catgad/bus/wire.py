@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 
@@ -97,6 +97,34 @@ class PendingReplies:
         for future in waiting.values():
             if not future.done():
                 future.set_exception(exc)
+
+
+Dispatch = Callable[[Envelope, Mapping[str, str]], Awaitable[None]]
+SendReply = Callable[[Mapping[str, str], Envelope], Awaitable[None]]
+
+
+def handler_dispatch(handler: Callable[[Envelope], Awaitable[None]]) -> Dispatch:
+    """A subscriber's dispatch: the handler sees the envelope, not the transport's headers."""
+
+    async def dispatch(envelope: Envelope, headers: Mapping[str, str]) -> None:
+        await handler(envelope)
+
+    return dispatch
+
+
+def responder_dispatch(
+    topic: str, responder: Callable[[Envelope], Awaitable[Envelope]], send_reply: SendReply
+) -> Dispatch:
+    """A server's dispatch, the same on every bus: skip a command whose caller has given up,
+    run the responder, and hand its reply to the bus's own way of sending one."""
+
+    async def dispatch(envelope: Envelope, headers: Mapping[str, str]) -> None:
+        if expired(headers):
+            log.warning("command expired before it was served", id=envelope.id, topic=topic)
+            return
+        await send_reply(headers, await responder(envelope))
+
+    return dispatch
 
 
 def reply_envelope(raw: bytes) -> Envelope:
