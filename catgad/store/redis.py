@@ -9,7 +9,8 @@ Layout, and why. Each event body is stored once, in one Redis Stream, the
 global log, under the explicit ID ``<position>-0``; a stream's key is a List of
 its events' positions (index i = version i + 1), so its version is LLEN.
   - read_all(after, limit) is XRANGE from ``<after + 1>-0`` with COUNT: a radix
-    tree seek plus the entries returned, O(log n + limit), in one command.
+    tree seek plus the entries returned, O(log n + limit), sent together with
+    the EXISTS that tells whether any event was rewritten (below).
   - read(stream, after, limit) is one script: LRANGE of the positions, then an
     XRANGE per run of consecutive positions (one append's events are always a
     run). LRANGE walks from the nearer end of the list, and a list node holds
@@ -22,6 +23,10 @@ its events' positions (index i = version i + 1), so its version is LLEN.
 The global position is a counter the script advances; scripts run one at a
 time, so positions are gapless and in commit order, and a reader never sees
 position p + 1 before p (GAPLESS_GLOBAL_ORDER).
+
+`catgad migrate` rewrites events in place (rewrite(); see redis_rewrite for
+the why): their new bodies go to a hash beside the log, which every read lays
+over the entries it returns, only in a store that has rewritten events.
 
 Connections and failures. A BlockingConnectionPool of `pool_size` connections
 (default 64) serves any number of concurrent callers. Appends issued in the
@@ -75,6 +80,7 @@ from redis.exceptions import RedisError
 
 from catgad.envelope import Envelope
 from catgad.errors import ConcurrencyError, IdempotencyKeyReused, StoreError, Unavailable
+from catgad.store import redis_rewrite
 from catgad.store import redis_scripts as lua
 from catgad.store.codec import (
     decode_event,
@@ -97,7 +103,9 @@ MIN_SERVER = (5, 0)  # refused below this at open(); see the module docstring
 class _Connected:
     """What an open store holds: the client, the append sender and the other scripts."""
 
-    __slots__ = ("appends", "client", "command", "read_stream", "save_snapshot")
+    __slots__ = (
+        "appends", "client", "command", "locate", "read_stream", "rewrite", "save_snapshot",
+    )  # fmt: skip
 
     def __init__(self, client: aioredis.Redis, max_batch: int, max_pipelines: int) -> None:
         self.client = client
@@ -106,6 +114,8 @@ class _Connected:
         self.command = client.register_script(lua.COMMAND)
         self.read_stream = client.register_script(lua.READ_STREAM)
         self.save_snapshot = client.register_script(lua.SAVE_SNAPSHOT)
+        self.locate = client.register_script(redis_rewrite.LOCATE)
+        self.rewrite = client.register_script(redis_rewrite.REWRITE)
 
 
 class RedisStore(RedisCoordination):
@@ -146,6 +156,8 @@ class RedisStore(RedisCoordination):
         self._log, self._last = p + b"all", p + b"position"
         self._commands, self._event_ids = p + b"commands", p + b"event-ids"
         self._stream_prefix, self._snapshot_prefix = p + b"stream:", p + b"snapshot:"
+        self._rewritten = p + b"rewritten"
+        self._any_rewritten = lua.pack([b"EXISTS", self._rewritten])
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -220,7 +232,7 @@ class RedisStore(RedisCoordination):
         expected = b"" if expected_version is None else b"%d" % expected_version
         args = [
             self._stream_key(stream), self._log, self._last, self._commands, self._event_ids,
-            stream.encode(), expected, command_id.encode(), nonce,
+            self._rewritten, stream.encode(), expected, command_id.encode(), nonce,
         ]  # fmt: skip
         for r in records:
             args.append(r.id.encode())
@@ -272,7 +284,7 @@ class RedisStore(RedisCoordination):
             return []
         start = max(after, 0)
         stop = -1 if limit is None else start + limit - 1
-        keys = [self._stream_key(stream), self._log]
+        keys = [self._stream_key(stream), self._log, self._rewritten]
         entries: list[Any] = await _run(on.read_stream(keys=keys, args=[start, stop]))
         return [lua.decode_entry(e) for e in entries]
 
@@ -280,9 +292,29 @@ class RedisStore(RedisCoordination):
         on = self._connected()
         if limit <= 0:
             return []
-        start = f"{max(after, 0) + 1}-0"
-        entries: list[Any] = await _run(on.client.xrange(self._log, start, "+", count=limit))
-        return [lua.decode_parsed(e) for e in entries]
+        start = b"%d-0" % (max(after, 0) + 1)
+        xrange = lua.pack([b"XRANGE", self._log, start, b"+", b"COUNT", b"%d" % limit])
+        # one round trip, as a lone XRANGE: the log and whether anything was rewritten
+        replies = await _run(lua.send_packed(on.client, xrange + self._any_rewritten, 2))
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise lua.mapped(reply)
+        entries: list[Any] = replies[0]
+        if replies[1] and entries:
+            await self._overlay(on, entries)
+        return [lua.decode_entry(e) for e in entries]
+
+    async def _overlay(self, on: _Connected, entries: list[Any]) -> None:
+        """Put the rewritten bodies into these raw log entries.
+
+        Read after the entries, not with them: a rewrite in between only makes
+        this read the later state of the same events, as entries never move.
+        """
+        fields = [e[0].partition(b"-")[0] for e in entries]
+        bodies: list[bytes | None] = await _run(on.client.hmget(self._rewritten, fields))
+        for entry, body in zip(entries, bodies, strict=True):
+            if body is not None:
+                entry[1][5] = body
 
     async def stream_version(self, stream: str) -> int:
         on = self._connected()
@@ -293,9 +325,22 @@ class RedisStore(RedisCoordination):
 
     async def _find(self, command_id: str, *, duplicate: bool) -> AppendResult | None:
         on = self._connected()
-        keys = [self._commands, self._log]
+        keys = [self._commands, self._log, self._rewritten]
         reply: list[Any] | None = await _run(on.command(keys=keys, args=[command_id]))
         return None if reply is None else lua.result_of(command_id, reply, duplicate=duplicate)
+
+    # -- rewriting (catgad migrate) ------------------------------------------------
+
+    async def rewrite(self, events: Sequence[Envelope]) -> int:
+        """Replace stored events' data and dataschemaversion, all or none (redis_rewrite)."""
+        on = self._connected()
+        return int(
+            await _run(
+                redis_rewrite.rewrite_events(
+                    on.locate, on.rewrite, (self._log, self._rewritten), self._stream_key, events
+                )
+            )
+        )
 
     # -- snapshots ---------------------------------------------------------------
 

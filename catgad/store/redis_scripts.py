@@ -8,6 +8,10 @@ Keys, all under the store's prefix P (default ``catgad:``):
     P commands       Hash    command id -> "first position:count:version:nonce:stream"
     P event-ids      Hash    event id -> the command id that stored it
     P snapshot:<id>  Hash    {version, state}
+    P rewritten      Hash    position -> the event's body since `catgad migrate` rewrote it
+
+Stream entries cannot be changed, so `P rewritten` (written by redis_rewrite)
+is laid over the log by every read: `overlaid` below, and RedisStore.read_all.
 
 A script runs atomically in Redis, so each one's checks and writes are a
 single step for every other client. The append script does every check
@@ -51,18 +55,36 @@ KNOWN_COMMAND = 1  # {1, record, entries}: the command id was recorded before
 KNOWN_EVENTS = 2  # {2, owner per event id (nil: new), record per owner}
 CONFLICT = 3  # {3, actual version}
 
-# A command record's events: it is shared by the append and the command scripts.
-_ENTRIES_OF_RECORD = """
-local function entries_of(log, record)
-  local first, count = string.match(record, '^(%d+):(%d+):')
-  first, count = tonumber(first), tonumber(count)
-  if count == 0 then return {} end
-  return redis.call('XRANGE', log, first .. '-0', (first + count - 1) .. '-0')
+APPEND_KEYS = 6  # how many of the append script's arguments are keys
+
+# Log entries as they read since any rewrite: an entry's fields are always
+# {s, stream, v, version, b, body}, so the body is field 6.
+OVERLAID = """
+local function overlaid(entries, rewritten)
+  if #entries == 0 or redis.call('EXISTS', rewritten) == 0 then return entries end
+  for i = 1, #entries do
+    local body = redis.call('HGET', rewritten, string.match(entries[i][1], '^%d+'))
+    if body then entries[i][2][6] = body end
+  end
+  return entries
 end
 """
 
-# KEYS: 1 the stream's position list, 2 the global log, 3 the last position,
-#       4 command records, 5 event-id owners
+# A command record's events: it is shared by the append and the command scripts.
+_ENTRIES_OF_RECORD = (
+    OVERLAID
+    + """
+local function entries_of(log, rewritten, record)
+  local first, count = string.match(record, '^(%d+):(%d+):')
+  first, count = tonumber(first), tonumber(count)
+  if count == 0 then return {} end
+  return overlaid(redis.call('XRANGE', log, first .. '-0', (first + count - 1) .. '-0'), rewritten)
+end
+"""
+)
+
+# KEYS (APPEND_KEYS of them): 1 the stream's position list, 2 the global log,
+#       3 the last position, 4 command records, 5 event-id owners, 6 rewritten bodies
 # ARGV: 1 stream, 2 expected version ('' = any), 3 command id, 4 nonce,
 #       then one (event id, body) pair per event
 APPEND = (
@@ -71,7 +93,7 @@ APPEND = (
 local stream, cid = ARGV[1], ARGV[3]
 local record = redis.call('HGET', KEYS[4], cid)
 if record then
-  return {1, record, entries_of(KEYS[2], record)}
+  return {1, record, entries_of(KEYS[2], KEYS[6], record)}
 end
 local n = (#ARGV - 4) / 2
 -- event ids already stored: a re-send of an earlier append, or a clash;
@@ -115,20 +137,22 @@ return {0, version + n, first}
 """
 )
 
-# KEYS: 1 command records, 2 the global log. ARGV: 1 command id.
+# KEYS: 1 command records, 2 the global log, 3 rewritten bodies. ARGV: 1 command id.
 COMMAND = (
     _ENTRIES_OF_RECORD
     + """
 local record = redis.call('HGET', KEYS[1], ARGV[1])
 if not record then return false end
-return {record, entries_of(KEYS[2], record)}
+return {record, entries_of(KEYS[2], KEYS[3], record)}
 """
 )
 
-# KEYS: 1 the stream's position list, 2 the global log. ARGV: 1, 2 the LRANGE bounds.
-# Runs of consecutive positions (one append's events, or a stream written
-# alone) are fetched with one XRANGE each.
-READ_STREAM = """
+# KEYS: 1 the stream's position list, 2 the global log, 3 rewritten bodies.
+# ARGV: 1, 2 the LRANGE bounds. Runs of consecutive positions (one append's
+# events, or a stream written alone) are fetched with one XRANGE each.
+READ_STREAM = (
+    OVERLAID
+    + """
 local positions = redis.call('LRANGE', KEYS[1], ARGV[1], ARGV[2])
 local out, i, n = {}, 1, #positions
 while i <= n do
@@ -139,8 +163,9 @@ while i <= n do
   for k = 1, #entries do out[#out + 1] = entries[k] end
   i = j + 1
 end
-return out
+return overlaid(out, KEYS[3])
 """
+)
 
 # KEYS: 1 the snapshot hash. ARGV: 1 version, 2 state.
 # A late, older snapshot (a slow writer) must not replace a newer one.
@@ -185,14 +210,6 @@ def decode_entry(entry: list[Any]) -> Envelope:
     return decode_event(fields[5], fields[1].decode(), int(fields[3]), position_of(entry_id))
 
 
-def decode_parsed(entry: tuple[bytes, dict[bytes, bytes]]) -> Envelope:
-    """An envelope from an entry of redis-py's XRANGE: (id, {field: value})."""
-    entry_id, fields = entry
-    return decode_event(
-        fields[b"b"], fields[b"s"].decode(), int(fields[b"v"]), position_of(entry_id)
-    )
-
-
 def result_of(command_id: str, reply: list[Any], *, duplicate: bool) -> AppendResult:
     """The AppendResult of a [record, entries] pair from the append or command script."""
     record = Record(reply[0])
@@ -233,7 +250,8 @@ class GroupSender:
         self._client = client
         self._script = script
         # the SHA1 of the text: the same before and after the server forgets the script
-        self._head = [b"EVALSHA", client.register_script(script).sha.encode(), b"5"]
+        sha = client.register_script(script).sha.encode()
+        self._head = [b"EVALSHA", sha, b"%d" % APPEND_KEYS]
         self._max_batch = max_batch
         self._max_pipelines = max_pipelines
         self._queue: list[_Job] = []
@@ -241,7 +259,7 @@ class GroupSender:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, keys_and_args: list[bytes]) -> asyncio.Future[Any]:
-        """The future reply of EVALSHA with these 5 keys and then arguments."""
+        """The future reply of EVALSHA with these APPEND_KEYS keys and then arguments."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append(_Job(pack([*self._head, *keys_and_args]), future))
         self._schedule()
@@ -300,33 +318,9 @@ class GroupSender:
         """Each job's reply, or the ResponseError it got, in order.
 
         The commands are packed here rather than by redis-py's Pipeline, whose
-        pure-Python packer costs more than anything else per append. Like
-        redis-py's own commands, a batch lost to a connection error is sent
-        once more on a fresh connection (safe: see the nonce in RedisStore).
+        pure-Python packer costs more than anything else per append.
         """
-        payload = b"".join([job.command for job in jobs])
-        pool = self._client.connection_pool
-        for attempt in (1, 2):
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped upstream
-            try:
-                await conn.send_packed_command(payload, check_health=False)
-                replies: list[Any] = []
-                for _ in jobs:
-                    try:
-                        replies.append(await conn.read_response())
-                    except ResponseError as exc:  # this job's error: the others still count
-                        replies.append(exc)
-                return replies
-            except RedisConnectionError:
-                await conn.disconnect()
-                if attempt == 2:
-                    raise
-            except BaseException:  # unread replies must not reach the connection's next user
-                await conn.disconnect()
-                raise
-            finally:
-                await pool.release(conn)
-        raise AssertionError("unreachable")
+        return await send_packed(self._client, b"".join([job.command for job in jobs]), len(jobs))
 
     async def drain(self) -> None:
         """Wait until everything queued so far has been answered."""
@@ -335,6 +329,38 @@ class GroupSender:
                 await asyncio.wait(set(self._tasks))
             else:
                 await asyncio.sleep(0)
+
+
+async def send_packed(client: aioredis.Redis, payload: bytes, count: int) -> list[Any]:
+    """The replies to `count` packed commands sent in one write, each a ResponseError if it failed.
+
+    Replies are read raw, without redis-py's per-command parsing. Like
+    redis-py's own commands, commands lost to a connection error are sent once
+    more on a fresh connection (the appends are safe to send again: see the
+    nonce in RedisStore; everything else sent this way only reads).
+    """
+    pool = client.connection_pool
+    for attempt in (1, 2):
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped upstream
+        try:
+            await conn.send_packed_command(payload, check_health=False)
+            replies: list[Any] = []
+            for _ in range(count):
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:  # this command's error: the others still count
+                    replies.append(exc)
+            return replies
+        except RedisConnectionError:
+            await conn.disconnect()
+            if attempt == 2:
+                raise
+        except BaseException:  # unread replies must not reach the connection's next user
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+    raise AssertionError("unreachable")
 
 
 def _settle(job: _Job, *, value: Any = None, exc: BaseException | None = None) -> None:
