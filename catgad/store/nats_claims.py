@@ -55,6 +55,7 @@ from catgad.store.nats_codec import (
     encode_event_claim,
     parse_time,
 )
+from catgad.store.nats_rewrite import Overlay
 from catgad.store.nats_scan import walk
 from catgad.store.nats_wire import (
     DEPENDENCY,
@@ -84,10 +85,11 @@ def result_of(found: Found, *, duplicate: bool) -> AppendResult:
 class Claims:
     """Claims and their resolution against the events log (see the module docstring)."""
 
-    def __init__(self, wire: Wire, names: Names, window_s: float) -> None:
+    def __init__(self, wire: Wire, names: Names, window_s: float, overlay: Overlay) -> None:
         self._wire = wire
         self._names = names
         self._window = window_s
+        self._overlay = overlay  # rewritten messages (nats_rewrite): found as they read now
 
     async def claim(
         self, command: str, stream: str, lower: int, event_ids: list[str]
@@ -96,12 +98,12 @@ class Claims:
         (as a duplicate) that this one repeats. Raises IdempotencyKeyReused, StoreError
         for clashing event ids, Unavailable."""
         wire, names = self._wire, self._names
-        key = names.command_key(command)
-        futures = [await wire.send(key, encode_command_claim(stream, lower), _CREATE)]
+        keys = [names.command_key(command), *map(names.event_key, event_ids)]
+        futures = [await wire.send(keys[0], encode_command_claim(stream, lower), _CREATE)]
         claim = encode_event_claim(command)
-        for eid in event_ids:
-            futures.append(await wire.send(names.event_key(eid), claim, _CREATE))
-        outcomes = await self._settle(futures, [key] + [names.event_key(e) for e in event_ids])
+        for key in keys[1:]:
+            futures.append(await wire.send(key, claim, _CREATE))
+        outcomes = await self._settle(futures, keys)
         if not isinstance(outcomes[0], Ack):
             first = await self._take_command(command, stream, lower)
             if first is not None:
@@ -147,7 +149,7 @@ class Claims:
             async for got in messages:
                 stored = decode_message(got.data)
                 if stored is not None and stored.command == command and stored.stream == stream:
-                    return got.seq, stored
+                    return got.seq, await self._overlay.apply_one(got.seq, stored)
         return None
 
     # -- the slow paths ----------------------------------------------------------

@@ -26,6 +26,8 @@ carry its id; `e.<token(event id)>` holds `{"c": command id}`.
 Snapshots (KV bucket `<stream>_snapshots`) hold a JSON line
 `{"s": stream id, "v": version}` and the state's JSON. Leases and
 checkpoints live in KV bucket `<stream>_coord` (nats_coordination).
+Rewritten messages (KV bucket `<stream>_rewrites`, key: the message's
+sequence) are whole events messages in the format above (nats_rewrite).
 """
 
 from __future__ import annotations
@@ -108,6 +110,10 @@ class Names:
         return f"{self.stream}_coord"  # leases and checkpoints (nats_coordination)
 
     @property
+    def rewrites_bucket(self) -> str:
+        return f"{self.stream}_rewrites"  # the overlay of rewritten messages (nats_rewrite)
+
+    @property
     def ids_stream(self) -> str:
         return f"KV_{self.ids_bucket}"
 
@@ -120,11 +126,21 @@ class Names:
         return f"KV_{self.coord_bucket}"
 
     @property
+    def rewrites_stream(self) -> str:
+        return f"KV_{self.rewrites_bucket}"
+
+    @property
     def all_events(self) -> str:
         return f"{self.prefix}.>"
 
     def all_streams(self) -> list[str]:
-        return [self.stream, self.ids_stream, self.snapshots_stream, self.coord_stream]
+        return [
+            self.stream,
+            self.ids_stream,
+            self.snapshots_stream,
+            self.coord_stream,
+            self.rewrites_stream,
+        ]
 
     def subject(self, stream_id: str) -> str:
         return f"{self.prefix}.{token(stream_id)}"
@@ -135,11 +151,14 @@ class Names:
     def event_key(self, event_id: str) -> str:
         return f"$KV.{self.ids_bucket}.e.{token(event_id)}"
 
+    def rewrite_key(self, seq: int) -> str:
+        return f"$KV.{self.rewrites_bucket}.{seq}"
+
     def snapshot_key(self, stream_id: str) -> str:
         return f"$KV.{self.snapshots_bucket}.{token(stream_id)}"
 
     def configs(self, storage: str, replicas: int, window_s: float) -> list[dict[str, Any]]:
-        """JetStream stream configs: the events log and three KV buckets."""
+        """JetStream stream configs: the events log and four KV buckets."""
         common: dict[str, Any] = {
             "retention": "limits",
             "storage": storage,
@@ -172,7 +191,12 @@ class Names:
                 "deny_delete": True,
                 "deny_purge": False,
             }
-            for bucket in (self.ids_bucket, self.snapshots_bucket, self.coord_bucket)
+            for bucket in (
+                self.ids_bucket,
+                self.snapshots_bucket,
+                self.coord_bucket,
+                self.rewrites_bucket,
+            )
         ]
         return [events, *buckets]
 

@@ -1,10 +1,14 @@
 """The NATS side of the NATS store: one connection, multiplexed JetStream requests, errors mapped.
 
 Requests share one wildcard reply subscription and are matched by token; a
-reply resolves its request where nats-py parses it, one periodic sweep
-enforces the deadlines, and orjson parses the answers: about half the client
-CPU of nats-py's `js.publish`, which is what limits throughput on a small
-machine. Every request is bounded by `timeout`; while the client is
+reply resolves its request where nats-py parses it (a reply without headers,
+i.e. every publish ack, before nats-py's general message processing), one
+periodic sweep enforces the deadlines, requests are written as ready-made
+protocol frames into nats-py's output buffer (its flusher task sends them),
+and orjson parses the answers: well under half the client CPU of nats-py's
+`js.publish`, which is what limits throughput on a small machine. The private
+nats-py attributes this touches are looked up at connect; without them it
+falls back to nats-py's public calls. Every request is bounded by `timeout`; while the client is
 reconnecting, requests fail at once, and requests in flight when the
 connection drops fail as soon as the drop is noticed: their outcome is unknown
 and the caller gets Unavailable, never a hang.
@@ -25,7 +29,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import nats
 import nats.errors
@@ -44,7 +48,14 @@ _STREAM_NAME_IN_USE = 10058
 _WRONG_LAST_SEQUENCE = 10071
 
 
-Pending = asyncio.Future[Msg]  # a request sent, its reply to come
+class Reply(NamedTuple):
+    """A reply to a request: its payload and headers (None when it has none)."""
+
+    data: bytes
+    headers: dict[str, str] | None
+
+
+Pending = asyncio.Future[Reply]  # a request sent, its reply to come
 
 
 class WrongLastSequence(Exception):
@@ -90,7 +101,7 @@ class Got:
         return self.headers.get(KV_OPERATION) in ("DEL", "PURGE")
 
 
-def status_of(msg: Msg) -> str | None:
+def status_of(msg: Reply | Msg) -> str | None:
     return msg.headers.get("Status") if msg.headers else None
 
 
@@ -107,6 +118,10 @@ class Wire:
         self._pending: dict[str, tuple[Pending, float]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._on_reconnect: Callable[[], Awaitable[None]] | None = None
+        self._lean = False  # frames written straight into nats-py's output buffer (_queue)
+        self._reply_sid = -1  # the reply subscription's id, once connected
+        self._skip = 0  # length of the reply subjects' common prefix
+        self._process_msg: Callable[..., Awaitable[None]] | None = None
 
     async def connect(self, on_reconnect: Callable[[], Awaitable[None]]) -> None:
         self._on_reconnect = on_reconnect
@@ -129,6 +144,7 @@ class Wire:
             raise Unavailable(DEPENDENCY, f"cannot connect to {self.url}: {exc!r}") from exc
         self._nc = nc
         self._prefix = nc.new_inbox() + "."
+        self._skip = len(self._prefix)
         # pending_bytes_limit=0: replies are handed over at once (below), never queued up
         sub = await nc.subscribe(self._prefix + "*", cb=self._on_reply, pending_bytes_limit=0)
         if hasattr(sub, "_pending_queue"):
@@ -137,6 +153,13 @@ class Wire:
             # parsed saves about a fifth of a request's cost; without this private
             # attribute, the callback does the same work.
             sub._pending_queue = _Handover(self._deliver)  # type: ignore[assignment]
+        if hasattr(nc, "_process_msg") and hasattr(sub, "_id"):
+            # Most replies are publish acks without headers: hand them over before nats-py's
+            # general message processing (stats, flow control, header parsing) sees them.
+            self._reply_sid = sub._id
+            self._process_msg = nc._process_msg
+            nc._process_msg = self._on_msg  # type: ignore[method-assign]
+        self._lean = all(hasattr(nc, a) for a in _CLIENT_INTERNALS)
         self._sweep()
 
     @property
@@ -174,10 +197,21 @@ class Wire:
     async def _on_reply(self, msg: Msg) -> None:
         self._deliver(msg)
 
+    async def _on_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        if headers is None and sid == self._reply_sid:
+            entry = self._pending.pop(subject[self._skip :].decode(), None)
+            if entry is not None and not entry[0].done():
+                entry[0].set_result(Reply(data, None))
+            return
+        assert self._process_msg is not None  # set with _reply_sid
+        await self._process_msg(sid, subject, reply, data, headers)
+
     def _deliver(self, msg: Msg) -> None:
         entry = self._pending.pop(msg.subject[len(self._prefix) :], None)
         if entry is not None and not entry[0].done():
-            entry[0].set_result(msg)
+            entry[0].set_result(Reply(msg.data, msg.headers))
 
     def _sweep(self) -> None:
         """Fail the requests past their deadline; one timer for all instead of one each."""
@@ -221,8 +255,12 @@ class Wire:
         loop = asyncio.get_running_loop()
         future: Pending = loop.create_future()
         self._pending[token] = (future, loop.time() + self.timeout)
+        reply = self._prefix + token
         try:
-            await nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+            if len(payload) > nc.max_payload:
+                raise nats.errors.MaxPayloadError
+            if not self._lean or not _queue(nc, _frame(subject, reply, payload, headers)):
+                await nc.publish(subject, payload, reply=reply, headers=headers)
         except nats.errors.MaxPayloadError as exc:
             self._pending.pop(token, None)
             raise StoreError(
@@ -235,24 +273,24 @@ class Wire:
 
     async def request(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
-    ) -> Msg:
+    ) -> Reply:
         msg = await (await self.send(subject, payload, headers))
-        if status_of(msg) == "503":  # no responders
+        if msg.headers is not None and msg.headers.get("Status") == "503":  # no responders
             raise NoStream(subject)
         return msg
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> Ack:
-        return self.ack_of(await self.request(subject, payload, headers), subject)
+        return await self.settle(await self.send(subject, payload, headers), subject)
 
     async def settle(self, future: Pending, subject: str) -> Ack:
         """The Ack of a publish sent with `send`."""
         msg = await future
-        if status_of(msg) == "503":
+        if msg.headers is not None and msg.headers.get("Status") == "503":
             raise NoStream(subject)
         return self.ack_of(msg, subject)
 
     @staticmethod
-    def ack_of(msg: Msg, subject: str) -> Ack:
+    def ack_of(msg: Reply, subject: str) -> Ack:
         try:
             doc = orjson.loads(msg.data)
         except orjson.JSONDecodeError as exc:
@@ -279,6 +317,28 @@ class Wire:
             if subject:
                 query["next_by_subj"] = subject
             msg = await self.request(f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(query))
+        return self._got(stream, msg)
+
+    async def last_of(self, stream: str, subjects: list[str]) -> list[Got | None]:
+        """The last message on each subject (None where there is none), all asked at once:
+        one round trip for the lot."""
+        futures = [await self.send(f"$JS.API.DIRECT.GET.{stream}.{s}", b"") for s in subjects]
+        out: list[Got | None] = []
+        failure: BaseException | None = None
+        for future in futures:  # every reply is awaited, so none is left to fail unheard
+            try:
+                msg = await future
+                if msg.headers is not None and msg.headers.get("Status") == "503":
+                    raise NoStream(stream)
+                out.append(self._got(stream, msg))
+            except (StoreError, NoStream) as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return out
+
+    @staticmethod
+    def _got(stream: str, msg: Reply) -> Got | None:
         headers = msg.headers or {}
         status = headers.get("Status")
         if status == "404":
@@ -330,6 +390,52 @@ class Wire:
                 if exc.code != _STREAM_NAME_IN_USE:  # another process created it just now
                     raise exc.mapped() from exc
         return created
+
+
+# What _queue touches of nats-py's Client; without any of it, send uses nc.publish.
+_CLIENT_INTERNALS = (
+    "_pending",
+    "_pending_data_size",
+    "_max_pending_size",
+    "_flush_queue",
+    "_flusher_task",
+)
+
+
+def _frame(subject: str, reply: str, payload: bytes, headers: dict[str, str] | None) -> bytes:
+    """The protocol frame nats-py's publish would write, built in one go.
+
+    Subjects, reply inboxes and header values here are the store's own (tokens,
+    numbers), never caller text, so nats-py's per-call validation is skipped;
+    a header value with a line break would still be refused, by the count below.
+    """
+    if headers is None:
+        return b"".join((f"PUB {subject} {reply} {len(payload)}\r\n".encode(), payload, b"\r\n"))
+    head = "NATS/1.0\r\n" + "".join([f"{k}: {v}\r\n" for k, v in headers.items()]) + "\r\n"
+    if head.count("\n") != len(headers) + 2 or not head.isascii():
+        raise StoreError(f"a header of a message to {subject} is not one line of ASCII")
+    size = len(head)
+    line = f"HPUB {subject} {reply} {size} {size + len(payload)}\r\n{head}"
+    return b"".join((line.encode(), payload, b"\r\n"))
+
+
+def _queue(nc: Client, frame: bytes) -> bool:
+    """Queue a frame for nats-py's flusher task, as its publish does, without the
+    coroutine, validation and header encoding around it (a third of a request's
+    client CPU). False when nats-py's own path must take it: no running flusher,
+    or a full output buffer (which it flushes first)."""
+    flusher = nc._flusher_task
+    queue = nc._flush_queue
+    if flusher is None or flusher.done() or queue is None:
+        return False
+    size = nc._pending_data_size + len(frame)
+    if 0 < nc._max_pending_size < size:
+        return False
+    nc._pending.append(frame)
+    nc._pending_data_size = size
+    if queue.empty():
+        queue.put_nowait(asyncio.get_running_loop().create_future())
+    return True
 
 
 class _Handover:

@@ -1,5 +1,5 @@
-"""The same migration on every store backend: memory, SQLite, PostgreSQL, Redis (and NATS
-once it can rewrite in place: until then its case is skipped, visibly).
+"""The same migration on every store backend: memory, SQLite, PostgreSQL, Redis and NATS
+(the oldest supported server; NATS rewrites through an overlay, see nats_rewrite).
 
 Version-1 events are written by the version-1 service itself; under the
 version-3 config a dry run changes nothing, a run stopped at a limit is
