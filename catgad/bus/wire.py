@@ -97,6 +97,8 @@ class PendingReplies:
         for future in waiting.values():
             if not future.done():
                 future.set_exception(exc)
+                # the request may be failing already for the same cause and never await it
+                future.exception()
 
 
 Dispatch = Callable[[Envelope, Mapping[str, str]], Awaitable[None]]

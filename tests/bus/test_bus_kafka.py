@@ -23,6 +23,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from catgad.bus.kafka import KafkaBus
 from catgad.bus.protocol import Bus
 from catgad.bus.topics import kafka_topic, partition_of
+from catgad.envelope import Envelope
 from catgad.errors import Unavailable
 from tests.contracts.bus import BusContract, Inbox, message, until
 from tests.servers.kafka import Tansu, broker_url, free_port
@@ -158,5 +159,67 @@ async def test_publish_fails_fast_while_the_broker_is_down_and_resumes_after() -
                     except Unavailable:
                         await asyncio.sleep(0.2)  # the client reconnects on its own schedule
             await until(lambda: "later" in {e.data["key"] for e in inbox.got}, inbox)
+        finally:
+            await bus.close()
+
+
+async def topic_partitions(url: str, names: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=url)
+    await admin.start()
+    try:
+        # describing a missing topic would make it (auto-creation), with the broker's count
+        present = [n for n in names if n in await admin.list_topics()]
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(present)}
+    finally:
+        await admin.close()
+
+
+async def test_after_a_restart_without_topics_they_come_back_with_their_partitions() -> None:
+    """Tansu forgets topics and groups: the bus makes them again with `partitions` (6 here,
+    not the broker's default 4), requests are refused at once while it is away, and the
+    serving group and the reply reader work again. Nobody publishes to "t" after the
+    restart: its subscription makes it again itself."""
+    with Tansu() as broker:
+        bus = KafkaBus(broker.url, prefix="restart", **{**FAST, "partitions": 6, "timeout": 2.0})
+        await bus.open()
+        try:
+
+            async def echo(command: Envelope) -> Envelope:
+                return Envelope(type="Done", data=command.data, causationid=command.id)
+
+            await bus.serve("commands", "workers", echo)
+            inbox = Inbox()
+            await bus.subscribe("t", "g", inbox)
+            await bus.publish("t", message("k", 0), key="k")
+            for n in range(5):  # the reply reader's position moves past 0
+                await bus.request("commands", message("k", n), key="k", timeout=20)
+            await until(lambda: len(inbox.got) >= 1, inbox)
+
+            broker.stop()
+            with pytest.raises(Unavailable):  # the first may wait for its send's timeout
+                await bus.request("commands", message("k", 5), key="k", timeout=20)
+            started = time.monotonic()
+            with pytest.raises(Unavailable):  # then the broker is known to be away
+                await bus.request("commands", message("k", 6), key="k", timeout=20)
+            assert time.monotonic() - started < 1.5
+
+            broker.start()
+            async with asyncio.timeout(40):
+                while True:
+                    try:
+                        await bus.request("commands", message("k", 7), key="k", timeout=4)
+                        break
+                    except Unavailable:
+                        await asyncio.sleep(0.2)  # the group re-joins on its own schedule
+            for n in range(8, 11):  # replies are read from the new reply topic's start
+                await bus.request("commands", message("k", n), key="k", timeout=10)
+            names = [kafka_topic("restart", "commands"), kafka_topic("restart", "t")]
+            async with asyncio.timeout(20):
+                # the broker announces no topic: look until its subscription has made "t"
+                while len(counts := await topic_partitions(broker.url, names)) < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+            assert counts == dict.fromkeys(names, 6)
+            await bus.publish("t", message("k", 1), key="k")
+            await until(lambda: 1 in inbox.numbers("k"), inbox)
         finally:
             await bus.close()

@@ -219,6 +219,36 @@ async def test_publish_fails_fast_while_the_server_is_down_and_resumes_after() -
         server.close()
 
 
+async def test_a_request_waiting_for_its_reply_fails_when_the_connection_drops() -> None:
+    """A reply sent while the connection is down is lost (core NATS): waiting is pointless."""
+    server = private_binary().start()
+    try:
+        bus = NatsBus(server.url, prefix="dropped", **FAST)
+        await bus.open()
+        watcher = await nats.connect(server.url, allow_reconnect=False)
+        try:
+            commands = await watcher.subscribe("dropped.commands.>")  # sees the command go out
+            # nobody serves the topic: only the dropped connection can end this wait
+            waiting = asyncio.create_task(
+                bus.request("commands", message("k", 0), key="k", timeout=60)
+            )
+            await commands.next_msg(timeout=10)
+            assert not waiting.done()
+            started = time.monotonic()
+            server.stop()
+            with pytest.raises(Unavailable, match="lost before the reply"):
+                async with asyncio.timeout(10):
+                    await waiting
+            assert time.monotonic() - started < 3
+            with pytest.raises(Unavailable):  # and a new one is refused at once
+                await bus.request("commands", message("k", 1), key="k", timeout=60)
+        finally:
+            await watcher.close()
+            await bus.close()
+    finally:
+        server.close()
+
+
 async def test_open_without_a_server_is_unavailable_in_time() -> None:
     bus = NatsBus(f"nats://127.0.0.1:{free_port()}", timeout=1.0)
     started = time.monotonic()

@@ -21,8 +21,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.cluster.deployments import Deployment, postgres_kafka, postgres_nats, redis_nats
+from catgad.bus.relay import EVENTS_TOPIC
+from catgad.bus.topics import kafka_topic
+from catgad.engine.routing import COMMANDS_TOPIC
+from tests.cluster.deployments import (
+    PARTITIONS,
+    Deployment,
+    postgres_kafka,
+    postgres_nats,
+    redis_nats,
+)
 from tests.helpers.daemon import Daemon
 from tests.servers import kafka as kafka_servers
 from tests.servers import nats as nats_servers
@@ -196,18 +206,27 @@ def test_postgres_store_outage(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.kafka
-@pytest.mark.xfail(
-    run=False,
-    reason="Tansu keeps topics in memory; after its restart the producer's metadata request "
-    "re-creates the commands topic with the broker's default 4 partitions instead of 8, and "
-    "the group's offset commits fail (UnknownTopicOrPartition): the daemon does not recover "
-    "within 30 s (catgad.bus.kafka)",
-)
 def test_kafka_bus_outage(tmp_path: Path) -> None:
-    """Tansu keeps its topics in memory: after the restart the bus must make them again."""
+    """Tansu keeps its topics in memory: after the restart the bus must make them again,
+    with the configured partitions (8), not the broker's default (4)."""
     with kafka_servers.Tansu() as broker:
         deployment = postgres_kafka(postgres_servers.server_url(), broker.url)
         try:
             outage(deployment, tmp_path / "daemon", broker.stop, broker.start, "kafka")
+            prefix = deployment.env["CATGAD_BUS_PREFIX"]
+            names = [kafka_topic(prefix, t) for t in (COMMANDS_TOPIC, EVENTS_TOPIC)]
+            counts = asyncio.run(kafka_partitions(broker.url, names))
+            assert counts == dict.fromkeys(names, PARTITIONS), counts
         finally:
             asyncio.run(deployment.clean_up())
+
+
+async def kafka_partitions(url: str, names: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=url)
+    await admin.start()
+    try:
+        # describing a missing topic would make it (auto-creation), with the broker's count
+        present = [n for n in names if n in await admin.list_topics()]
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(present)}
+    finally:
+        await admin.close()
