@@ -14,7 +14,9 @@ Node.js process, at a path that answers a constant event without verifying.
 The same handler code also sends the signed command to that path, which
 isolates what catgad adds (signing, the hop, reading and checking the reply)
 from the handler's own work. The aim: that addition costs no more than the
-bare round trip.
+bare round trip. A last variant gives that aim its floor: the same command through
+a handler that does nothing but the bare round trip (no signing, no checks), so
+what the engine costs around any handler is told apart from catgad's webhook code.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import orjson
 
 from bench.handlers_report import (
     BARE,
+    FLOOR,
     HOP,
     PLUGIN,
     RULE,
@@ -48,11 +51,12 @@ from bench.handlers_report import (
     Run,
     markdown,
 )
+from catgad.aggregates.rules import Decision
 from catgad.config import load_config
 from catgad.config.model import Config
 from catgad.engine.commands import CommandEngine
 from catgad.envelope import Envelope
-from catgad.handlers.protocol import HandlerRequest, ReplyCheck
+from catgad.handlers.protocol import HandlerReply, HandlerRequest, ReplyCheck
 from catgad.handlers.registry import HandlerRegistry
 from catgad.handlers.signing import Signer
 from catgad.handlers.webhook import WebhookHandler, message_id
@@ -201,6 +205,34 @@ async def _notes(engine: CommandEngine, command: str, order_id: str, notes: int)
     return out
 
 
+class FloorHandler:
+    """The bare round trip as a command handler: the webhook's pool POSTs the same bytes to
+    the bare path, and the reply is taken as one constant event without any check."""
+
+    kind = "webhook"
+
+    def __init__(self, webhook: WebhookHandler, base: str) -> None:
+        self.name = "floor"
+        self._pool = webhook.pool
+        self._target = webhook.pool.target(base + "/bare")
+        request = HandlerRequest(
+            Envelope(type="NoteByWebhook", data={"order_id": "o1", "note": "note 1"}),
+            {"status": "created"},
+            1,
+        )
+        self._body = orjson.dumps(request.body())
+        self._headers = Signer([SECRET]).header_values("msg_bench", self._body)
+
+    async def __call__(self, request: HandlerRequest) -> HandlerReply:
+        _, content = await self._pool.post(self._target, self._body, self._headers)
+        orjson.loads(content)
+        data = {"order_id": request.command.data["order_id"], "note": "bare"}
+        return HandlerReply([Decision("GiftNoteAdded", data)])
+
+    async def close(self) -> None:
+        return None
+
+
 async def measure_bare(handler: WebhookHandler, base: str, count: int, c: int) -> Run:
     """The webhook's own connection pool POSTing the same bytes to the same process, at a
     path answered without verifying or deciding: the round trip alone."""
@@ -210,10 +242,11 @@ async def measure_bare(handler: WebhookHandler, base: str, count: int, c: int) -
         1,
     )
     body = orjson.dumps(request.body())
-    headers = Signer([SECRET]).headers("msg_bench", body)
+    headers = Signer([SECRET]).header_values("msg_bench", body)
+    target = handler.pool.target(base + "/bare")
 
     async def post() -> None:
-        _, content = await handler.pool.post(base + "/bare", body, headers)
+        _, content = await handler.pool.post(target, body, headers)
         orjson.loads(content)
 
     await timed([post for _ in range(200)], c)  # warm the pool
@@ -242,8 +275,8 @@ def measure_parts(config: Config) -> dict[str, float]:
     return {
         "request body (CloudEvent, state, JSON)": per_call(lambda: orjson.dumps(request.body())),
         "webhook-id": per_call(lambda: message_id(request)),
-        "signature, one secret": per_call(lambda: one.headers("msg_x", body)),
-        "signatures, two secrets (rotation)": per_call(lambda: two.headers("msg_x", body)),
+        "signature, one secret": per_call(lambda: one.header_values("msg_x", body)),
+        "signatures, two secrets (rotation)": per_call(lambda: two.header_values("msg_x", body)),
         "reply parsed and checked against the schema": per_call(
             lambda: check.reply(orjson.loads(reply))
         ),
@@ -256,7 +289,7 @@ async def benchmark(args: argparse.Namespace, base: str) -> Results:
     path = workdir / "handlers.yaml"
     path.write_text(textwrap.dedent(text), encoding="utf-8")
     config = load_config(path)
-    results = Results()
+    results = Results(load=[os.getloadavg()[0]])
     count = args.orders * args.notes
     for repeat in range(args.repeat):
         handlers = HandlerRegistry.from_config(config)
@@ -265,10 +298,15 @@ async def benchmark(args: argparse.Namespace, base: str) -> Results:
             turn = repeat % len(VARIANTS)
             order = VARIANTS[turn:] + VARIANTS[:turn]  # interleaved, rotated
             for variant in order:
+                webhook = handlers["webhook"]
+                assert isinstance(webhook, WebhookHandler)
                 if variant == BARE:
-                    webhook = handlers["webhook"]
-                    assert isinstance(webhook, WebhookHandler)
                     run = await measure_bare(webhook, base, count, args.concurrency)
+                elif variant == FLOOR:
+                    floor = HandlerRegistry({**handlers, "hop": FloorHandler(webhook, base)})
+                    run = await measure_command(
+                        config, floor, COMMANDS[HOP], args.orders, args.notes, args.concurrency
+                    )
                 else:
                     run = await measure_command(
                         config, handlers, COMMANDS[variant], args.orders, args.notes,
@@ -279,6 +317,7 @@ async def benchmark(args: argparse.Namespace, base: str) -> Results:
         finally:
             await handlers.close()
     results.parts_us = measure_parts(config)
+    results.load.append(os.getloadavg()[0])
     return results
 
 

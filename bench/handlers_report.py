@@ -18,7 +18,8 @@ from importlib import metadata
 
 RULE, PLUGIN, WEBHOOK = "YAML rule", "Python plugin", "Node.js webhook"
 HOP, BARE = "webhook, bare endpoint", "bare HTTP round trip"
-VARIANTS = (RULE, PLUGIN, WEBHOOK, HOP, BARE)
+FLOOR = "engine + bare round trip"  # a handler that only does the bare round trip
+VARIANTS = (RULE, PLUGIN, WEBHOOK, HOP, FLOOR, BARE)
 
 
 @dataclass(slots=True)
@@ -34,6 +35,7 @@ class Run:
 class Results:
     runs: dict[str, list[Run]] = field(default_factory=lambda: {v: [] for v in VARIANTS})
     parts_us: dict[str, float] = field(default_factory=dict)  # piece of a call -> µs
+    load: list[float] = field(default_factory=list)  # 1-minute load average, start and end
 
     def median(self, variant: str, what: str = "per_s") -> float:
         return float(statistics.median(getattr(r, what) for r in self.runs[variant]))
@@ -51,6 +53,16 @@ def added_cost(variant: str) -> Callable[[dict[str, Run]], float]:
         return added / (1 / runs[BARE].per_s)
 
     return ratio
+
+
+def added_us(variant: str) -> Callable[[dict[str, Run]], float]:
+    """What catgad adds to the round trip, in µs per command: variant - rule - bare."""
+
+    def added(runs: dict[str, Run]) -> float:
+        cost = 1 / runs[variant].per_s - 1 / runs[RULE].per_s - 1 / runs[BARE].per_s
+        return cost * 1e6
+
+    return added
 
 
 def added_latency(variant: str) -> Callable[[dict[str, Run]], float]:
@@ -81,6 +93,10 @@ def markdown(results: Results, args: argparse.Namespace, command: str) -> str:
         )
     hop = results.ratio(added_cost(HOP))
     hop_latency = results.ratio(added_latency(HOP))
+    hop_us = results.ratio(added_us(HOP))
+    floor = results.ratio(added_cost(FLOOR))
+    floor_us = results.ratio(added_us(FLOOR))
+    webhook_code_us = results.ratio(lambda r: (1 / r[HOP].per_s - 1 / r[FLOOR].per_s) * 1e6)
     webhook_cost = results.ratio(added_cost(WEBHOOK))
     webhook_latency = results.ratio(added_latency(WEBHOOK))
     plugin = results.ratio(lambda r: r[PLUGIN].per_s / r[RULE].per_s)
@@ -100,8 +116,11 @@ def markdown(results: Results, args: argparse.Namespace, command: str) -> str:
             f"per variant (one event each), {args.concurrency} orders in flight, memory store",
             f"- repeats: {args.repeat}, variants interleaved (rotated) within each; medians shown",
             f"- machine: {os.cpu_count()} cores, {platform.platform()}, Python "
-            f"{sys.version.split()[0]}, Node.js {node}, httpx {version('httpx')}, "
+            f"{sys.version.split()[0]}, Node.js {node}, httpcore {version('httpcore')}, "
             f"standardwebhooks {version('standardwebhooks')}",
+            "- load (1-minute average) at start and end: "
+            + " and ".join(f"{load:.2f}" for load in results.load)
+            + " (the machine is shared; the spread of the figures shows how much it moved)",
             "",
             "## Figures",
             "",
@@ -119,6 +138,14 @@ def markdown(results: Results, args: argparse.Namespace, command: str) -> str:
             "| signing + hop: (webhook to bare endpoint - rule) / bare round trip, "
             f"µs per command | {hop:.2f}x | <= 1x | {met} |",
             f"| the same, p50 latency | {hop_latency:.2f}x |  |  |",
+            "| the same in µs per command: webhook to bare endpoint - rule - bare round trip "
+            f"| {hop_us:,.0f} µs |  |  |",
+            "| the floor: a handler doing nothing but the bare round trip, (engine + bare "
+            f"round trip - rule) / bare round trip | {floor:.2f}x |  |  |",
+            f"| the same in µs per command | {floor_us:,.0f} µs |  |  |",
+            "| catgad's webhook code in a command (signing, webhook-id, time limit, circuit, "
+            "reply checks): webhook to bare endpoint - engine + bare round trip "
+            f"| {webhook_code_us:,.0f} µs |  |  |",
             "| with the handler's work: (Node.js webhook - rule) / bare round trip, "
             f"µs per command | {webhook_cost:.2f}x |  |  |",
             f"| the same, p50 latency | {webhook_latency:.2f}x |  |  |",
@@ -127,15 +154,21 @@ def markdown(results: Results, args: argparse.Namespace, command: str) -> str:
             "",
             "- what a webhook call does besides the round trip, measured alone: "
             + "; ".join(f"{what} {us:.1f} µs" for what, us in results.parts_us.items())
-            + f" (signatures by `standardwebhooks` {version('standardwebhooks')}); for scale, "
+            + " (HMAC computed by catgad; the tests check it byte for byte against "
+            f"`standardwebhooks` {version('standardwebhooks')}); for scale, "
             f"a rule command takes {1e6 / rule:,.0f} µs",
             "- variants: **Node.js webhook** is examples/webhooks/node/server.js verifying each "
             "signature with the official npm package and deciding; **webhook, bare endpoint** is "
             "the same signed command sent by the same handler code to a path of that server "
             "which answers a constant event without verifying: catgad's signing, HTTP hop and "
-            "reply checking alone; **bare HTTP round trip** is the webhook's own connection pool "
-            "POSTing the same bytes there, nothing else",
+            "reply checking alone; **engine + bare round trip** is the same command with a handler "
+            "that only POSTs the bare round trip's bytes through the same pool and returns a "
+            "constant event: the engine around any handler, with no webhook code; **bare HTTP "
+            "round trip** is the webhook's own connection pool POSTing the same bytes there, "
+            "nothing else",
             "- the Node.js server shares the machine's cores with the client",
+            "- the ratio's denominator is the webhook's own transport: a cheaper transport "
+            "lowers it too, so the µs row is the one to compare across transports",
             "- µs per command is the inverse of throughput at this concurrency, not a latency",
             "",
         ]

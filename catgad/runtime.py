@@ -59,6 +59,8 @@ class Runtime:
         self.store = store
         self.bus = bus
         self.metrics = metrics or Metrics()
+        if isinstance(handlers, HandlerRegistry):
+            handlers.instrument(self.metrics.registry)
         self.relay: Relay | None = None
         self.engine = CommandEngine(config, store, on_appended=self._appended, handlers=handlers)
         # over the bus to the stream's replica when daemons share a broker; here otherwise

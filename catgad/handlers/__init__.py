@@ -4,6 +4,7 @@
     signing.py    Standard Webhooks secrets and signatures
     circuit.py    the circuit breaker a webhook sits behind
     webhook.py    a handler at an HTTP URL (signed, retried, broken circuit answers at once)
+    transport.py  the webhooks' HTTP/1.1 client: httpcore pools over asyncio streams
     plugin.py     a handler found through the entry-point group `catgad.handlers`
     registry.py   every handler of a config, built once, closed on shutdown
 

@@ -30,7 +30,14 @@ import orjson
 from catgad.config.loader import did_you_mean
 from catgad.config.model import EventDef, HandlerConfig
 from catgad.errors import CommandRejected, HandlerError, Rejected
-from catgad.handlers.protocol import HandlerReply, HandlerRequest, ReplyCheck, kind_of
+from catgad.handlers.protocol import (
+    HandlerReply,
+    HandlerRequest,
+    ReplyCheck,
+    Stats,
+    kind_of,
+    observed,
+)
 from catgad.observability.logs import get_logger
 
 GROUP = "catgad.handlers"
@@ -119,6 +126,7 @@ class PluginHandler:
         self._async = inspect.iscoroutinefunction(fn)
         self._blocking = blocking
         self._check = ReplyCheck(name, events)
+        self.stats: Stats | None = None
 
     @classmethod
     def from_config(
@@ -129,7 +137,15 @@ class PluginHandler:
     async def close(self) -> None:
         return None
 
+    def instrument(self, stats: Stats) -> None:
+        self.stats = stats
+
     async def __call__(self, request: HandlerRequest) -> HandlerReply:
+        if self.stats is None:
+            return await self._call(request)
+        return await observed(self.stats, self._call(request))
+
+    async def _call(self, request: HandlerRequest) -> HandlerReply:
         command = _copy(request.command.to_dict())
         state = _copy(request.state)
         try:

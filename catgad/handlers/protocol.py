@@ -10,15 +10,16 @@ or nothing is appended and the caller gets a 502 naming the handler and why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from catgad.aggregates.rules import Decision
 from catgad.config.loader import did_you_mean
 from catgad.config.model import EventDef
 from catgad.envelope import Envelope
-from catgad.errors import BadReply, CommandRejected
+from catgad.errors import BadReply, CircuitOpen, CommandRejected
 
 _EVENT_KEYS = frozenset({"type", "data"})
 
@@ -53,6 +54,42 @@ class Handler(Protocol):
     async def __call__(self, request: HandlerRequest) -> HandlerReply: ...
 
     async def close(self) -> None: ...
+
+
+Outcome = Literal["ok", "rejected", "failed", "malformed", "circuit_open"]
+
+
+class Stats(Protocol):
+    """Where a handler reports its calls (catgad.observability.metrics.HandlerStats)."""
+
+    def done(self, outcome: Outcome, seconds: float) -> None: ...
+
+    def retried(self) -> None: ...
+
+    def watch_circuit(self, state: Callable[[], str]) -> None: ...
+
+
+async def observed(stats: Stats, call: Awaitable[HandlerReply]) -> HandlerReply:
+    """Await a handler's call and report its outcome and how long the caller waited
+    (retries and backoff included). A cancelled call reports nothing: it has no outcome."""
+    started = time.perf_counter()
+    try:
+        reply = await call
+    except Exception as exc:
+        stats.done(outcome_of(exc), time.perf_counter() - started)
+        raise
+    stats.done("ok", time.perf_counter() - started)
+    return reply
+
+
+def outcome_of(exc: Exception) -> Outcome:
+    if isinstance(exc, CommandRejected):
+        return "rejected"
+    if isinstance(exc, CircuitOpen):
+        return "circuit_open"
+    if isinstance(exc, BadReply):
+        return "malformed"
+    return "failed"  # HandlerUnavailable, a plugin that raised, anything unforeseen
 
 
 def kind_of(value: Any) -> str:
@@ -106,6 +143,17 @@ class ReplyCheck:
         return HandlerReply([self._event(index, item) for index, item in enumerate(items)])
 
     def _event(self, index: int, item: Any) -> Decision:
+        # The usual reply, checked with no message built; anything else takes the slow
+        # path below, which says what is wrong.
+        if type(item) is dict and item.keys() <= _EVENT_KEYS:
+            type_ = item.get("type")
+            event_def = self._events.get(type_) if type(type_) is str else None
+            data = item.get("data", {})
+            if event_def is not None and type(data) is dict and event_def.validator.is_valid(data):
+                return Decision(type_, data)  # type: ignore[arg-type]
+        return self._bad_event(index, item)
+
+    def _bad_event(self, index: int, item: Any) -> Decision:
         where = f"events[{index}]"
         if not isinstance(item, dict):
             raise self.bad(f"{where} must be an object with 'type' and 'data', got {kind_of(item)}")

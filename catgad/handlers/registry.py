@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from catgad.config.model import Config, EventDef
 from catgad.errors import CommandRejected, ConfigError, ConfigIssue
 from catgad.handlers.plugin import PluginError, PluginHandler, Use, load
 from catgad.handlers.protocol import Handler, HandlerReply, HandlerRequest, ReplyCheck
 from catgad.handlers.webhook import WebhookHandler
+from catgad.observability.metrics import HandlerMetrics
 
 Plugins = Mapping[str, Callable[..., Any]]
 
@@ -81,6 +84,7 @@ class HandlerRegistry(Mapping[str, Handler]):
 
     def __init__(self, handlers: Mapping[str, Handler] | None = None) -> None:
         self._handlers: dict[str, Handler] = dict(handlers or {})
+        self._metrics: tuple[CollectorRegistry, HandlerMetrics] | None = None
 
     @classmethod
     def from_config(cls, config: Config, plugins: Plugins | None = None) -> HandlerRegistry:
@@ -93,6 +97,19 @@ class HandlerRegistry(Mapping[str, Handler]):
             else:
                 handlers[name] = PluginHandler.from_config(cfg, plugins[name], config.events)
         return cls(handlers)
+
+    def instrument(self, registry: CollectorRegistry) -> HandlerMetrics:
+        """Report every handler's calls, retries and circuit to `registry` (/metrics); once
+        per registry, which refuses a second family of the same name."""
+        if self._metrics is not None and self._metrics[0] is registry:
+            return self._metrics[1]
+        metrics = HandlerMetrics(registry)
+        self._metrics = (registry, metrics)
+        for name, handler in self._handlers.items():
+            instrument = getattr(handler, "instrument", None)
+            if instrument is not None:  # a stub of a scenario test has nothing to report
+                instrument(metrics.stats(name))
+        return metrics
 
     def __getitem__(self, name: str) -> Handler:
         return self._handlers[name]

@@ -1,13 +1,16 @@
 """A webhook server that misbehaves on purpose, run as a subprocess by the handler tests.
 
     python fault_server.py --secret whsec_... [--secret ...] [--corpus DIR] [--slow S]
+                           [--trickle S] [--tls-cert PEM --tls-key PEM]
 
-Prints `listening on http://HOST:PORT` once it accepts connections. Every POST
-is counted per path (GET /stats), and signed ones are verified with the
+Prints `listening on http://HOST:PORT` (https with --tls-cert) once it accepts
+connections. Every POST is counted per path (GET /stats), and signed ones are verified with the
 official `standardwebhooks` library against any of the secrets given.
 
     POST /triage          decide: TicketTriaged, or 422 {"error"} for priority 0
     POST /slow            the same, after sleeping --slow seconds
+    POST /trickle         the same, its response (status line, headers, body) sent one byte
+                          every --trickle seconds: no single read waits long, the whole does
     POST /fail            500
     POST /hang            prints `HANG <webhook-id>`, then never answers (the test kills us)
     POST /switch          per the mode set by POST /mode/<ok|fail|slow|bad:NAME>
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import sys
 import threading
 import time
@@ -30,10 +34,13 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 
 class State:
-    def __init__(self, secrets: list[str], corpus: Path | None, slow: float) -> None:
+    def __init__(
+        self, secrets: list[str], corpus: Path | None, slow: float, trickle: float
+    ) -> None:
         self.hooks = [Webhook(s if s.startswith("whsec_") else s.encode()) for s in secrets]
         self.corpus = corpus
         self.slow = slow
+        self.trickle = trickle
         self.mode = "ok"
         self.lock = threading.Lock()
         self.requests: dict[str, int] = {}
@@ -109,6 +116,8 @@ class Handler(BaseHTTPRequestHandler):
         elif mode == "slow":
             time.sleep(s.slow)
             self._json(*triage(payload))
+        elif mode == "trickle":
+            self._trickle(*triage(payload))
         elif mode == "bad" and s.corpus is not None:
             self._canned(json.loads((s.corpus / f"{path.split('/')[2]}.json").read_text()))
         else:
@@ -124,6 +133,20 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _trickle(self, status: int, body: Any) -> None:
+        raw = json.dumps(body).encode()
+        head = (
+            f"HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(raw)}\r\n\r\n"
+        ).encode()
+        try:
+            for byte in head + raw:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(self.state.trickle)
+        except OSError:  # the client gave up: what the test expects
+            self.close_connection = True
 
     def _json(self, status: int, body: Any) -> None:
         raw = json.dumps(body).encode()
@@ -143,11 +166,20 @@ def main() -> None:
     parser.add_argument("--secret", action="append", default=[])
     parser.add_argument("--corpus", type=Path, default=None)
     parser.add_argument("--slow", type=float, default=5.0)
+    parser.add_argument("--trickle", type=float, default=0.05)
+    parser.add_argument("--tls-cert", type=Path, default=None)
+    parser.add_argument("--tls-key", type=Path, default=None)
     args = parser.parse_args()
-    Handler.state = State(args.secret, args.corpus, args.slow)
+    Handler.state = State(args.secret, args.corpus, args.slow, args.trickle)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
-    print(f"listening on http://127.0.0.1:{server.server_port}", flush=True)
+    scheme = "http"
+    if args.tls_cert is not None:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    print(f"listening on {scheme}://127.0.0.1:{server.server_port}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

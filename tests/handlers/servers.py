@@ -16,6 +16,7 @@ import os
 import queue
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -34,7 +35,7 @@ PYTHON_EXAMPLE = REPO / "examples" / "webhooks" / "python" / "server.py"
 CORPUS = HERE / "bad_replies"
 SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"  # test secrets: base64 of random bytes
 OLD_SECRET = "whsec_dGhlIG9sZCBzZWNyZXQsIHN0aWxsIGFjdGl2ZQ=="
-_LISTENING = re.compile(r"listening on (http://[0-9.]+:[0-9]+)")
+_LISTENING = re.compile(r"listening on (https?://[0-9.]+:[0-9]+)")
 
 
 class ServerError(AssertionError):
@@ -51,16 +52,27 @@ class WebhookServer:
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
         self.base = ""
+        self.verify: ssl.SSLContext | bool = True  # trusts a TLS server, for stats() and mode()
 
     @classmethod
     def python_faults(
-        cls, secrets: Sequence[str] = (SECRET,), *, slow: float = 5.0
+        cls,
+        secrets: Sequence[str] = (SECRET,),
+        *,
+        slow: float = 5.0,
+        trickle: float = 0.05,
+        tls: tuple[Path, Path] | None = None,
     ) -> WebhookServer:
         argv = [sys.executable, str(HERE / "fault_server.py"), "--corpus", str(CORPUS)]
-        argv += ["--slow", str(slow)]
+        argv += ["--slow", str(slow), "--trickle", str(trickle)]
+        if tls is not None:
+            argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
         for secret in secrets:
             argv += ["--secret", secret]
-        return cls(argv)
+        server = cls(argv)
+        if tls is not None:
+            server.verify = ssl.create_default_context(cafile=str(tls[0]))
+        return server
 
     @classmethod
     def python_example(cls, secret: str) -> WebhookServer:
@@ -114,14 +126,22 @@ class WebhookServer:
         raise ServerError(f"no line starting {prefix!r}:\n{''.join(self.output)}")
 
     def stats(self) -> dict[str, Any]:
-        body: dict[str, Any] = httpx.get(self.url("/stats"), timeout=5).json()
+        body: dict[str, Any] = httpx.get(self.url("/stats"), timeout=5, verify=self.verify).json()
         return body
 
     def requests(self, path: str) -> int:
         return int(self.stats()["requests"].get(path, 0))
 
+    def wait_for_requests(self, path: str, count: int, timeout: float = 10.0) -> None:
+        """Until `path` has received `count` requests (blocking: run it in a thread)."""
+        deadline = time.monotonic() + timeout
+        while self.requests(path) < count:
+            if time.monotonic() > deadline:
+                raise ServerError(f"{path} got {self.requests(path)} requests, not {count}")
+            time.sleep(0.02)
+
     def mode(self, mode: str) -> None:
-        httpx.post(self.url(f"/mode/{mode}"), timeout=5).raise_for_status()
+        httpx.post(self.url(f"/mode/{mode}"), timeout=5, verify=self.verify).raise_for_status()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -78,6 +78,170 @@ async def test_a_slow_handler_times_out_and_is_retried(
     assert faults.requests("/slow") == 2
 
 
+async def test_the_timeout_bounds_the_whole_attempt_not_each_read(
+    tmp_path: Path, faults: WebhookServer
+) -> None:
+    """/trickle sends its reply a byte every 50 ms: no read waits long, the whole reply takes
+    seconds. A timeout per phase (connect, write, each read) never fires on it; the
+    webhook's `timeout` is for the whole attempt, so the call is cut at 0.5s."""
+    async with tickets(tmp_path, faults.url("/trickle"), timeout=0.5, retries=0) as t:
+        await t.open()
+        started = time.monotonic()
+        with pytest.raises(WebhookFailed) as caught:
+            await t.triage()
+        elapsed = time.monotonic() - started
+        assert "no answer within 0.5s" in caught.value.detail
+        assert 0.5 <= elapsed < 2.0, elapsed
+        assert await t.store.stream_version("Ticket-t1") == 1
+    assert faults.requests("/trickle") == 1
+
+
+def test_the_timeout_under_uvloop(tmp_path: Path, faults: WebhookServer) -> None:
+    """`catgad run` runs on uvloop: the same cut there, and the next call answered."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> float:
+        async with tickets(tmp_path, faults.url("/trickle"), timeout=0.5, retries=0) as t:
+            await t.open()
+            started = time.monotonic()
+            with pytest.raises(WebhookFailed) as caught:
+                await t.triage()
+            assert "no answer within 0.5s" in caught.value.detail
+            return time.monotonic() - started
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        elapsed = runner.run(scenario())
+    assert 0.5 <= elapsed < 2.0, elapsed
+
+
+async def test_a_trickling_reply_that_ends_in_time_is_read(tmp_path: Path) -> None:
+    """The same endpoint, trickling fast enough to end within the timeout: answered, so the
+    cut above is the timeout's doing and not a broken reply."""
+    with WebhookServer.python_faults(trickle=0.002) as server:
+        async with tickets(tmp_path, server.url("/trickle"), timeout=10, retries=0) as t:
+            await t.open()
+            result = await t.triage(priority=5)
+            assert result.events[0].data == {"ticket_id": "t1", "priority": 5, "by": "python"}
+
+
+async def test_timeouts_with_retries_end_within_the_documented_bound(
+    tmp_path: Path, faults: WebhookServer
+) -> None:
+    from catgad.handlers.webhook import WebhookHandler
+
+    options = {"timeout": 0.3, "retries": 2, "backoff": {"initial": 0.05, "max": 0.1}}
+    async with tickets(tmp_path, faults.url("/trickle"), **options) as t:
+        await t.open()
+        handler = t.handlers["triage"]
+        assert isinstance(handler, WebhookHandler)
+        bound = handler.settings.worst_case()
+        assert bound == pytest.approx(3 * 0.3 + 0.05 + 0.1)
+        started = time.monotonic()
+        with pytest.raises(WebhookFailed) as caught:
+            await t.triage()
+        elapsed = time.monotonic() - started
+        assert caught.value.attempts == 3
+        assert 3 * 0.3 <= elapsed < bound + 0.5, (elapsed, bound)  # 0.5s: a loaded machine
+    assert faults.requests("/trickle") == 3
+
+
+async def test_a_cancelled_call_is_cancelled_not_timed_out(
+    tmp_path: Path, faults: WebhookServer
+) -> None:
+    """Cancelling the command mid-request (shutdown, a client gone) propagates as such: not a
+    timeout, not retried, and the handler keeps nothing of it."""
+    from catgad.handlers.webhook import WebhookHandler
+
+    async with tickets(tmp_path, faults.url("/trickle"), timeout=10, retries=2) as t:
+        await t.open()
+        handler = t.handlers["triage"]
+        assert isinstance(handler, WebhookHandler)
+        command = asyncio.create_task(t.triage())
+        await asyncio.to_thread(faults.wait_for_requests, "/trickle", 1)
+        command.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await command
+        assert handler._deadlines.watching == 0
+        assert handler.breaker.state == "closed"
+        assert await t.store.stream_version("Ticket-t1") == 1
+        assert faults.requests("/trickle") == 1
+
+
+async def test_one_timer_cuts_each_attempt_at_its_own_deadline() -> None:
+    """Deadlines shares one timer among a handler's attempts: staggered attempts are each
+    cancelled at their own deadline, and one that ends in time is left alone."""
+    from catgad.handlers.webhook import Deadlines
+
+    deadlines = Deadlines(0.3)
+    loop = asyncio.get_running_loop()
+    ended: dict[str, tuple[str, float]] = {}
+    second_started = asyncio.Event()
+
+    async def attempt(name: str, work: asyncio.Future[None]) -> None:
+        task = deadlines.start()
+        started = loop.time()
+        timed_out = False
+        try:
+            try:
+                if name == "slow-2":
+                    second_started.set()
+                await work
+            finally:
+                timed_out = deadlines.finish(task)
+        except asyncio.CancelledError:
+            if not timed_out:
+                raise
+            ended[name] = ("timed out", loop.time() - started)
+            return
+        ended[name] = ("done", loop.time() - started)
+
+    never: list[asyncio.Future[None]] = [loop.create_future() for _ in range(2)]
+    soon: asyncio.Future[None] = loop.create_future()
+    first = asyncio.create_task(attempt("slow-1", never[0]))
+    fast = asyncio.create_task(attempt("fast", soon))
+    await asyncio.sleep(0.1)  # not a wait for a condition: the second attempt starts later
+    second = asyncio.create_task(attempt("slow-2", never[1]))
+    await second_started.wait()
+    soon.set_result(None)
+    await asyncio.wait_for(asyncio.gather(first, fast, second), 5)  # fails, not hangs
+    assert ended["fast"][0] == "done"
+    for name in ("slow-1", "slow-2"):
+        outcome, took = ended[name]
+        assert outcome == "timed out" and 0.3 <= took < 0.6, (name, ended)
+    assert deadlines.watching == 0
+
+
+async def test_a_kept_alive_connection_closed_by_the_server_is_not_reused(
+    tmp_path: Path,
+) -> None:
+    """The server restarts between two commands (same port): its old connection, idle in the
+    pool, was closed under it. The next command must go out on a new connection at the
+    first attempt (no retries allowed here), not fail writing to the dead one."""
+    import sys
+
+    from catgad.handlers.transport import ClientPool
+
+    from .servers import CORPUS, HERE, SECRET
+
+    port = free_port()
+    argv = [sys.executable, str(HERE / "fault_server.py"), "--port", str(port)]
+    argv += ["--secret", SECRET, "--corpus", str(CORPUS)]
+    shards = ClientPool.SHARDS  # requests take the pools in turn: one connection in each
+    first = WebhookServer(argv).start()
+    try:
+        async with tickets(tmp_path, first.url("/triage"), retries=0) as t:
+            await t.open()
+            for n in range(shards):
+                assert (await t.triage(priority=1)).version == 2 + n
+            first.stop()
+            with WebhookServer(argv) as second:
+                for n in range(shards):
+                    assert (await t.triage(priority=2)).version == 2 + shards + n
+                assert second.requests("/triage") == shards
+    finally:
+        first.stop()
+
+
 async def test_a_refused_connection_is_retried_then_503(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/triage"  # nobody listens there
     async with tickets(tmp_path, url, retries=2) as t:

@@ -122,3 +122,62 @@ async def test_the_handler_rejects_for_a_business_reason(start_server: Start) ->
             assert await engine.store.stream_version("Order-o1") == 3
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "secrets",
+    [
+        [SECRET],
+        [RAW_SECRET],
+        ["k" * 64],  # exactly one block
+        ["a raw key longer than SHA-256's 64-byte block, which HMAC hashes first" * 3],
+        [SECRET, OLD_SECRET],
+        [RAW_SECRET, SECRET, OLD_SECRET],
+    ],
+    ids=["whsec", "raw", "block", "long", "rotation", "three"],
+)
+def test_signatures_are_the_official_librarys_byte_for_byte(secrets: list[str]) -> None:
+    """catgad computes the HMAC itself (a keyed HMAC copied per request); the official
+    library must sign exactly the same, and verify it, for any body and any id."""
+    from datetime import UTC, datetime
+
+    from standardwebhooks import Webhook
+
+    from catgad.handlers.signing import Signer, secret_key
+
+    signer = Signer(secrets)
+    hooks = [Webhook(secret_key(secret)) for secret in secrets]
+    bodies = [
+        b"{}",
+        '{"note":"h\u00e9llo \u2603 \U0001f381"}'.encode(),
+        b'{"a":"' + b"x" * 70000 + b'"}',
+    ]
+    for index, body in enumerate(bodies):
+        message_id, now = f"msg_{index}", 1_700_000_000.9 + index
+        headers = signer.headers(message_id, body, now=now)
+        assert headers["webhook-timestamp"] == str(int(now))
+        when = datetime.fromtimestamp(int(now), UTC)
+        official = " ".join(hook.sign(message_id, when, body.decode()) for hook in hooks)
+        assert headers["webhook-signature"] == official
+        assert signer.header_values(message_id, body, now=now) == [
+            (name.encode(), value.encode()) for name, value in headers.items()
+        ]
+        fresh = signer.headers(message_id, body)  # now: within the verifiers' tolerance
+        for hook in hooks:
+            assert hook.verify(body, fresh) is not None
+
+
+def test_the_webhook_id_is_uuid5_of_the_command_and_version() -> None:
+    import uuid
+
+    from catgad.envelope import Envelope
+    from catgad.handlers.protocol import HandlerRequest
+    from catgad.handlers.webhook import _MESSAGE_NS, message_id
+
+    for command_id, version in [("c1", 0), ("c1", 1), ("\u00e9t\u00e9/\u2603", 42)]:
+        command = Envelope(type="T", data={}, id=command_id)
+        request = HandlerRequest(command, {}, version)
+        expected = uuid.uuid5(_MESSAGE_NS, f"{command_id}\0{version}").hex
+        assert message_id(request) == "msg_" + expected
+    first = message_id(HandlerRequest(Envelope(type="T", data={}, id="c1"), {}, 0))
+    assert first != message_id(HandlerRequest(Envelope(type="T", data={}, id="c1"), {}, 1))
