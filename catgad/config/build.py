@@ -28,9 +28,12 @@ from catgad.config.model import (
     Emit,
     EventDef,
     ExpectedRejection,
+    ExpectedRow,
     GivenEvent,
     HandlerConfig,
+    ProjectionSettings,
     Requirement,
+    RuntimeConfig,
     Scenario,
     ServiceConfig,
     StateRule,
@@ -126,6 +129,7 @@ class _Build:
         config.projections = build_projections(
             data.get("projections") or {}, config.handlers, self._cel, self._where, self._file
         )
+        config.runtime = self._runtime(data.get("runtime") or {})
         config.extra = {k: data[k] for k in ("sagas", "processes") if k in data}
         return Built(config, self.exprs)
 
@@ -182,6 +186,21 @@ class _Build:
         if kind in ("memory", "sqlite"):
             self._unused(spec, ("url",), "store", "the postgres, redis and nats stores")
         return store
+
+    def _runtime(self, raw: dict[str, Any]) -> RuntimeConfig:
+        spec = raw.get("projections") or {}
+        default = ProjectionSettings()
+        settings = ProjectionSettings(
+            lease_ttl=float(spec.get("lease_ttl", default.lease_ttl)),
+            poll_interval=float(spec.get("poll_interval", default.poll_interval)),
+        )
+        if settings.poll_interval >= settings.lease_ttl:
+            # a standby would look for work less often than a lease can lapse
+            path: Path = ("runtime", "projections", "poll_interval")
+            self.reporter.error(
+                path, f"must be less than lease_ttl ({settings.lease_ttl:g} s)", at=path
+            )
+        return RuntimeConfig(projections=settings)
 
     def _bus(self, raw: str | dict[str, Any]) -> BusConfig:
         spec: dict[str, Any] = {"kind": raw} if isinstance(raw, str) else raw
@@ -294,22 +313,39 @@ class _Build:
     def _scenario(self, index: int, raw: dict[str, Any]) -> Scenario:
         then = raw["then"]
         rejected = then.get("rejected")
+        when = raw.get("when") or {}
+        rows = then.get("rows")
         return Scenario(
             name=raw["name"],
             given=_messages(raw.get("given")),
-            command=raw["when"]["command"],
-            data=raw["when"].get("data") or {},
+            command=when.get("command"),
+            data=when.get("data") or {},
             expect_events=_messages(then["events"]) if "events" in then else None,
             expect_rejection=None
             if rejected is None
             else ExpectedRejection(rejected.get("status"), rejected.get("message")),
             expect_state=then.get("state"),
             where=self._where(("tests", index)),
-            reply=raw["when"].get("reply"),
+            reply=when.get("reply"),
+            expect_rows=None
+            if rows is None
+            else [self._expected_row(index, i, row) for i, row in enumerate(rows)],
+        )
+
+    def _expected_row(self, index: int, at: int, raw: dict[str, Any]) -> ExpectedRow:
+        exact = "row" in raw
+        return ExpectedRow(
+            projection=raw["projection"],
+            key=str(raw["key"]),
+            fields=dict(raw["row"] if exact else raw.get("fields") or {}),
+            exact=exact,
+            absent=bool(raw.get("absent", False)),
+            where=self._where(("tests", index, "then", "rows", at)),
         )
 
 
 def _messages(raw: list[dict[str, Any]] | None) -> list[GivenEvent]:
     return [
-        GivenEvent(item["type"], item.get("data") or {}, item.get("version")) for item in raw or []
+        GivenEvent(item["type"], item.get("data") or {}, item.get("version"), item.get("stream"))
+        for item in raw or []
     ]

@@ -16,6 +16,7 @@ from catgad.config.cel import CelExpr
 from catgad.config.loader import Path, Reporter, did_you_mean
 from catgad.handlers.signing import SecretError, secret_key
 from catgad.projections.lint import lint_projections
+from catgad.projections.model import KEY_COLUMN
 
 COMMAND_VARIABLES = ("data", "state", "command", "version")  # in require / emit / when
 RULE_VARIABLES = ("state", "data", "event")  # in an aggregate's `on` rules
@@ -259,22 +260,49 @@ class _Lint:
                 first = self.reporter.positions.value(("tests", seen[raw["name"]], "name"))
                 self.error((*base, "name"), f"duplicate test name (first at {first})")
             seen.setdefault(raw["name"], index)
-            command = raw["when"]["command"]
+            when = raw.get("when") or {}
+            command = when.get("command")
             path: Path = (*base, "when", "command")
             state: set[str] | None = None
-            if self._resolves(path, "commands", command, "command"):
+            if command is not None and self._resolves(path, "commands", command, "command"):
                 target = self._section("commands").get(command)  # None: schema-rejected
                 state = None if target is None else self._state_fields(target["aggregate"])
             then = raw["then"]
-            reply = raw["when"].get("reply")
-            if reply is not None:
+            reply = when.get("reply")
+            if reply is not None and command is not None:
                 self._stubbed(base, command, reply)
+            for i, row in enumerate(then.get("rows") or []):
+                self._expected_row((*base, "then", "rows", i), row)
             for where, items in (("given", raw.get("given")), ("then", then.get("events"))):
                 prefix: Path = (*base, where) if where == "given" else (*base, "then", "events")
                 for i, item in enumerate(items or []):
                     if self._resolves((*prefix, i, "type"), "events", item["type"], "event"):
                         self._stored_version((*prefix, i), item)
             self._expected_state((*base, "then", "state"), then.get("state"), state)
+
+    def _expected_row(self, path: Path, row: dict[str, Any]) -> None:
+        """A row expected of a projection that keeps rows, in columns it has."""
+        name = row["projection"]
+        if not self._resolves((*path, "projection"), "projections", name, "projection"):
+            return
+        projection = self.config.projections.get(name)  # None: schema-rejected
+        if projection is None:
+            return
+        if not projection.target.has_table:
+            self.error(
+                (*path, "projection"),
+                f"projection {name!r} gives its events to handler "
+                f"{projection.target.handler!r}: it has no rows to check",
+            )
+            return
+        columns = {KEY_COLUMN, *projection.columns}
+        for part in ("row", "fields"):
+            for column in sorted(row.get(part) or {}):
+                if column not in columns:
+                    hint = did_you_mean(column, columns) or _known(f"{name} has", columns)
+                    self.error(
+                        (*path, part), f"unknown column {column!r}{hint}", at=(*path, part, column)
+                    )
 
     def _stored_version(self, path: Path, item: dict[str, Any]) -> None:
         """A past event's version is one its type has had."""

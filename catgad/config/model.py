@@ -53,6 +53,19 @@ class BusConfig:
 
 
 @dataclass(slots=True)
+class ProjectionSettings:
+    """`runtime.projections`: how the daemons sharing a store hand projections over."""
+
+    lease_ttl: float = 10.0  # seconds; a dead holder's projections move within ~4/3 of it
+    poll_interval: float = 0.05  # seconds between looks at the store for others' appends
+
+
+@dataclass(slots=True)
+class RuntimeConfig:
+    projections: ProjectionSettings = field(default_factory=ProjectionSettings)
+
+
+@dataclass(slots=True)
 class HandlerConfig:
     name: str
     kind: Literal["webhook", "plugin"]
@@ -148,6 +161,7 @@ class GivenEvent:
     type: str
     data: dict[str, Any]
     version: int | None = None  # the schema version a `given` event was stored at
+    stream: str | None = None  # a `given` event's stream; None: the scenario's default
 
 
 @dataclass(slots=True)
@@ -159,18 +173,36 @@ class ExpectedRejection:
 
 
 @dataclass(slots=True)
+class ExpectedRow:
+    """`then: {rows: [...]}`: a projection's row for `key` after the scenario's events: with
+    exactly `fields` (`exact`, from `row:`), with at least `fields` (`fields:`), or none
+    (`absent`)."""
+
+    projection: str
+    key: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    exact: bool = False
+    absent: bool = False
+    where: Where | None = None
+
+
+@dataclass(slots=True)
 class Scenario:
-    """given events → when command → then events, or a rejection."""
+    """given events → when command → then events, or a rejection; and/or read-model rows.
+
+    Without a command (`command` None) the given events are stored as they are and only
+    `expect_rows` is checked."""
 
     name: str
     given: list[GivenEvent]
-    command: str
+    command: str | None
     data: dict[str, Any]
     expect_events: list[GivenEvent] | None = None
     expect_rejection: ExpectedRejection | None = None
     expect_state: dict[str, Any] | None = None  # optional: fields of the state afterwards
     where: Where | None = None
     reply: dict[str, Any] | None = None  # a stubbed handler reply: {events: [...]} or {error}
+    expect_rows: list[ExpectedRow] | None = None
 
 
 @dataclass(slots=True)
@@ -186,5 +218,6 @@ class Config:
     events: dict[str, EventDef] = field(default_factory=dict)
     tests: list[Scenario] = field(default_factory=list)
     projections: dict[str, ProjectionDef] = field(default_factory=dict)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     # sections later releases run (sagas, processes), kept as loaded
     extra: dict[str, Any] = field(default_factory=dict)

@@ -130,6 +130,10 @@ _DEFS: Schema = {
                 "minimum": 1,
                 "description": "stored at this schema version: read through the upcasters",
             },
+            "stream": _text(
+                "The stream it is in; default: the command's stream, else its aggregate's "
+                "(the aggregate whose `on` rules name it and whose id field is in the data)."
+            ),
         },
     },
     "stateRule": {
@@ -296,8 +300,17 @@ _WEBHOOK = _closed(
                 {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
             ],
         },
-        "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds per call"},
-        "retries": {"type": "integer", "minimum": 0, "description": "retries after a failure"},
+        "timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "Seconds per attempt, all of it: connect, send, wait, read (default "
+            "5). With retries a call ends within (retries + 1) x timeout plus the backoffs.",
+        },
+        "retries": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Attempts after a failed one (default 2).",
+        },
         "backoff": _closed(
             "Delay before retry n: a random time up to min(max, initial x 2^n) (full jitter).",
             {
@@ -354,6 +367,53 @@ _STORE = _kinded(
     ),
 )
 
+
+def _positive(description: str, default: float, kind: str = "number") -> Schema:
+    """A positive number, or a `${VAR}` an editor sees unexpanded (checked after substitution)."""
+    number = {"type": kind, "exclusiveMinimum": 0}
+    env = {"type": "string", "pattern": f"^{ENV_REF}$"}
+    return {"anyOf": [number, env], "default": default, "description": description}
+
+
+# The keys every bus kind reads; the rest of `options` is the backend's own (prefix,
+# partitions, timeouts, ...: catgad.bus.nats / kafka / memory OPTIONS), checked at load.
+_BUS_COMMANDS = _closed(
+    "How commands travel when several daemons share a broker (nats, kafka): each is sent "
+    "to the topic below, keyed by its stream id, and served by one member of the group at "
+    "a time, in order per stream.",
+    {
+        "topic": _text("Topic (subject) the commands are sent to.", default="commands"),
+        "group": _text(
+            "Consumer group of the daemons serving them; default `<service name>-commands`."
+        ),
+        "timeout": _positive(
+            "Seconds to wait for a command's reply before answering 503; also the bound on "
+            "running one command.",
+            30.0,
+        ),
+        "route": {
+            "enum": ["auto", "bus", "local"],
+            "default": "auto",
+            "description": "auto: over the bus when it is a broker (nats, kafka); bus: always "
+            "over the bus; local: run every command in the daemon that received it.",
+        },
+    },
+)
+
+_BUS_RELAY = _closed(
+    "The outbox relay: publishes the store's events to the bus, in store order, while "
+    "holding the service's relay lease (one daemon at a time).",
+    {
+        "topic": _text("Topic the events are published to.", default="events"),
+        "batch": _positive("Events published between two checkpoints.", 500, "integer"),
+        "lease_ttl": _positive("Seconds a relay lease lasts without renewal.", 10.0),
+        "poll_interval": _positive("Seconds between looks for other daemons' appends.", 0.2),
+        "first_backoff": _positive("Seconds before the first retry of a failed publish.", 0.05),
+        "max_backoff": _positive("Longest pause in seconds between publish retries.", 5.0),
+        "stop_timeout": _positive("Seconds a shutdown waits for the batch in hand.", 10.0),
+    },
+)
+
 _BUS = _kinded(
     "Bus",
     "How events are published: memory (in-process, the default), nats or kafka.",
@@ -363,7 +423,12 @@ _BUS = _kinded(
         "Bus, long form.",
         {
             "url": _text("Server URL (nats) or bootstrap servers (kafka)."),
-            "options": {"type": "object", "description": "subjects/topics, partitions, groups"},
+            "options": {
+                "type": "object",
+                "description": "subjects/topics, partitions, groups; `commands` and `relay` "
+                "for every kind, the rest per backend",
+                "properties": {"commands": _BUS_COMMANDS, "relay": _BUS_RELAY},
+            },
         },
     ),
 )
@@ -380,11 +445,18 @@ _THEN = _closed(
             },
         ),
         "state": {"type": "object", "description": "expected fields of the state afterwards"},
+        "rows": {
+            "type": "array",
+            "minItems": 1,
+            "description": "Rows of read models afterwards: each projection's real mapping, "
+            "run on the events (given, and the command's), into a scratch table.",
+            "items": _ref("expectedRow"),
+        },
     },
     allOf=[
         {
-            "anyOf": [{"required": [key]} for key in ("events", "rejected", "state")],
-            "errorMessage": "'then' needs 'events', 'rejected' or 'state'",
+            "anyOf": [{"required": [key]} for key in ("events", "rejected", "state", "rows")],
+            "errorMessage": "'then' needs 'events', 'rejected', 'state' or 'rows'",
         },
         {
             "not": {"required": ["events", "rejected"]},
@@ -393,8 +465,28 @@ _THEN = _closed(
     ],
 )
 
+_DEFS["expectedRow"] = _closed(
+    "A read-model row expected after the scenario's events: all its columns (`row`), some "
+    "of them (`fields`), or no row at all (`absent`).",
+    {
+        "projection": _ref(
+            "typeName",
+            "a projection with a table target (sqlite, postgres, "
+            "redis); its mapping runs into a scratch SQLite table",
+        ),
+        "key": {"type": ["string", "integer"], "description": "the row's key"},
+        "row": {"type": "object", "description": "every column of the row (key optional)"},
+        "fields": {"type": "object", "description": "these columns of the row; others any"},
+        "absent": {"const": True, "description": "there is no row with this key"},
+    },
+    ("projection", "key"),
+    oneOf=[{"required": [k]} for k in ("row", "fields", "absent")],
+    errorMessage="an expected row needs exactly one of 'row', 'fields' or 'absent'",
+)
+
 _SCENARIO = _closed(
-    "A scenario test: given events, when a command, then events or a rejection.",
+    "A scenario test: given events, when a command, then events or a rejection; or given "
+    "events, then read-model rows.",
     {
         "name": _text("What the scenario shows."),
         "given": {"type": "array", "items": _ref("pastEvent"), "description": "past events"},
@@ -416,7 +508,33 @@ _SCENARIO = _closed(
         ),
         "then": _THEN,
     },
-    ("name", "when", "then"),
+    ("name", "then"),
+    allOf=[
+        {
+            "if": {"not": {"required": ["when"]}},
+            "then": {
+                "properties": {
+                    "then": {
+                        "anyOf": [{"required": ["rows"]}],
+                        "not": {"anyOf": [{"required": [k]} for k in ("events", "rejected")]},
+                        "errorMessage": "without 'when' (a command), 'then' checks 'rows' "
+                        "(and 'state' not at all)",
+                    }
+                }
+            },
+        },
+        {
+            "if": {"not": {"required": ["when"]}},
+            "then": {
+                "properties": {
+                    "then": {
+                        "not": {"required": ["state"]},
+                        "errorMessage": "'state' is an aggregate's after a command: give 'when'",
+                    }
+                }
+            },
+        },
+    ],
 )
 
 _LATER = "Accepted and kept as written; run by a later release."
@@ -461,6 +579,10 @@ SCHEMA: Schema = {
         "events": _named("Event types.", _ref("event"), "Events"),
         "tests": {"type": "array", "description": "Scenario tests.", "items": _SCENARIO},
         "projections": projection_schema.SECTION,
+        "runtime": _closed(
+            "How the daemon runs its background work.",
+            {"projections": projection_schema.RUNTIME},
+        ),
         "sagas": {"type": "object", "description": _LATER},
         "processes": {"type": "object", "description": _LATER},
     },

@@ -10,6 +10,7 @@ same as a migrated one.
 
 UpcastingStore wraps an EventStore and upcasts what every read path returns:
 read (aggregate load, GET /streams), read_all (subscriptions, relays),
+read_records (a projection's catch-up),
 find_command and a duplicate append (a retried command's first result).
 Events of a type without upcasters, or already current, pass through as they are.
 """
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from catgad.config.cel import CelEvalError
 from catgad.config.model import Config, EventDef, UpcastStep
 from catgad.envelope import Envelope
 from catgad.errors import UpcastFailed
+from catgad.store.codec import StoredEvent
 from catgad.store.protocol import AppendResult, Capability, EventStore, Snapshot
 
 UpcastFn = Callable[[dict[str, Any]], Any]
@@ -148,6 +150,19 @@ class Upcasters:
                 events[index] = chain.upcast(event)
         return events
 
+    def upcast_records(self, records: list[StoredEvent]) -> list[StoredEvent]:
+        """upcast_all for records: an outdated one is decoded whole, upcast and replaced,
+        whether or not its body was decoded, so no read path sees an old version."""
+        chains = self.chains
+        for index, record in enumerate(records):
+            chain = chains.get(record.type)
+            if chain is not None and (record.dataschemaversion or 1) < chain.latest:
+                event = record.envelope()
+                upcast = chain.upcast(event)
+                if upcast is not event:
+                    records[index] = StoredEvent.of(upcast)
+        return records
+
     def wrap(self, store: EventStore) -> EventStore:
         """`store` seen through the upcasters (itself when there are none)."""
         return UpcastingStore(store, self) if self.active else store
@@ -215,6 +230,16 @@ class UpcastingStore:
 
     async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Envelope]:
         return self.upcasters.upcast_all(await self.inner.read_all(after=after, limit=limit))
+
+    async def read_records(
+        self, *, after: int = 0, limit: int = 1000, types: Collection[str] | None = None
+    ) -> list[StoredEvent]:
+        """The inner store's records (AttributeError when it has none), upcast like read_all."""
+        reader: Any = self.inner
+        records: list[StoredEvent] = await reader.read_records(
+            after=after, limit=limit, types=types
+        )
+        return self.upcasters.upcast_records(records)
 
     async def stream_version(self, stream: str) -> int:
         return await self.inner.stream_version(stream)

@@ -11,7 +11,7 @@
                    once, deduplicated by event id)
     consume.py     one batch applied; poison events retried, dead-lettered or failing
     runner.py      one projection's consumer: lease, batches, rebuild, control;
-                   readahead.py: the next batch read and mapped while one is written
+                   records.py: batches read light (records, not envelopes) where it can
     status.py      what GET /projections shows; progress.py: head, lag, rate
     deadletters.py, replay.py   dead letters recorded, listed and replayed after a fix
     manager.py     every projection of a runtime

@@ -28,6 +28,7 @@ from catgad.projections.mapping import Mapper, MappingError, Op, Planned
 from catgad.projections.model import ProjectionDef
 from catgad.projections.targets.handler import HandlerTarget
 from catgad.projections.targets.protocol import ProjectionTarget, TargetError
+from catgad.store.codec import StoredEvent
 from catgad.store.protocol import EventStore
 
 log = get_logger("catgad.projections")
@@ -75,7 +76,7 @@ class Consumer:
 
     # -- table targets ----------------------------------------------------------------------
 
-    def plan(self, events: Sequence[Envelope]) -> Plan | None:
+    def plan(self, events: Sequence[Envelope] | Sequence[StoredEvent]) -> Plan | None:
         """The batch's operations, when mapping needs no rows and nothing is poison; None
         leaves the batch to `table` (which reads rows and handles poison). Pure: safe to run
         while the previous batch is being written."""
@@ -91,7 +92,10 @@ class Consumer:
                 ops.extend(found)
         except MappingError:
             return None
-        return Plan(coalesce(ops, self.defaults), _position(events[-1]))
+        last = events[-1].position
+        if last is None:
+            raise Unavailable("event store", "read_all returned an event without a position")
+        return Plan(coalesce(ops, self.defaults), last)
 
     async def write(self, writer: ProjectionTarget, events: Sequence[Envelope], after: int,
                     plan: Plan | None) -> Outcome:  # fmt: skip

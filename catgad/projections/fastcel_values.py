@@ -93,10 +93,16 @@ def _summed(items: Any) -> Any:
     if type(items) is not list or not items:
         raise Fallback
     first = type(items[0])
-    if first not in (int, float) or any(type(i) is not first for i in items):
+    if first not in (int, float):
         raise Fallback
-    total = EXTRA_FUNCTIONS["sum"](items)
+    for item in items:
+        if type(item) is not first:
+            raise Fallback
+    total = _SUM(items)
     return checked(total) if first is int else total
+
+
+_SUM = EXTRA_FUNCTIONS["sum"]
 
 
 FUNCTIONS: dict[str, Callable[[Any], Any]] = {

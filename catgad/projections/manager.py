@@ -66,7 +66,10 @@ class ProjectionManager:
         self.config = config
         self.store = store
         self.metrics = metrics
-        self.settings = settings or RunnerSettings()
+        configured = config.runtime.projections
+        self.settings = settings or RunnerSettings(
+            lease_ttl=configured.lease_ttl, poll_interval=configured.poll_interval
+        )
         self.owner = owner or default_owner()
         self.source = config.service.name
         wanted = set(only) if only is not None else None

@@ -26,16 +26,18 @@ from typing import Any
 
 from catgad.config.cel import CelEvalError, CelExpr
 from catgad.envelope import Envelope
-from catgad.projections.fastcel import compile_fast
+from catgad.projections.fastcel import compile_fast, literal_of
 from catgad.projections.model import ColumnDef, ColumnType, OpDef, OpKind, ProjectionDef
+from catgad.store.codec import StoredEvent
 
 INT64 = (-(2**63), 2**63 - 1)
 Rows = MutableMapping[str, dict[str, Any] | None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per event, and a frozen __init__ costs 3x
 class Op:
-    """A change to one row; `fields` holds only the columns the operation sets."""
+    """A change to one row; `fields` holds only the columns the operation sets. Treated as
+    immutable once built."""
 
     kind: OpKind
     key: str
@@ -168,22 +170,32 @@ class Mapper:
         key = op.key or self.projection.key
         if key is None:  # config lint forbids it
             raise MappingError(self._where(op, "key"), "no key expression")
-        fields = [
-            (column, self._fast.get(id(expr)), expr, _coercer(self.columns.get(column)))
-            for column, expr in op.fields.items()
-        ]
+        fields = []
+        for column, expr in op.fields.items():
+            coerce_value = _coercer(self.columns.get(column))
+            constant: Any = _MISSING
+            is_literal, value = literal_of(expr)
+            if is_literal:
+                try:  # a literal is coerced once here; one that does not fit fails per event
+                    constant = coerce_value(value)
+                except ValueError:
+                    constant = _MISSING
+            fields.append((column, self._fast.get(id(expr)), expr, coerce_value, constant))
         return _Spec(op, key, self._fast.get(id(key)), fields)
 
     def handles(self, event_type: str) -> bool:
         return event_type in self._on
 
-    def direct(self, event: Envelope) -> list[Op] | None:
+    def direct(self, event: Envelope | StoredEvent) -> list[Op] | None:
         """The event's operations in one pass, when none of them reads `row` (what a batch
         mapped ahead needs); None otherwise: then prepare + evaluate with the rows."""
         specs = self._direct.get(event.type)
         if specs is None:
             return [] if event.type not in self._on else None
-        variables = self._variables(event)
+        variables: dict[str, Any] = {"data": event.data}
+        if self._needs_event.get(event.type, True):
+            whole = event if isinstance(event, Envelope) else event.envelope()
+            variables["event"] = event_variables(whole)
         out: list[Op] = []
         for spec in specs:
             op = spec.op
@@ -199,7 +211,10 @@ class Mapper:
             if type(key) is not str or not key:
                 key = self._key(spec.key, variables, op)
             fields: dict[str, Any] = {}
-            for column, fast_value, expr, coerce_value in spec.fields:
+            for column, fast_value, expr, coerce_value, constant in spec.fields:
+                if constant is not _MISSING:
+                    fields[column] = constant
+                    continue
                 value: Any = _MISSING
                 if fast_value is not None:
                     try:
@@ -272,10 +287,11 @@ class Mapper:
         """prepare + evaluate in one call."""
         return self.evaluate(event, self.prepare(event), rows)
 
-    def _variables(self, event: Envelope) -> dict[str, Any]:
+    def _variables(self, event: Envelope | StoredEvent) -> dict[str, Any]:
         variables: dict[str, Any] = {"data": event.data}
         if self._needs_event.get(event.type, True):
-            variables["event"] = event_variables(event)
+            whole = event if isinstance(event, Envelope) else event.envelope()
+            variables["event"] = event_variables(whole)
         return variables
 
     def _holds(self, op: OpDef, variables: dict[str, Any]) -> bool:
@@ -322,7 +338,10 @@ class _Spec:
     op: OpDef
     key: CelExpr
     key_fast: Callable[[dict[str, Any]], Any] | None
-    fields: list[tuple[str, Callable[[dict[str, Any]], Any] | None, CelExpr, Callable[[Any], Any]]]
+    # column, fast form, CEL, coercion, and the coerced value of a literal (else _MISSING)
+    fields: list[
+        tuple[str, Callable[[dict[str, Any]], Any] | None, CelExpr, Callable[[Any], Any], Any]
+    ]
 
 
 def _coercer(column: ColumnDef | None) -> Callable[[Any], Any]:

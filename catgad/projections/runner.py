@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +33,7 @@ from catgad.projections.consume import Consumer, Outcome, Plan, interruptible_sl
 from catgad.projections.metrics import ProjectionMetrics
 from catgad.projections.model import ProjectionDef
 from catgad.projections.progress import Rate, head_position
-from catgad.projections.readahead import ReadAhead
+from catgad.projections.records import Envelopes, record_reader
 from catgad.projections.status import Status, describe
 from catgad.projections.targets.handler import HandlerTarget
 from catgad.projections.targets.protocol import Fenced, Meta, ProjectionTarget
@@ -48,6 +50,24 @@ class RunnerSettings:
     poll_interval: float = 0.05  # seconds between looks at the store for other daemons' appends
     backoff_initial: float = 0.1  # after a failure (store or target down), doubling...
     backoff_max: float = 5.0  # ...up to this
+
+
+_heap_settled = False
+
+
+def _settle_heap() -> None:
+    """Once per process, when the first projection starts: collect, then freeze what is
+    left (modules, the config and its compiled CEL, connections) out of the cyclic GC.
+
+    A catch-up allocates a few containers per event, and a batch in flight survives young
+    collections, so full collections come every few thousand events; each walked the whole
+    startup heap (tens of ms). Frozen objects are still freed by reference counting; only
+    cycles among them would wait for the process to end."""
+    global _heap_settled
+    if not _heap_settled:
+        _heap_settled = True
+        gc.collect()
+        gc.freeze()
 
 
 class ProjectionRunner:
@@ -95,7 +115,8 @@ class ProjectionRunner:
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._opened = False
-        self._ahead = ReadAhead(self._fetch)
+        self._records = record_reader(store)
+        self._mapped = frozenset(projection.on)  # the types whose bodies are decoded
         self._shadow: ProjectionTarget | None = None
         self._opening = asyncio.Lock()
         self.redelivering = False  # a handler target's rebuild: delivering everything again
@@ -114,6 +135,7 @@ class ProjectionRunner:
                 self._opened = True
 
     def start(self) -> None:
+        _settle_heap()
         if self._task is None:
             if self.lease is not None:
                 self.lease.start()
@@ -135,7 +157,6 @@ class ProjectionRunner:
         task, self._task = self._task, None
         if task is not None:
             await task
-        self._drop_ahead()
         if self.lease is not None:
             await self.lease.stop(release=True)
         await self.target.close()
@@ -145,7 +166,6 @@ class ProjectionRunner:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        self._drop_ahead()
         if self.lease is not None:
             self.lease.abandon()
 
@@ -168,10 +188,8 @@ class ProjectionRunner:
                 log.warning("projection moved on elsewhere; standing by", projection=self.name,
                             detail=exc.detail)  # fmt: skip
                 self._active = False
-                self._drop_ahead()
                 continue
             except Exception as exc:
-                self._drop_ahead()
                 self.retrying = True
                 self.stepped.set()
                 await self._failed(exc)
@@ -222,24 +240,26 @@ class ProjectionRunner:
             self.rebuild_head = await head_position(self.store, self.seen)
             self.rate.reset()
 
-    async def _read(self, after: int) -> tuple[list[Envelope], Plan | None]:
-        """The next batch, and its plan when it maps cleanly (read ahead: readahead.py)."""
+    async def _read(self, after: int) -> tuple[Sequence[Envelope], Plan | None]:
+        """The next batch, and its plan when it maps cleanly (Consumer.plan).
+
+        Nothing is read ahead while a batch is written: the store's reader thread, the
+        target's writer thread and the mapping share one interpreter lock, and overlapping
+        them cost a quarter to a third more CPU per event in a catch-up than taking turns,
+        and were slower for it on a shared two-core machine (bench/RESULTS-projections.md)."""
         limit = 1 if after < self._single_until else self.projection.batch
-        if self._closing.is_set():
-            self._ahead.drop()
-        events, plan = await self._ahead.read(after, limit)
+        if isinstance(self.target, HandlerTarget):
+            events: Sequence[Envelope] = await self.store.read_all(after=after, limit=limit)
+            plan = None
+        elif self._records is not None:
+            records = await self._records.read_records(after=after, limit=limit, types=self._mapped)
+            events, plan = Envelopes(records), self.consumer.plan(records)
+        else:
+            events = await self.store.read_all(after=after, limit=limit)
+            plan = self.consumer.plan(events)
         if events:
             self.seen = max(self.seen, events[-1].position or 0)
         return events, plan
-
-    async def _fetch(self, after: int, limit: int) -> tuple[list[Envelope], Plan | None]:
-        events = await self.store.read_all(after=after, limit=limit)
-        if isinstance(self.target, HandlerTarget):
-            return events, None
-        return events, self.consumer.plan(events)
-
-    def _drop_ahead(self) -> None:
-        self._ahead.drop()
 
     async def _live_step(self) -> bool:
         events, plan = await self._read(self.position)
@@ -279,7 +299,7 @@ class ProjectionRunner:
         return True
 
     async def _consume(
-        self, events: list[Envelope], after: int, *, shadow: bool, plan: Plan | None
+        self, events: Sequence[Envelope], after: int, *, shadow: bool, plan: Plan | None
     ) -> Outcome:
         target = self.target
         if isinstance(target, HandlerTarget):
@@ -289,8 +309,6 @@ class ProjectionRunner:
             if shadow and writer is target:
                 writer = self._shadow = target.shadow_target()
             outcome = await self.consumer.write(writer, events, after, plan)
-        if outcome.position != (events[-1].position or 0):
-            self._drop_ahead()  # it was read for a position the checkpoint did not reach
         if outcome.split:
             self._single_until = events[-1].position or 0
         if outcome.dead and self.metrics is not None:

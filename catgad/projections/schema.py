@@ -181,3 +181,26 @@ SECTION: Schema = {
 }
 
 DEFS: Schema = {"projection": PROJECTION}
+
+RUNTIME: Schema = _closed(
+    "How the daemons sharing a store hand projections over (each is applied by the holder "
+    "of its lease).",
+    {
+        "lease_ttl": {
+            "type": "number",
+            "minimum": 0.1,
+            "maximum": 3600,
+            "default": 10,
+            "description": "seconds a projection's lease lasts unrenewed (renewed every third "
+            "of it): a dead daemon's projections are taken over within about 4/3 of this",
+        },
+        "poll_interval": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 60,
+            "default": 0.05,
+            "description": "seconds between looks at the store for events appended by other "
+            "daemons (this daemon's own appends wake its projections at once); below lease_ttl",
+        },
+    },
+)

@@ -60,7 +60,11 @@ def encode_events(stream: str, events: Sequence[Envelope]) -> list[EventRecord]:
 
 def decode_event(body: bytes, stream: str, version: int, position: int) -> Envelope:
     """The stored envelope; trusts the body, which only encode_event wrote."""
-    doc: dict[str, Any] = orjson.loads(body)
+    return decode_doc(orjson.loads(body), stream, version, position)
+
+
+def decode_doc(doc: dict[str, Any], stream: str, version: int, position: int) -> Envelope:
+    """The stored envelope from its decoded body."""
     get = doc.get
     # decoding is on every read path: look the extensions up only when there are any
     extensions = {} if _CORE.issuperset(doc) else {k: v for k, v in doc.items() if k not in _CORE}
@@ -79,6 +83,42 @@ def decode_event(body: bytes, stream: str, version: int, position: int) -> Envel
         extensions=extensions,
         position=position,
     )
+
+
+class StoredEvent(NamedTuple):
+    """An event as a catch-up reads it: the columns a store indexes and, for the types the
+    reader asked for, the decoded body (`doc`) and its `data`; for the others both are None,
+    as nobody looks at them. A mapping reads the type and the data; `envelope()` builds the
+    whole Envelope, as read_all returns it, for whatever needs more."""
+
+    position: int
+    stream: str
+    version: int
+    type: str
+    body: bytes
+    doc: dict[str, Any] | None
+    data: Any
+
+    @property
+    def dataschemaversion(self) -> int | None:
+        version: int | None = self.document().get("dataschemaversion")
+        return version
+
+    def document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = orjson.loads(self.body) if self.doc is None else self.doc
+        return doc
+
+    def envelope(self) -> Envelope:
+        return decode_doc(self.document(), self.stream, self.version, self.position)
+
+    @classmethod
+    def of(cls, event: Envelope) -> StoredEvent:
+        """The record of an envelope read back from a store (an upcast one, say)."""
+        doc = event.to_dict()
+        return cls(
+            event.position or 0, event.subject or "", event.streamversion or 0,
+            event.type, b"", doc, event.data,
+        )  # fmt: skip
 
 
 def rewritten_body(body: bytes, event: Envelope) -> bytes:

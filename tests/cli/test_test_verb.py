@@ -81,6 +81,46 @@ tests:
     assert out.rstrip().endswith("# 0 passed, 4 failed")
 
 
+def test_read_model_scenarios_pass_and_fail(tmp_path: Path) -> None:
+    config = (
+        (EXAMPLES / "orders.yaml")
+        .read_text()
+        .replace("  - orders.tests.yaml", "  - rows.tests.yaml")
+    )
+    (tmp_path / "orders.yaml").write_text(config)
+    (tmp_path / "rows.tests.yaml").write_text(
+        """
+tests:
+  - name: a paid order's row
+    given:
+      - {type: OrderCreated, data: {order_id: o1, customer: a, items: [{sku: s, qty: 2, price: 5}]}}
+      - {type: OrderPaid, data: {order_id: o1, amount: 10}}
+    then:
+      rows:
+        - {projection: orders, key: o1, row: {customer: a, status: paid, total: 10, tracking: null}}
+        - {projection: customer_totals, key: a, fields: {orders: 1}}
+  - name: expects the wrong row
+    given:
+      - {type: OrderCreated, data: {order_id: o1, customer: a, items: [{sku: s, qty: 2, price: 5}]}}
+    then:
+      rows:
+        - {projection: orders, key: o1, fields: {status: shipped, total: 10}}
+        - {projection: orders, key: o2, fields: {status: created}}
+"""
+    )
+    done = catgad("test", str(tmp_path / "orders.yaml"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = done.stdout
+    assert "ok 1 - a paid order's row" in out
+    assert "not ok 2 - expects the wrong row" in out
+    assert "orders['o1'].status: expected 'shipped', got 'created'" in out
+    assert "orders['o2']: expected a row, but there is none" in out
+    block = out.split("not ok 2 - expects the wrong row")[1].split("  ...")[0]
+    assert block.count("message:") == 2  # the total was right: not reported
+    assert "rows.tests.yaml:" in out
+    assert out.rstrip().endswith("# 1 passed, 1 failed")
+
+
 def test_every_verb_has_help() -> None:
     for verb in ("run", "validate", "test", "send", "bench"):
         done = catgad(verb, "--help")

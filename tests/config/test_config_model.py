@@ -114,7 +114,7 @@ class TestOrdersExample:
             "DiscountApplied",
             "GiftNoteAdded",
         ]
-        assert len(config.tests) == 14
+        assert len(config.tests) == 19
         assert config.extra == {}
         assert order.where is not None and (order.where.line, order.where.path) == (
             19,
@@ -168,7 +168,16 @@ class TestOrdersExample:
         )
         assert second.given[0].data["customer"] == "alice"
         assert second.where is not None and second.where.file.endswith("orders.tests.yaml")
-        assert tests[-1].expect_rejection is not None and tests[-1].expect_rejection.message is None
+        refused = tests[13]  # a payload that breaks the schema
+        assert refused.expect_rejection is not None and refused.expect_rejection.message is None
+        read = tests[14]  # the first read-model scenario: no command, a whole row
+        assert read.command is None and [g.type for g in read.given][-1] == "OrderShipped"
+        assert read.expect_rows is not None
+        (row,) = read.expect_rows
+        assert (row.projection, row.key, row.exact, row.absent) == ("orders", "o1", True, False)
+        assert row.fields == {"customer": "alice", "status": "shipped", "total": 2500,
+                              "tracking": "TRK1"}  # fmt: skip
+        assert tests[17].given[1].stream == "Order-o2"
 
 
 class TestMinimal:

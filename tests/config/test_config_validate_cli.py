@@ -30,7 +30,7 @@ def catgad(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 def test_run_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert validate.run(argparse.Namespace(config=str(ORDERS))) == 0
     assert capsys.readouterr().out == (
-        f"OK: {ORDERS}: 1 aggregates, 6 commands, 6 events, 14 tests\n"
+        f"OK: {ORDERS}: 1 aggregates, 6 commands, 6 events, 19 tests\n"
     )
 
 
@@ -53,7 +53,7 @@ def test_exit_0_on_a_valid_config() -> None:
     assert done.returncode == 0, done.stderr
     assert (
         done.stdout
-        == "OK: config/examples/orders.yaml: 1 aggregates, 6 commands, 6 events, 14 tests\n"
+        == "OK: config/examples/orders.yaml: 1 aggregates, 6 commands, 6 events, 19 tests\n"
     )
 
 
