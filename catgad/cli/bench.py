@@ -1,16 +1,21 @@
-"""`catgad bench`: the Order workload through catgad and its baselines, figures to RESULTS.md.
+"""`catgad bench [SUITE]`: catgad against raw clients and `eventsourcing`, figures to bench/.
 
-The benchmark lives in the top-level `bench/` directory of a source checkout
-(it measures catgad against raw sqlite3 and the `eventsourcing` library, which
+The benchmarks live in the top-level `bench/` directory of a source checkout
+(they measure catgad against raw clients and the `eventsourcing` library, which
 an installed daemon has no use for). This verb finds it beside the `catgad`
-package when it is not importable already.
+package when it is not importable already. The default suite, the Order
+workload, runs in this process; every other suite runs as `python -m
+bench.<module>` in a process of its own (each sets up its own event loop,
+servers and collector), with the arguments after the suite's name passed on.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -18,6 +23,15 @@ import catgad
 from catgad.errors import CatgadError, UsageError
 
 SYSTEMS = ("raw", "eventsourcing", "engine", "http")
+ORDERS = "orders"
+# suite -> (module under bench/, what it measures); each writes its own RESULTS-*.md
+SUITES: dict[str, tuple[str, str]] = {
+    "stores": ("stores", "appends/s of each store against its raw client (RESULTS-stores.md)"),
+    "bus": ("bus_relay", "publish, consume and the outbox relay against raw clients"),
+    "handlers": ("handlers", "a YAML rule, a Python plugin and a signed webhook"),
+    "projections": ("projections", "rebuild of 1,000,000 events and live lag per target"),
+    "replicas": ("replicas", "two `catgad run` against one on a shared store and bus"),
+}
 
 
 class BenchFailed(CatgadError):
@@ -102,7 +116,37 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "durability. Every run checks the store holds exactly the expected events. Prints "
         "a table and writes the figures and ratios to bench/RESULTS.md.",
     )
+    parser.add_argument(
+        "suite",
+        nargs="?",
+        default=ORDERS,
+        choices=(ORDERS, *SUITES),
+        help=f"what to measure (default {ORDERS}, the options below); any other suite takes "
+        "its own options: `catgad bench SUITE --help`. "
+        + "; ".join(f"{name}: {what}" for name, (_, what) in SUITES.items()),
+    )
     add_arguments(parser)
+
+
+def checkout_root() -> Path:
+    return Path(catgad.__file__).resolve().parent.parent
+
+
+def run_suite(suite: str, argv: Sequence[str]) -> int:
+    """Run a suite other than the Order workload as `python -m bench.<module> ARGV`."""
+    module, _ = SUITES[suite]
+    root = checkout_root()
+    if not (root / "bench" / f"{module}.py").is_file():
+        print(
+            f"catgad bench: {suite} needs a source checkout: bench/{module}.py was not found"
+            f" beside {root / 'catgad'}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return subprocess.call([sys.executable, "-m", f"bench.{module}", *argv], cwd=root)
+    except KeyboardInterrupt:
+        return 130
 
 
 def locate_bench() -> ModuleType:
@@ -111,7 +155,7 @@ def locate_bench() -> ModuleType:
     Another module named `bench` may already be imported (under pytest,
     `tests/bench/` is a namespace package of that name): it is set aside.
     """
-    root = Path(catgad.__file__).resolve().parent.parent
+    root = checkout_root()
     ours = root / "bench"
     if (ours / "run.py").is_file():
         loaded = sys.modules.get("bench")

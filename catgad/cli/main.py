@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from catgad import __version__
+from catgad.cli.bench import SUITES, run_suite
 from catgad.errors import CatgadError, ConfigError
 
 # verb -> module under catgad.cli; each module has add_parser(subparsers) and run(args) -> int
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if len(given) > 1 and given[0] == "bench" and given[1] in SUITES:
+        return run_suite(given[1], given[2:])  # a suite's options are its own: passed unparsed
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors, 0 on --help
     module: VerbModule = importlib.import_module(f"catgad.cli.{args.verb}")
