@@ -17,6 +17,13 @@ from the handler's own work. The aim: that addition costs no more than the
 bare round trip. A last variant gives that aim its floor: the same command through
 a handler that does nothing but the bare round trip (no signing, no checks), so
 what the engine costs around any handler is told apart from catgad's webhook code.
+
+It runs on the event loop `catgad run` runs on (uvloop when installed), as what
+it measures is the daemon's cost; until 2026-11 it ran on asyncio's own loop.
+The rule and plugin variants never wait (the memory store does not), so each of
+their commands runs start to end with the CPU's caches warm; a command that
+waits on a webhook is resumed between other commands' HTTP work, and the same
+engine code then takes more time (see RESULTS-handlers.md's floor rows).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from bench.handlers_report import (
     markdown,
 )
 from catgad.aggregates.rules import Decision
+from catgad.cli.run import _loop_factory
 from catgad.config import load_config
 from catgad.config.model import Config
 from catgad.engine.commands import CommandEngine
@@ -334,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         args.orders, args.repeat = 50, 1
     proc, base = start_node()
     try:
-        results = asyncio.run(benchmark(args, base))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:  # as `catgad run`
+            results = runner.run(benchmark(args, base))
     finally:
         proc.terminate()
         proc.wait(10)

@@ -39,9 +39,12 @@ class HandlerRequest:
 
 @dataclass(frozen=True, slots=True)
 class HandlerReply:
-    """The events a handler decided on, already checked against their schemas."""
+    """The events a handler decided on, already checked against their schemas.
+
+    `checked` says a ReplyCheck did that checking, so the engine does not again."""
 
     events: list[Decision]
+    checked: bool = False
 
 
 class Handler(Protocol):
@@ -140,7 +143,8 @@ class ReplyCheck:
     def events(self, items: Any) -> HandlerReply:
         if not isinstance(items, list | tuple):
             raise self.bad(f"'events' must be a list, got {kind_of(items)}")
-        return HandlerReply([self._event(index, item) for index, item in enumerate(items)])
+        events = [self._event(index, item) for index, item in enumerate(items)]
+        return HandlerReply(events, checked=True)
 
     def _event(self, index: int, item: Any) -> Decision:
         # The usual reply, checked with no message built; anything else takes the slow

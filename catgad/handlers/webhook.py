@@ -39,7 +39,7 @@ import orjson
 from catgad.config.model import EventDef, HandlerConfig
 from catgad.errors import WebhookFailed
 from catgad.handlers.circuit import CircuitBreaker
-from catgad.handlers.protocol import HandlerReply, HandlerRequest, ReplyCheck, Stats, observed
+from catgad.handlers.protocol import HandlerReply, HandlerRequest, ReplyCheck, Stats, outcome_of
 from catgad.handlers.signing import Signer
 from catgad.handlers.transport import ClientPool
 from catgad.observability.logs import get_logger
@@ -142,11 +142,23 @@ class WebhookHandler:
         stats.watch_circuit(lambda: self.breaker.state)
 
     async def __call__(self, request: HandlerRequest) -> HandlerReply:
-        if self.stats is None:
-            return await self._call(request)
-        return await observed(self.stats, self._call(request))
+        """The checked reply, with its outcome and time reported to `stats` (as
+        protocol.observed does: a cancelled call reports nothing). One coroutine for it all:
+        each of the several resumes of a round trip runs down the chain of those awaiting."""
+        started = time.perf_counter()
+        try:
+            reply = self._answer(*await self._attempts(request))
+        except Exception as exc:
+            if self.stats is not None:
+                self.stats.done(outcome_of(exc), time.perf_counter() - started)
+            raise
+        if self.stats is not None:
+            self.stats.done("ok", time.perf_counter() - started)
+        return reply
 
-    async def _call(self, request: HandlerRequest) -> HandlerReply:
+    async def _attempts(self, request: HandlerRequest) -> tuple[int, bytes]:
+        """The (status, body) of the first attempt answered, retrying as the settings say
+        (each attempt within the timeout); WebhookFailed when none was."""
         body = orjson.dumps(request.body())
         msg_id = message_id(request)
         settings = self.settings
@@ -159,16 +171,33 @@ class WebhookHandler:
                 await asyncio.sleep(settings.backoff(retry - 1, self._rng))
             self.breaker.admit()  # CircuitOpen: refused at once, nothing sent
             attempts += 1
+            headers = self._signer.header_values(msg_id, body)
+            task = self._deadlines.start()
+            timed_out = False
             try:
-                response = await self._post(msg_id, body)
-            except _Failed as failed:
-                why = failed.why
+                try:
+                    status, content = await self.pool.post(self._target, body, headers)
+                finally:
+                    timed_out = self._deadlines.finish(task)
+            except asyncio.CancelledError:
+                if not timed_out:
+                    self.breaker.abandoned()
+                    raise
+                why = f"no answer within {settings.timeout:g}s"
+            except httpcore.ConnectError as exc:
+                why = f"cannot connect to {settings.url}: {_reason(exc)}"
+            except (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError) as exc:
+                why = f"the connection broke mid-request: {_reason(exc)}"
+            except _TRANSPORT_ERRORS as exc:  # any other transport trouble, same treatment
+                why = f"{type(exc).__name__}: {_reason(exc)}"
             except BaseException:
                 self.breaker.abandoned()
                 raise
             else:
-                self.breaker.succeeded()  # it answered: whatever it said, it is up
-                return self._answer(*response)
+                if status < 500 and status not in _RETRYABLE_4XX:
+                    self.breaker.succeeded()  # it answered: whatever it said, it is up
+                    return status, content
+                why = f"answered {status}{_snippet(content)}"
             self.breaker.failed()
             log.warning(
                 "webhook attempt failed",
@@ -178,31 +207,6 @@ class WebhookHandler:
                 why=why,
             )
         raise WebhookFailed(self.name, attempts, why)
-
-    async def _post(self, message_id: str, body: bytes) -> tuple[int, bytes]:
-        """One attempt's (status, body) within the timeout; _Failed when it should be retried."""
-        headers = self._signer.header_values(message_id, body)
-        task = self._deadlines.start()
-        timed_out = False
-        try:
-            try:
-                response = await self.pool.post(self._target, body, headers)
-            finally:
-                timed_out = self._deadlines.finish(task)
-        except asyncio.CancelledError:
-            if timed_out:
-                raise _Failed(f"no answer within {self.settings.timeout:g}s") from None
-            raise
-        except httpcore.ConnectError as exc:
-            raise _Failed(f"cannot connect to {self.settings.url}: {_reason(exc)}") from None
-        except (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError) as exc:
-            raise _Failed(f"the connection broke mid-request: {_reason(exc)}") from None
-        except _TRANSPORT_ERRORS as exc:  # any other transport trouble, same treatment
-            raise _Failed(f"{type(exc).__name__}: {_reason(exc)}") from None
-        status, content = response
-        if status >= 500 or status in _RETRYABLE_4XX:
-            raise _Failed(f"answered {status}{_snippet(content)}")
-        return response
 
     def _answer(self, status: int, content: bytes) -> HandlerReply:
         if 300 <= status < 400:
@@ -303,14 +307,6 @@ class Deadlines:
                 return
             self._running[task] = (_EXPIRED, cancelling)  # a value, not a key: safe here
             task.cancel()
-
-
-class _Failed(Exception):
-    """An attempt that should be retried, and why it failed."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-        self.why = why
 
 
 def _reason(exc: Exception) -> str:

@@ -200,3 +200,123 @@ async def test_snapshot_state_equals_full_replay(tmp_path: Path, adds: int) -> N
         assert loaded.version == adds
     finally:
         await store.close()
+
+
+# -- per-stream locks ----------------------------------------------------------------------------
+
+
+def test_event_ids_are_uuid5_of_command_and_index() -> None:
+    import uuid
+
+    from catgad.engine.commands import _EVENT_NS, event_id
+
+    for command_id in ("cmd-1", "0b8f6c1e-2d4a-4f5e-9a57-1c1b7a6b0e52", "é/ü", ""):
+        for index in (0, 1, 12):
+            assert event_id(command_id, index) == str(
+                uuid.uuid5(_EVENT_NS, f"{command_id}/{index}")
+            )
+
+
+async def test_stream_locks_run_one_at_a_time_in_arrival_order() -> None:
+    from catgad.engine.commands import _StreamLocks
+
+    locks = _StreamLocks()
+    order: list[str] = []
+    running = 0
+
+    async def command(name: str) -> None:
+        nonlocal running
+        waiters = locks.try_take("s")
+        if waiters is not None:
+            await locks.wait("s", waiters)
+        try:
+            running += 1
+            assert running == 1
+            order.append(name)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        finally:
+            running -= 1
+            locks.release("s")
+
+    await asyncio.gather(*(command(f"c{i}") for i in range(6)))
+    assert order == [f"c{i}" for i in range(6)]
+    assert len(locks) == 0
+
+
+async def test_stream_lock_waiter_cancelled_while_waiting_is_skipped() -> None:
+    from catgad.engine.commands import _StreamLocks
+
+    locks = _StreamLocks()
+    assert locks.try_take("s") is None  # held by this test
+    ran: list[str] = []
+
+    async def waiter(name: str) -> None:
+        waiters = locks.try_take("s")
+        assert waiters is not None
+        await locks.wait("s", waiters)
+        ran.append(name)
+        locks.release("s")
+
+    first = asyncio.create_task(waiter("first"))
+    second = asyncio.create_task(waiter("second"))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    locks.release("s")
+    await second
+    assert first.cancelled()
+    assert ran == ["second"]
+    assert len(locks) == 0
+
+
+async def test_stream_lock_handed_to_a_cancelled_waiter_passes_on() -> None:
+    """A waiter handed the stream and cancelled before it ran gives it to the next one."""
+    from catgad.engine.commands import _StreamLocks
+
+    locks = _StreamLocks()
+    assert locks.try_take("s") is None
+    ran: list[str] = []
+
+    async def waiter(name: str) -> None:
+        waiters = locks.try_take("s")
+        assert waiters is not None
+        await locks.wait("s", waiters)
+        ran.append(name)
+        locks.release("s")
+
+    first = asyncio.create_task(waiter("first"))
+    second = asyncio.create_task(waiter("second"))
+    await asyncio.sleep(0)
+    locks.release("s")  # hands over to first ...
+    first.cancel()  # ... which is cancelled before it runs
+    await asyncio.gather(first, second, return_exceptions=True)
+    assert first.cancelled()
+    assert ran == ["second"]
+    assert len(locks) == 0
+
+
+async def test_cancelled_command_releases_its_stream(engine: CommandEngine) -> None:
+    await engine.execute("CreateOrder", create("o-cancel"))
+    slow = asyncio.Event()
+    original = engine.store.append
+
+    async def append(*args: object, **kwargs: object) -> object:
+        await slow.wait()
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+    engine.store.append = append  # type: ignore[method-assign]
+    stuck = asyncio.create_task(
+        engine.execute("PayOrder", {"order_id": "o-cancel", "amount": 2500})
+    )
+    queued = asyncio.create_task(
+        engine.execute("PayOrder", {"order_id": "o-cancel", "amount": 2500})
+    )
+    await asyncio.sleep(0.01)
+    stuck.cancel()
+    await asyncio.sleep(0)
+    slow.set()
+    result = await queued
+    assert stuck.cancelled()
+    assert result.version == 2
+    assert len(engine._locks) == 0
