@@ -27,9 +27,16 @@ def coalesce(ops: Sequence[Op], defaults: Mapping[str, Any]) -> list[Op]:
     if len(ops) < 2:
         return list(ops)
     folded: dict[str, _Folded] = {}
-    for op in ops:
-        before = folded.get(op.key)
-        folded[op.key] = _fold(before, op, defaults)
+    get = folded.get
+    for op in ops:  # _fold's two common cases inline: a catch-up folds every operation
+        key, change = op.key, op.kind
+        before = get(key)
+        if before is None and change != "delete":
+            folded[key] = (change, op.fields, None)  # never changed in place: no copy
+        elif before is not None and change == "update" and before[0] != "delete":
+            folded[key] = (before[0], {**before[1], **op.fields}, before[2])
+        else:
+            folded[key] = _fold(before, op, defaults)
     deletes: list[Op] = []
     updates: list[Op] = []
     upserts: list[Op] = []
@@ -42,16 +49,20 @@ def coalesce(ops: Sequence[Op], defaults: Mapping[str, Any]) -> list[Op]:
             if update_first is not None:
                 updates.append(Op("update", key, update_first))
             upserts.append(Op("upsert", key, fields))
-    by_shape = sorted(range(len(upserts)), key=lambda i: tuple(upserts[i].fields))
-    updates.sort(key=lambda o: tuple(o.fields))
-    return [*deletes, *updates, *(upserts[i] for i in by_shape)]
+    upserts.sort(key=_shape)  # stable: same-shaped operations together, in order
+    updates.sort(key=_shape)
+    return [*deletes, *updates, *upserts]
+
+
+def _shape(op: Op) -> tuple[str, ...]:
+    return tuple(op.fields)
 
 
 def _fold(before: _Folded | None, op: Op, defaults: Mapping[str, Any]) -> _Folded:
     if op.kind == "delete":
         return ("delete", {}, None)
     if before is None:
-        return (op.kind, dict(op.fields), None)
+        return (op.kind, op.fields, None)
     kind, fields, update_first = before
     if kind == "delete":
         if op.kind == "update":

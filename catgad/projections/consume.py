@@ -83,13 +83,15 @@ class Consumer:
         if not events:
             return None
         ops: list[Op] = []
-        direct = self.mapper.direct
+        appenders = self.mapper.appenders
+        handled = self.mapper.handles
         try:
             for event in events:
-                found = direct(event)
-                if found is None:
-                    return None
-                ops.extend(found)
+                append = appenders.get(event.type)
+                if append is not None:
+                    append(event, ops)
+                elif handled(event.type):
+                    return None  # it reads rows
         except MappingError:
             return None
         last = events[-1].position

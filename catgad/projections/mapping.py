@@ -27,6 +27,7 @@ from typing import Any
 from catgad.config.cel import CelEvalError, CelExpr
 from catgad.envelope import Envelope
 from catgad.projections.fastcel import compile_fast, literal_of
+from catgad.projections.mapgen import Appender, FieldPlan, OpPlan, generate
 from catgad.projections.model import ColumnDef, ColumnType, OpDef, OpKind, ProjectionDef
 from catgad.store.codec import StoredEvent
 
@@ -165,6 +166,11 @@ class Mapper:
             for event, ops in projection.on.items()
             if not any(id(op) in self._reading for op in ops)
         }
+        self.appenders: dict[str, Appender] = {
+            event: self._appender(event, specs) for event, specs in self._direct.items()
+        }
+        """Per event type mapped in one pass: fn(event, out) appends its operations to `out`,
+        or raises MappingError (appending nothing)."""
 
     def _spec(self, op: OpDef) -> _Spec:
         key = op.key or self.projection.key
@@ -183,12 +189,52 @@ class Mapper:
             fields.append((column, self._fast.get(id(expr)), expr, coerce_value, constant))
         return _Spec(op, key, self._fast.get(id(key)), fields)
 
+    def _appender(self, event_type: str, specs: list[_Spec]) -> Appender:
+        def general(event: Envelope | StoredEvent) -> list[Op]:
+            return self._direct_general(event) or []
+
+        def appender(event: Envelope | StoredEvent, out: list[Op]) -> None:
+            out.extend(general(event))
+
+        plans = [
+            OpPlan(
+                spec.op.kind,
+                spec.key,
+                spec.key_fast,
+                spec.op.when,
+                self._fast.get(id(spec.op.when)),
+                [
+                    FieldPlan(c, expr, fast, getattr(self.columns.get(c), "type", None), constant)
+                    for c, fast, expr, _, constant in spec.fields
+                ],
+            )
+            for spec in specs
+        ]
+        generated = generate(
+            plans,
+            op_class=Op,
+            variables=self._variables,
+            general=general,
+            missing=_MISSING,
+            name=f"{self.name}.{event_type}",
+        )
+        return appender if generated is None else generated
+
     def handles(self, event_type: str) -> bool:
         return event_type in self._on
 
     def direct(self, event: Envelope | StoredEvent) -> list[Op] | None:
         """The event's operations in one pass, when none of them reads `row` (what a batch
         mapped ahead needs); None otherwise: then prepare + evaluate with the rows."""
+        appender = self.appenders.get(event.type)
+        if appender is None:
+            return [] if event.type not in self._on else None
+        out: list[Op] = []
+        appender(event, out)
+        return out
+
+    def _direct_general(self, event: Envelope | StoredEvent) -> list[Op] | None:
+        """`direct` through the general code: what the generated appenders give up to."""
         specs = self._direct.get(event.type)
         if specs is None:
             return [] if event.type not in self._on else None
