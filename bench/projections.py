@@ -268,15 +268,15 @@ NOTES = [
     "order created, paid and shipped within one batch is one upsert); the raw scripts write "
     "each event's change as it comes (PostgreSQL in pipeline mode). On SQLite, where writes "
     "are cheap, what is left is CPU on one interpreter lock. The catch-up reads the SQLite "
-    "store as records (`read_records`: position, type and the decoded body, upcast where old; "
-    "no envelope per event, and no decoding of the types the projection does not map), the "
+    "store as records (`read_records`: position, type and the decoded body, upcast where old;"
+    " no envelope per event, and no decoding of the types the projection does not map), the "
     "mapping runs as one Python function generated per event type from the config's CEL "
     "(catgad.projections.mapgen; the closures of catgad.projections.fastcel for what it does "
-    "not inline, the general evaluator for anything unusual), and the cyclic GC no longer walks the startup heap (frozen when the "
-    "first projection starts). The store read, the mapping and the write take turns rather "
-    "than overlap: on this shared two-core machine, overlapping them (the next batch read and "
-    "mapped while one is written) cost 25-35 % more CPU per event in lock handoffs and was "
-    "slower.",
+    "not inline, the general evaluator for anything unusual), and the cyclic GC no longer "
+    "walks the startup heap (frozen when the first projection starts). The store read, the "
+    "mapping and the write take turns rather than overlap: on this shared two-core machine, "
+    "overlapping them (the next batch read and mapped while one is written) cost 25-35 % more"
+    " CPU per event in lock handoffs and was slower.",
 ]
 
 
