@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import orjson
 
 from catgad.envelope import Envelope, new_id, now_rfc3339
+from catgad.store.protocol import EventStore
 
 T = TypeVar("T")
 AIM = 0.70  # issue 4: each store at least 70% of its raw client
@@ -114,6 +115,27 @@ def cloudevent(n: int, v: int) -> bytes:
 
 def command_id(n: int, v: int) -> str:
     return f"{n}-{v}"
+
+
+async def drive_store(
+    store: EventStore, name: str, aggregates: int, appends: int, *, gapless: bool
+) -> Run:
+    """The workload through a catgad store's append, then every event read back and counted
+    (`gapless`: positions must also end at the count, as they do in Redis and PostgreSQL)."""
+
+    async def one(n: int, v: int) -> None:
+        await store.append(
+            stream(n), [envelope(n, v)], expected_version=v, command_id=command_id(n, v)
+        )
+
+    result = await drive(aggregates, appends, one)
+    stored, after = 0, 0
+    while batch := await store.read_all(after=after, limit=5000):
+        stored += len(batch)
+        after = batch[-1].position or 0
+    if gapless and after != stored:
+        raise Miscount(f"{name}: {stored:,} events read, but positions end at {after:,}")
+    return result.verified(name, stored)
 
 
 async def interleave(

@@ -49,9 +49,8 @@ from bench.store_common import (
     Run,
     System,
     cloudevent,
-    command_id,
     drive,
-    envelope,
+    drive_store,
     interleave,
     print_table,
     progress_to_stderr,
@@ -144,18 +143,7 @@ async def run_catgad(url: str, aggregates: int, appends: int) -> Run:
     store = NATSStore(url, stream=f"BENCH{unique}", subject_prefix=f"bench.{unique}")
     await store.open()
     try:
-
-        async def one(n: int, v: int) -> None:
-            await store.append(
-                stream(n), [envelope(n, v)], expected_version=v, command_id=command_id(n, v)
-            )
-
-        result = await drive(aggregates, appends, one)
-        stored, after = 0, 0
-        while batch := await store.read_all(after=after, limit=5000):
-            stored += len(batch)
-            after = batch[-1].position or 0
-        return result.verified(CATGAD, stored)
+        return await drive_store(store, CATGAD, aggregates, appends, gapless=False)
     finally:
         await store.close()
         nc = await nats.connect(url)

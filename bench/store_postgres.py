@@ -37,11 +37,11 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from bench.store_common import (
-    Miscount,
     Run,
     System,
     command_id,
     drive,
+    drive_store,
     envelope,
     interleave,
     print_table,
@@ -95,20 +95,7 @@ async def run_catgad(url: str, aggregates: int, appends: int, pool: int, writers
     store = PostgresStore(url, schema=schema, pool_min=pool, pool_max=pool, writers=writers)
     await store.open()
     try:
-
-        async def one(n: int, v: int) -> None:
-            await store.append(
-                stream(n), [envelope(n, v)], expected_version=v, command_id=command_id(n, v)
-            )
-
-        result = await drive(aggregates, appends, one)
-        stored, after = 0, 0
-        while batch := await store.read_all(after=after, limit=5000):
-            stored += len(batch)
-            after = batch[-1].position or 0
-        if after != stored:
-            raise Miscount(f"{CATGAD}: {stored:,} events read, but positions end at {after:,}")
-        return result.verified(CATGAD, stored)
+        return await drive_store(store, CATGAD, aggregates, appends, gapless=True)
     finally:
         await store.close()
         await drop(url, schema)

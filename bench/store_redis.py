@@ -37,13 +37,11 @@ import uuid
 import redis.asyncio as aioredis
 
 from bench.store_common import (
-    Miscount,
     Run,
     System,
     cloudevent,
-    command_id,
     drive,
-    envelope,
+    drive_store,
     interleave,
     print_table,
     progress_to_stderr,
@@ -120,21 +118,8 @@ async def run_catgad(url: str, aggregates: int, appends: int, pool: int, grouped
     store = RedisStore(url, prefix=prefix, pool_size=pool, **options)
     await store.open()
     try:
-
-        async def one(n: int, v: int) -> None:
-            await store.append(
-                stream(n), [envelope(n, v)], expected_version=v, command_id=command_id(n, v)
-            )
-
-        result = await drive(aggregates, appends, one)
-        stored, after = 0, 0
-        while batch := await store.read_all(after=after, limit=5000):
-            stored += len(batch)
-            after = batch[-1].position or 0
         name = CATGAD if grouped else UNGROUPED
-        if after != stored:
-            raise Miscount(f"{name}: {stored:,} events read, but positions end at {after:,}")
-        return result.verified(name, stored)
+        return await drive_store(store, name, aggregates, appends, gapless=True)
     finally:
         await store.close()
         client = aioredis.Redis.from_url(url)
