@@ -147,7 +147,8 @@ class WebhookHandler:
         each of the several resumes of a round trip runs down the chain of those awaiting."""
         started = time.perf_counter()
         try:
-            reply = self._answer(*await self._attempts(request))
+            body = orjson.dumps(request.body())
+            reply = self._answer(*await self.post(message_id(request), body))
         except Exception as exc:
             if self.stats is not None:
                 self.stats.done(outcome_of(exc), time.perf_counter() - started)
@@ -156,11 +157,10 @@ class WebhookHandler:
             self.stats.done("ok", time.perf_counter() - started)
         return reply
 
-    async def _attempts(self, request: HandlerRequest) -> tuple[int, bytes]:
+    async def post(self, msg_id: str, body: bytes) -> tuple[int, bytes]:
         """The (status, body) of the first attempt answered, retrying as the settings say
-        (each attempt within the timeout); WebhookFailed when none was."""
-        body = orjson.dumps(request.body())
-        msg_id = message_id(request)
+        (each attempt within the timeout), behind the breaker; WebhookFailed when none was.
+        Also what a webhook projection target sends its events with (`msg_id`: the event id)."""
         settings = self.settings
         attempts = 0
         why = ""
@@ -197,7 +197,7 @@ class WebhookHandler:
                 if status < 500 and status not in _RETRYABLE_4XX:
                     self.breaker.succeeded()  # it answered: whatever it said, it is up
                     return status, content
-                why = f"answered {status}{_snippet(content)}"
+                why = f"answered {status}{snippet(content)}"
             self.breaker.failed()
             log.warning(
                 "webhook attempt failed",
@@ -314,7 +314,7 @@ def _reason(exc: Exception) -> str:
     return text or type(exc).__name__
 
 
-def _snippet(content: bytes, limit: int = 200) -> str:
+def snippet(content: bytes, limit: int = 200) -> str:
     text = content[:limit].decode("utf-8", "replace").strip()
     if not text:
         return ""

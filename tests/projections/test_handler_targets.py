@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +32,7 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
         self.answers: list[int] = []  # statuses to answer, in order; then 204
+        self.trickle: float | None = None  # seconds between the bytes of a 204, not recorded
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -38,12 +40,26 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 Webhook(SECRET).verify(body, headers)  # a bad signature raises: no answer
+                if receiver.trickle is not None:
+                    self._trickle(receiver.trickle)
+                    return
                 status = receiver.answers.pop(0) if receiver.answers else 204
                 if status < 300:
                     receiver.received.append((headers, orjson.loads(body)))
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
+
+            def _trickle(self, every: float) -> None:
+                # no single read waits long; the whole answer takes about 2 s
+                self.close_connection = True
+                for byte in b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n":
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:  # the client gave up: as it should
+                        return
+                    time.sleep(every)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -67,7 +83,7 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
-def webhook_config(write_config: Callable[[str], Config], url: str) -> Config:
+def webhook_config(write_config: Callable[[str], Config], url: str, timeout: float = 2) -> Config:
     return write_config(
         BASE
         + f"""
@@ -76,7 +92,7 @@ handlers:
     kind: webhook
     url: {url}
     secret: {SECRET}
-    timeout: 2
+    timeout: {timeout:g}
     retries: 1
     backoff: {{initial: 0.01, max: 0.02}}
     circuit_breaker: {{failures: 5, reset_after: 0.2}}
@@ -138,6 +154,32 @@ async def test_webhook_refusal_is_dead_lettered_and_down_is_waited_for(
         await caught_up(manager.runner("told"), store)
         cids = [body["event"]["data"]["cid"] for _, body in receiver.received]
         assert cids == ["b", "c", "refused", "b", "c"]
+    finally:
+        await manager.stop()
+
+
+async def test_webhook_timeout_bounds_the_whole_attempt(
+    write_config: Callable[[str], Config], store: MemoryStore, receiver: Receiver
+) -> None:
+    """An answer trickled a byte at a time passes any per-read timeout, but the attempt as a
+    whole takes longer than `timeout`: it is cut, the event waits (nothing skipped), and is
+    delivered once the handler answers in time."""
+    config = webhook_config(write_config, receiver.url, timeout=0.5)
+    manager = ProjectionManager(config, store, settings=FAST)
+    receiver.trickle = 0.05
+    await manager.start()
+    try:
+        await emit(store, "Added", "slow", by=1)
+        runner = manager.runner("told")
+        runner.notify()
+        async with asyncio.timeout(15):
+            while "no answer within 0.5s" not in (runner.last_error or ""):
+                runner.stepped.clear()
+                await runner.stepped.wait()
+        assert not await store.load_checkpoint("projection:told")
+        receiver.trickle = None
+        await caught_up(runner, store)
+        assert [body["event"]["data"]["cid"] for _, body in receiver.received] == ["slow"]
     finally:
         await manager.stop()
 
