@@ -14,7 +14,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
+
+from bench.report import package_version
 
 RULE, PLUGIN, WEBHOOK = "YAML rule", "Python plugin", "Node.js webhook"
 HOP, BARE = "webhook, bare endpoint", "bare HTTP round trip"
@@ -73,12 +74,7 @@ def added_latency(variant: str) -> Callable[[dict[str, Run]], float]:
 
 
 def markdown(results: Results, args: argparse.Namespace, command: str) -> str:
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
+    version = package_version
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     rows = []
     rule = results.median(RULE)

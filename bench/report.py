@@ -140,22 +140,27 @@ def _client(variant: str) -> str:
     return "httpx" if "httpx" in variant else "raw client"
 
 
-def machine_facts() -> list[tuple[str, str]]:
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what the platform module knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
 
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "not installed"
 
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_facts() -> list[tuple[str, str]]:
+    cpu = cpu_model()
+    version = package_version
     return [
         ("cores", str(os.cpu_count())),
         ("CPU", cpu),

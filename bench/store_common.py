@@ -237,23 +237,9 @@ def load_average() -> tuple[float, float, float] | None:
 
 def machine() -> list[tuple[str, str]]:
     """Facts about the machine and client libraries, for the report."""
-    from importlib import metadata
+    from bench.report import cpu_model, package_version
 
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
+    cpu, version = cpu_model(), package_version
     clients = ", ".join(
         f"{name} {version(name)}"
         for name in ("redis", "hiredis", "psycopg", "psycopg-pool", "nats-py", "orjson")

@@ -49,6 +49,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from catgad import natsclient
 from catgad.bus.nats_consumer import Dispatch, NatsSubscription
 from catgad.bus.protocol import Capability, Handler, OnUndecodable, Responder
 from catgad.bus.topics import (
@@ -77,7 +78,6 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 DEPENDENCY = "nats bus"
-OLDEST_SERVER = (2, 9, 0)  # pull consumers with nak delays and filtered durables; no 2.10 features
 _STREAM_CLASH = 10058  # "stream name already in use with a different configuration"
 _WEEK = 7 * 24 * 3600.0
 _SECONDS = (int, float)
@@ -151,29 +151,19 @@ class NatsBus:
     async def open(self) -> None:
         if self._nc is not None:
             return
-        servers = [s.strip() for s in self.url.split(",") if s.strip()]
-        try:
-            # nats-py retries a first connect for ever when reconnects are unlimited
-            async with asyncio.timeout(self.timeout):
-                nc = await nats.connect(
-                    servers=servers,
-                    name="catgad-bus",
-                    connect_timeout=self.timeout,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnect,
-                )
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
-            raise Unavailable(DEPENDENCY, f"cannot connect to {self.url}: {exc!r}") from exc
+        nc = await natsclient.connect(
+            self.url,
+            name="catgad-bus",
+            timeout=self.timeout,
+            dependency=DEPENDENCY,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnect,
+        )
         try:
             v = nc.connected_server_version
-            if (v.major, v.minor, v.patch) < OLDEST_SERVER:
-                raise CatgadError(
-                    f"NATS server {v.major}.{v.minor}.{v.patch} at {self.url} is older than"
-                    f" {'.'.join(map(str, OLDEST_SERVER))}, the oldest catgad supports"
-                )
+            why = natsclient.too_old((v.major, v.minor, v.patch), self.url)
+            if why is not None:
+                raise CatgadError(why)
             self._reply_subject = nc.new_inbox()
             await nc.subscribe(self._reply_subject, cb=self._on_reply)
         except BaseException:

@@ -59,6 +59,7 @@ from typing import TypeVar
 
 from catgad.envelope import Envelope
 from catgad.errors import ConcurrencyError, IdempotencyKeyReused, StoreError, Unavailable
+from catgad.natsclient import OLDEST_SERVER, too_old
 from catgad.store.codec import EventRecord, decode_event, encode_events
 from catgad.store.nats_claims import Claims, result_of
 from catgad.store.nats_codec import (
@@ -85,7 +86,6 @@ __all__ = ["DEFAULT_URL", "OLDEST_SERVER", "NATSStore"]
 
 T = TypeVar("T")
 DEFAULT_URL = "nats://127.0.0.1:4222"
-OLDEST_SERVER = (2, 9, 0)
 _ATTEMPTS = 100  # publishes of one append with no expected version before giving up
 _HEADS = 100_000  # stream heads cached
 Head = tuple[int, int]  # (stream version, sequence of the subject's last message)
@@ -141,12 +141,9 @@ class NATSStore(NATSCoordination):
         wire = Wire(self.url, self.timeout)
         await wire.connect(self._reconnected)
         try:
-            version = wire.server_version()
-            if version < OLDEST_SERVER:
-                raise StoreError(
-                    f"NATS server {'.'.join(map(str, version))} at {self.url} is older than"
-                    f" {'.'.join(map(str, OLDEST_SERVER))}, the oldest catgad supports"
-                )
+            why = too_old(wire.server_version(), self.url)
+            if why is not None:
+                raise StoreError(why)
             await self._ensure(wire)
         except BaseException:
             await wire.close()

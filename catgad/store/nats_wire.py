@@ -37,6 +37,7 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from catgad import natsclient
 from catgad.errors import StoreError, Unavailable
 from catgad.store.nats_codec import KV_OPERATION
 
@@ -125,23 +126,15 @@ class Wire:
 
     async def connect(self, on_reconnect: Callable[[], Awaitable[None]]) -> None:
         self._on_reconnect = on_reconnect
-        servers = [s.strip() for s in self.url.split(",") if s.strip()]
-        try:
-            # nats-py retries the first connect for ever when reconnects are unlimited
-            async with asyncio.timeout(self.timeout):
-                nc = await nats.connect(
-                    servers=servers,
-                    name="catgad-store",
-                    connect_timeout=self.timeout,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnect,
-                    reconnected_cb=self._on_reconnected,
-                )
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
-            raise Unavailable(DEPENDENCY, f"cannot connect to {self.url}: {exc!r}") from exc
+        nc = await natsclient.connect(
+            self.url,
+            name="catgad-store",
+            timeout=self.timeout,
+            dependency=DEPENDENCY,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnect,
+            reconnected_cb=self._on_reconnected,
+        )
         self._nc = nc
         self._prefix = nc.new_inbox() + "."
         self._skip = len(self._prefix)
