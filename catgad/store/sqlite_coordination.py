@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
@@ -61,11 +62,32 @@ class CoordinationJob(NamedTuple):
     run: Callable[[sqlite3.Connection], object]
 
 
+_PREPARE_PATIENCE = 10.0  # seconds another opener of a new file may hold it locked
+
+
 def prepare(path: str, synchronous: str, conn: sqlite3.Connection) -> None:
-    """The event tables (sqlite_tables.prepare), then ours; idempotent and race-safe."""
-    sqlite_tables.prepare(path, synchronous, conn)
-    for statement in _SCHEMA:
-        conn.execute(statement)
+    """The event tables (sqlite_tables.prepare), then ours; idempotent and race-safe.
+
+    Two stores opening one new file at once (two daemons, or `catgad send` beside one)
+    can get "database is locked" at once, without the busy handler waiting: switching
+    to WAL is not covered by it. Everything here is idempotent, so it is run again."""
+    deadline = time.monotonic() + _PREPARE_PATIENCE
+    pause = 0.01
+    while True:
+        try:
+            sqlite_tables.prepare(path, synchronous, conn)
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if conn.in_transaction:
+                conn.rollback()
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)  # a thread of its own (the writer's): nothing to await
+        pause = min(pause * 2, 0.2)
 
 
 def apply(conn: sqlite3.Connection, jobs: list[Any]) -> list[object]:
