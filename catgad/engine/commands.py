@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,13 +33,11 @@ from catgad.errors import (
     UnknownCommand,
 )
 from catgad.handlers.protocol import Handler, HandlerRequest
+from catgad.ids import event_id
 from catgad.store.protocol import AppendResult, EventStore
 
 # How often a command without If-Match is re-decided when another writer got there first.
 MAX_CONFLICT_RETRIES = 8
-# Event ids derive from the command id, so a command retried after a crash re-emits the same ids.
-_EVENT_NS = uuid.UUID("6f0c1f8e-3b1e-4c47-9a0e-3d7c2f1b9a10")
-_EVENT_SHA1 = hashlib.sha1(_EVENT_NS.bytes, usedforsecurity=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,18 +338,6 @@ class CommandEngine:
         if loaded.version == 0:
             raise NotFound(f"{aggregate_type} aggregate", instance_id)
         return stream, loaded
-
-
-def event_id(command_id: str, index: int) -> str:
-    """uuid5(_EVENT_NS, "command id/index"), as uuid.uuid5 computes it, from a SHA-1 already
-    fed the namespace: a third of uuid.uuid5's time, for every event appended."""
-    sha1 = _EVENT_SHA1.copy()
-    sha1.update(f"{command_id}/{index}".encode())
-    digest = bytearray(sha1.digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _result(appended: AppendResult, *, duplicate: bool) -> CommandResult:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from catgad.bus.deadletter import DEADLETTER_TYPE, dead_letter, deadletter_stream
-from catgad.envelope import Envelope, from_dict, now_rfc3339
+from catgad.envelope import Envelope, from_dict, new_id, now_rfc3339
+from catgad.ids import event_id
 from catgad.store.protocol import EventStore
 
 DEAD_LETTER = DEADLETTER_TYPE
@@ -68,6 +69,7 @@ async def record(
     ):
         # recorded before and replayed since (a rebuild met it again): a new dead letter
         letter = result.events[0]
+        command_id = f"deadletter:{consumer(projection)}:id:{event.id}:{new_id()}"
         again = Envelope(
             type=DEAD_LETTER,
             data={
@@ -76,11 +78,11 @@ async def record(
                 "attempts": attempts,
                 "failed_at": now_rfc3339(),
             },
+            id=event_id(command_id, 0),
             source=source,
             correlationid=letter.correlationid,
             causationid=letter.causationid,
         )
-        command_id = f"deadletter:{consumer(projection)}:id:{event.id}:{again.id}"
         await store.append(
             stream(projection), [again], expected_version=None, command_id=command_id
         )
@@ -89,13 +91,14 @@ async def record(
 async def mark_replayed(
     store: EventStore, projection: str, letter: DeadLetter, outcome: str, source: str
 ) -> None:
+    command_id = f"replayed:{consumer(projection)}:{letter.id}"
     done = Envelope(
         type=REPLAYED,
         source=source,
         data={"dead_letter": letter.id, "event_id": letter.event.id, "outcome": outcome},
+        id=event_id(command_id, 0),
         causationid=letter.id,
     )
-    command_id = f"replayed:{consumer(projection)}:{letter.id}"
     await store.append(stream(projection), [done], expected_version=None, command_id=command_id)
 
 

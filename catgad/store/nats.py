@@ -21,7 +21,10 @@ Guarantees and how:
 - Atomicity: one message per command (JetStream's atomic batch needs 2.12),
   so a command's events must fit the server's max_payload (1 MB by default).
 - Idempotency: Nats-Msg-Id = the command id covers concurrent senders within
-  the duplicate window; claims make it hold for ever (nats_claims).
+  the duplicate window; claims make it hold for ever (nats_claims). An event
+  id derived from the append's command id (catgad.ids, as catgad's writers
+  make them) is unique with it and needs no claim of its own; any other event
+  id is claimed too.
 - Global order: event i of the message with stream sequence q is at position
   `q * 2**16 + i`: strictly increasing, not gapless; read_all(after=p) resumes
   inside a message. JetStream makes a sequence visible only in order, so a
@@ -30,16 +33,18 @@ Guarantees and how:
   default; with `storage: memory` a server restart loses everything, and the
   store re-creates its streams when it notices).
 
-Cost: an append of n events is n + 2 JetStream writes (the command and event
-id claims, sent together, then the message) in two round trips. That is the
-floor for these guarantees on 2.9: a create-only claim is the one request
-that both checks and records an id, and any id recorded only after the
-message could be lost by a crash in between, and with it idempotency after
-the duplicate window. The client's CPU per request, not the server, limits
-throughput, so nats_wire writes protocol frames itself and hands header-less
-replies over before nats-py's general processing; bench/store_nats.py
-measured 0.60-0.65x the appends/s of nats-py's own optimistic js.publish (one
-write) on a 2-core machine, up from 0.35-0.57x.
+Cost: an append is 2 JetStream writes in two round trips (the command id
+claim, then the message), plus one claim per event whose id does not derive
+from the command, sent with the command's. That is the floor for these
+guarantees on 2.9: a create-only claim is the one request that both checks
+and records an id, and any id recorded only after the message could be lost
+by a crash in between, and with it idempotency after the duplicate window.
+The client's CPU per request, not the server, limits throughput, so nats_wire
+writes protocol frames itself and hands header-less replies over before
+nats-py's general processing, and the append path awaits its two replies
+with as few coroutine levels as it can (each is resumed per reply).
+bench/RESULTS-stores.md has the appends/s against nats-py's own optimistic
+js.publish (one write).
 
 Rewrites in place (`catgad migrate`): an overlay of whole messages in KV
 bucket `<stream>_rewrites`, read over the log; see nats_rewrite.
@@ -59,6 +64,7 @@ from typing import TypeVar
 
 from catgad.envelope import Envelope
 from catgad.errors import ConcurrencyError, IdempotencyKeyReused, StoreError, Unavailable
+from catgad.ids import event_id
 from catgad.natsclient import OLDEST_SERVER, too_old
 from catgad.store.codec import EventRecord, decode_event, encode_events
 from catgad.store.nats_claims import Claims, result_of
@@ -217,11 +223,21 @@ class NATSStore(NATSCoordination):
         records = encode_events(stream, events)
         if len(records) > MAX_EVENTS:
             raise StoreError(f"a command may append at most {MAX_EVENTS} events")
-        return await self._run(
-            lambda wire, claims: self._append(
-                wire, claims, stream, records, expected_version, command_id
-            )
-        )
+        loose, borrowed = _own_ids(command_id, records, events)
+        # As _run, written out: every coroutine level between a task and the future it
+        # waits on is resumed on each of an append's two replies, a cost that adds up to
+        # more than a tenth of the client's CPU at thousands of appends per second.
+        wire, claims = self._open(), self._claims
+        assert claims is not None
+        args = (stream, records, expected_version, command_id, loose, borrowed)
+        try:
+            return await self._append(wire, claims, *args)
+        except NoStream:
+            await self._ensure(wire)
+        try:
+            return await self._append(wire, claims, *args)
+        except NoStream as exc:
+            raise Unavailable(DEPENDENCY, f"JetStream stream missing: {exc}") from exc
 
     async def _append(
         self,
@@ -231,6 +247,8 @@ class NATSStore(NATSCoordination):
         records: list[EventRecord],
         expected: int | None,
         command: str,
+        loose: list[str],
+        borrowed: dict[str, str],
     ) -> AppendResult:
         ids = [r.id for r in records]
         head = self._heads.get(stream)
@@ -240,7 +258,7 @@ class NATSStore(NATSCoordination):
             elif head is None or head[0] != expected:
                 head = await self._head(wire, stream)
                 if head[0] != expected:  # a conflict, unless it repeats a recorded append
-                    first = await claims.known(command, stream, ids)
+                    first = await claims.known(command, stream, ids, borrowed)
                     if first is None:
                         raise ConcurrencyError(stream, expected, head[0])
                     return first
@@ -257,7 +275,7 @@ class NATSStore(NATSCoordination):
             )
         loop = asyncio.get_running_loop()
         started = loop.time()
-        first = await claims.claim(command, stream, head[1], ids)
+        first = await claims.claim(command, stream, head[1], ids, loose, borrowed)
         if first is not None:  # it repeats an append already recorded
             return first
         lower = head[1]
@@ -272,8 +290,12 @@ class NATSStore(NATSCoordination):
                 version = head[0] + len(bodies)
                 payload = encode_message(command, stream, version, bodies)
             headers = {MSG_ID: msg_id, EXPECT_LAST_SUBJECT_SEQ: str(head[1])}
+            # wire.publish inlined: one awaiting level less on the hot path (see below)
+            future = wire.send_nowait(subject, payload, headers)
+            if future is None:
+                future = await wire.send(subject, payload, headers)
             try:
-                ack = await wire.publish(subject, payload, headers)
+                ack = wire.outcome(await future, subject)
             except WrongLastSequence:
                 found = await claims.find(stream, lower, command)
                 if found is not None:  # another sender of this command won
@@ -443,3 +465,17 @@ class NATSStore(NATSCoordination):
         if got is None or got.deleted:
             return None
         return decode_snapshot(got.data)
+
+
+def _own_ids(
+    command: str, records: list[EventRecord], events: Sequence[Envelope]
+) -> tuple[list[str], dict[str, str]]:
+    """The event ids that need claims of their own (those not derived from `command`, as
+    catgad's writers derive them: see catgad.ids), and of those the ones that another
+    command caused (id -> that command), which might be derived from it."""
+    loose = [r.id for i, r in enumerate(records) if r.id != event_id(command, i)]
+    if not loose:
+        return loose, {}
+    causes = {e.id: e.causationid for e in events}
+    borrowed = {eid: cause for eid in loose if (cause := causes[eid]) and cause != command}
+    return loose, borrowed

@@ -2,13 +2,17 @@
 
 JetStream's Nats-Msg-Id deduplicates only within the stream's duplicate
 window, and only one id per message. So before publishing, an append claims
-its command id (`c.<id>` = {stream, lower}) and each event id (`e.<id>` =
-{command}) with create-only KV writes (expected last subject sequence 0),
-sent together. A claim is not a record: the events message is. Whether a
-claimed command was recorded is decided by looking for its message on the
-claimed stream's subject after `lower` (the subject's last sequence when the
-claim was made; the claimant publishes with an expected last subject
-sequence of at least that). Hence:
+its command id (`c.<id>` = {stream, lower}) and each event id that is not
+derived from it (`e.<id>` = {command}; see catgad.ids) with create-only KV
+writes (expected last subject sequence 0), sent together. A derived event id
+is unique with its command id: only that command can append it, and its
+retries are found by the command claim.
+
+A claim is not a record: the events message is. Whether a claimed command was
+recorded is decided by looking for its message on the claimed stream's
+subject after `lower` (the subject's last sequence when the claim was made;
+the claimant publishes with an expected last subject sequence of at least
+that). Hence:
 
 - A crash between claim and publish leaves a claim without a message: the
   command is not recorded, and a retry takes the claim over (a compare-and-
@@ -35,6 +39,13 @@ sequence of at least that). Hence:
   being appended right now: Unavailable (retryable). So a refused command's
   event ids can be sent again at once under the same command id (as the
   engine does), and under a new command id after the duplicate window.
+- An event copied under another command id (an import) carries the id and the
+  causation of the command that made it. If that id derives from its causing
+  command (so has no claim), the copy is that command's duplicate or a clash
+  when the command is recorded with it, and is refused while the command is
+  not recorded (its own append could not see the copy). A copy that drops the
+  causation and keeps a derived id is not recognised: that is the limit of
+  skipping those claims.
 """
 
 from __future__ import annotations
@@ -43,9 +54,11 @@ import contextlib
 import time
 
 from catgad.errors import IdempotencyKeyReused, StoreError, Unavailable
+from catgad.ids import derived_index
 from catgad.store.codec import owning_command
 from catgad.store.nats_codec import (
     EXPECT_LAST_SUBJECT_SEQ,
+    MAX_EVENTS,
     Names,
     Stored,
     decode_command_claim,
@@ -92,14 +105,31 @@ class Claims:
         self._overlay = overlay  # rewritten messages (nats_rewrite): found as they read now
 
     async def claim(
-        self, command: str, stream: str, lower: int, event_ids: list[str]
+        self,
+        command: str,
+        stream: str,
+        lower: int,
+        event_ids: list[str],
+        loose: list[str],
+        borrowed: dict[str, str],
     ) -> AppendResult | None:
         """None once the ids are ours to publish, or the first result of an earlier append
-        (as a duplicate) that this one repeats. Raises IdempotencyKeyReused, StoreError
-        for clashing event ids, Unavailable."""
+        (as a duplicate) that this one repeats. `loose`: the event ids not derived from
+        `command`, each claimed on its own; `borrowed`: those of them caused by another
+        command (id -> that command). Raises IdempotencyKeyReused, StoreError for clashing
+        event ids, Unavailable."""
         wire, names = self._wire, self._names
-        keys = [names.command_key(command), *map(names.event_key, event_ids)]
-        futures = [await wire.send(keys[0], encode_command_claim(stream, lower), _CREATE)]
+        key = names.command_key(command)
+        value = encode_command_claim(stream, lower)
+        if not loose:  # the common case, every event id derived from the command id: inline
+            future = wire.send_nowait(key, value, _CREATE) or await wire.send(key, value, _CREATE)
+            try:
+                wire.outcome(await future, key)
+                return None
+            except WrongLastSequence:
+                return await self._take_command(command, stream, lower)
+        keys = [key, *map(names.event_key, loose)]
+        futures = [await wire.send(key, value, _CREATE)]
         claim = encode_event_claim(command)
         for key in keys[1:]:
             futures.append(await wire.send(key, claim, _CREATE))
@@ -110,14 +140,19 @@ class Claims:
                 return first
         owners: Owners = {}
         clashes = {}
-        for eid, outcome in zip(event_ids, outcomes[1:], strict=True):
+        for eid, outcome in zip(loose, outcomes[1:], strict=True):
             if not isinstance(outcome, Ack):
                 owner = await self._take_event(command, eid, owners)
                 if owner is not None:
                     clashes[eid] = owner
+        for eid, cause in borrowed.items():
+            if eid not in clashes and await self._borrowed_state(eid, cause, owners) == "stored":
+                clashes[eid] = cause
         return self._repeated(stream, event_ids, clashes, owners) if clashes else None
 
-    async def known(self, command: str, stream: str, event_ids: list[str]) -> AppendResult | None:
+    async def known(
+        self, command: str, stream: str, event_ids: list[str], borrowed: dict[str, str]
+    ) -> AppendResult | None:
         """Lookups only: the first result this append repeats (by command or event ids)."""
         got, found = await self._resolve(command)
         if got is not None:
@@ -134,6 +169,9 @@ class Claims:
             if owner is not None and owner != command:
                 if await self._owner_state(owner, eid, owners) == "stored":
                     stored[eid] = owner
+        for eid, cause in borrowed.items():
+            if eid not in stored and await self._borrowed_state(eid, cause, owners) == "stored":
+                stored[eid] = cause
         return self._repeated(stream, event_ids, stored, owners) if stored else None
 
     async def locate(self, command: str) -> AppendResult | None:
@@ -230,6 +268,25 @@ class Claims:
         if got is None:  # the owner's claim request failed: it never published
             return "leftover"
         return "leftover" if self._stale(got) else "busy"
+
+    async def _borrowed_state(self, eid: str, cause: str, owners: Owners) -> str:
+        """ "stored" when the causing command's message holds the event, "free" when the
+        event id cannot be one of that command's own; raises when it is one of them and the
+        command is not recorded (yet): only that command may append it, as the ids that
+        derive from a command have no claims of their own."""
+        state = await self._owner_state(cause, eid, owners)
+        if state == "stored" or owners[cause][1] is not None:
+            return "stored" if state == "stored" else "free"  # recorded without it: never will
+        if derived_index(eid, cause, MAX_EVENTS) is None:
+            return "free"
+        if state == "busy":
+            raise Unavailable(
+                DEPENDENCY, f"event id {eid!r} is being appended by command {cause!r}"
+            )
+        raise StoreError(
+            f"event id {eid!r} is derived from command {cause!r}, which is not recorded:"
+            " only that command may append it"
+        )
 
     def _stale(self, got: Got) -> bool:
         """Written longer than the duplicate window ago: its writer has given up.

@@ -243,17 +243,13 @@ class Wire:
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
     ) -> Pending:
         """Send a request; the reply (or Unavailable) arrives in the returned future."""
+        future = self.send_nowait(subject, payload, headers)
+        if future is not None:
+            return future
         nc = self.client()
-        token = str(next(self._tokens))
-        loop = asyncio.get_running_loop()
-        future: Pending = loop.create_future()
-        self._pending[token] = (future, loop.time() + self.timeout)
-        reply = self._prefix + token
+        token, future, reply = self._expect()
         try:
-            if len(payload) > nc.max_payload:
-                raise nats.errors.MaxPayloadError
-            if not self._lean or not _queue(nc, _frame(subject, reply, payload, headers)):
-                await nc.publish(subject, payload, reply=reply, headers=headers)
+            await nc.publish(subject, payload, reply=reply, headers=headers)
         except nats.errors.MaxPayloadError as exc:
             self._pending.pop(token, None)
             raise StoreError(
@@ -262,6 +258,30 @@ class Wire:
         except (OSError, nats.errors.Error) as exc:
             self._pending.pop(token, None)
             raise Unavailable(DEPENDENCY, f"cannot send to {self.url}: {exc!r}") from exc
+        return future
+
+    def send_nowait(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> Pending | None:
+        """`send` without a coroutine (each awaiting level costs on every resume of an
+        append): the future, or None when only nats-py's own publish can send it now."""
+        nc = self.client()
+        if not self._lean or len(payload) > nc.max_payload:
+            return None  # the slow path says why
+        token = str(next(self._tokens))
+        if not _queue(nc, _frame(subject, self._prefix + token, payload, headers)):
+            return None
+        return self._register(token)  # no reply can come before the flusher has sent it
+
+    def _expect(self) -> tuple[str, Pending, str]:
+        """A reply token, the future its reply will resolve, and the inbox to send it to."""
+        token = str(next(self._tokens))
+        return token, self._register(token), self._prefix + token
+
+    def _register(self, token: str) -> Pending:
+        loop = asyncio.get_running_loop()
+        future: Pending = loop.create_future()
+        self._pending[token] = (future, loop.time() + self.timeout)
         return future
 
     async def request(
@@ -273,11 +293,17 @@ class Wire:
         return msg
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> Ack:
-        return await self.settle(await self.send(subject, payload, headers), subject)
+        future = self.send_nowait(subject, payload, headers)
+        if future is None:
+            future = await self.send(subject, payload, headers)
+        return self.outcome(await future, subject)
 
     async def settle(self, future: Pending, subject: str) -> Ack:
         """The Ack of a publish sent with `send`."""
-        msg = await future
+        return self.outcome(await future, subject)
+
+    def outcome(self, msg: Reply, subject: str) -> Ack:
+        """The Ack in the reply to a publish; raises NoStream, WrongLastSequence, ..."""
         if msg.headers is not None and msg.headers.get("Status") == "503":
             raise NoStream(subject)
         return self.ack_of(msg, subject)

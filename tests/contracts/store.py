@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import dataclasses
 import random
 from contextlib import AbstractAsyncContextManager
@@ -19,11 +20,24 @@ import pytest
 
 from catgad.envelope import Envelope
 from catgad.errors import ConcurrencyError, IdempotencyKeyReused, StoreError, Unavailable
+from catgad.ids import event_id
 from catgad.store.protocol import AppendResult, Capability, EventStore, RewritableStore, Snapshot
 
 
 def event(type_: str = "Happened", **data: Any) -> Envelope:
     return Envelope(type=type_, data=data, source="tests")
+
+
+def owned_event(command_id: str, index: int, **data: Any) -> Envelope:
+    """The `index`-th event of command `command_id`, with the id and causation the engine
+    gives it."""
+    return Envelope(
+        type="Happened",
+        data=data,
+        source="tests",
+        id=event_id(command_id, index),
+        causationid=command_id,
+    )
 
 
 def unplaced(events: list[Envelope]) -> list[Envelope]:
@@ -246,6 +260,33 @@ class EventStoreContract(abc.ABC):
             assert len(await read_everything(store)) == 2
             for cid in ("x0", "x1", "x2", "y"):
                 assert await store.find_command(cid) is None
+
+    async def test_a_commands_own_event_ids_stored_again_are_its_duplicate(self) -> None:
+        # as the engine writes them: ids derived from the command id, caused by it
+        async with self.make_store() as store:
+            own = [owned_event("c1", i, n=i) for i in range(2)]
+            first = await store.append("S", own, expected_version=0, command_id="c1")
+            # the same events copied (an import) under new command ids
+            again = await store.append("S", own, expected_version=None, command_id="copy-1")
+            assert again.duplicate and same_result(again, first)
+            with pytest.raises(StoreError):  # only part of them
+                await store.append("S", own[:1], expected_version=None, command_id="copy-2")
+            with pytest.raises(StoreError):  # on another stream
+                await store.append("T", own, expected_version=None, command_id="copy-3")
+            assert [e.id for e in await read_everything(store)] == [e.id for e in own]
+            for cid in ("copy-1", "copy-2", "copy-3"):
+                assert await store.find_command(cid) is None
+
+    async def test_an_event_id_derived_from_an_unrecorded_command_is_stored_once(self) -> None:
+        # Copied before its command was recorded: a store may refuse the copy (its id
+        # belongs to c9) or take it and make c9's own append its duplicate, never both.
+        async with self.make_store() as store:
+            copy = owned_event("c9", 0)
+            with contextlib.suppress(StoreError):
+                await store.append("S", [copy], expected_version=None, command_id="copy-9")
+            with contextlib.suppress(StoreError):
+                await store.append("S", [copy], expected_version=None, command_id="c9")
+            assert [e.id for e in await read_everything(store)] == [copy.id]
 
     # -- the global order ----------------------------------------------------
 

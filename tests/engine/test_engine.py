@@ -208,13 +208,15 @@ async def test_snapshot_state_equals_full_replay(tmp_path: Path, adds: int) -> N
 def test_event_ids_are_uuid5_of_command_and_index() -> None:
     import uuid
 
-    from catgad.engine.commands import _EVENT_NS, event_id
+    from catgad.ids import EVENT_NS, derived_index, event_id
 
     for command_id in ("cmd-1", "0b8f6c1e-2d4a-4f5e-9a57-1c1b7a6b0e52", "é/ü", ""):
         for index in (0, 1, 12):
-            assert event_id(command_id, index) == str(
-                uuid.uuid5(_EVENT_NS, f"{command_id}/{index}")
-            )
+            assert event_id(command_id, index) == str(uuid.uuid5(EVENT_NS, f"{command_id}/{index}"))
+            assert derived_index(event_id(command_id, index), command_id, 20) == index
+            assert derived_index(event_id(command_id, index), command_id + "x", 20) is None
+    assert derived_index("not-a-uuid", "cmd-1", 20) is None
+    assert derived_index(str(uuid.uuid4()), "cmd-1", 20) is None
 
 
 async def test_stream_locks_run_one_at_a_time_in_arrival_order() -> None:

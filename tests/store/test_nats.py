@@ -26,7 +26,7 @@ from catgad.store.nats_codec import (
     encode_event_claim,
     token,
 )
-from catgad.store.nats_wire import Ack, Wire
+from catgad.store.nats_wire import Pending, Wire
 from catgad.store.protocol import AppendResult, EventStore
 from tests.contracts.store import EventStoreContract, event, read_everything, same_result, unplaced
 from tests.servers.nats import (
@@ -356,19 +356,19 @@ async def test_a_stalled_server_times_out_and_the_retry_finds_the_append(
     Once resumed, the server stores what it had received, and the retry with the same
     command id gets that first result instead of appending a second copy."""
     server = private_server
-    publish = Wire.publish
+    send = Wire.send_nowait
 
-    async def stall_first_events_message(
-        wire: Wire, subject: str, payload: bytes, headers: dict[str, str]
-    ) -> Ack:
-        if MSG_ID in headers:  # the events message, after the claims went through
-            monkeypatch.setattr(Wire, "publish", publish)
+    def stall_first_events_message(
+        wire: Wire, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> Pending | None:
+        if headers and MSG_ID in headers:  # the events message, after the claims went through
+            monkeypatch.setattr(Wire, "send_nowait", send)
             server.pause()
-        return await publish(wire, subject, payload, headers)
+        return send(wire, subject, payload, headers)
 
     async with nats_store(server.url, timeout=0.5) as store:
         await store.append("S", [event()], expected_version=0, command_id="c1")
-        monkeypatch.setattr(Wire, "publish", stall_first_events_message)
+        monkeypatch.setattr(Wire, "send_nowait", stall_first_events_message)
         try:
             started = time.monotonic()
             with pytest.raises(Unavailable):
