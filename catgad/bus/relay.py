@@ -41,14 +41,13 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from catgad.bus.protocol import Capability as BusCapability
+from catgad.bus.topics import EVENTS_TOPIC
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError
 from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
 log = structlog.get_logger(__name__)
-
-EVENTS_TOPIC = "events"
 
 
 class OutboxStore(EventStore, Coordination, Protocol):

@@ -25,6 +25,8 @@ _KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 _TOKEN = re.compile(r"(?:[A-Za-z0-9-]|_[0-9A-F]{2})+|_")
 _PREFIX = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 KAFKA_MAX_TOPIC = 249  # the broker refuses longer topic names
+EVENTS_TOPIC = "events"  # where the relay publishes stored events (bus.options.relay.topic)
+COMMANDS_TOPIC = "commands"  # where routed commands travel (bus.options.commands.topic)
 
 
 class BadName(CatgadError):
@@ -126,6 +128,21 @@ def nats_stream(prefix: str, topic: str) -> str:
     separator keeps every (prefix, topic) pair apart.
     """
     return f"{token(prefix)}__{token(topic)}"
+
+
+def nats_overlap(subject_prefix: str, prefix: str, topics: list[str]) -> str | None:
+    """The first of `topics` whose NATS bus subjects (bus prefix `prefix`) share a subject
+    with the NATS store's `<subject_prefix>.>`, or None. JetStream refuses two streams
+    with overlapping subjects on one server, so such a pair cannot work there."""
+    for topic in topics:
+        space = f"{prefix}.{token(topic)}"
+        if (
+            subject_prefix == space
+            or subject_prefix.startswith(space + ".")
+            or space.startswith(subject_prefix + ".")
+        ):
+            return topic
+    return None
 
 
 def nats_consumer(group: str, partition: int) -> str:

@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.protocols import Validator
 
 from catgad.aggregates.payload import PayloadSchema
+from catgad.bus.topics import COMMANDS_TOPIC, EVENTS_TOPIC, nats_overlap
 from catgad.config.cel import CelCompileError, CelExpr
 from catgad.config.loader import Path, Reporter, format_path
 from catgad.config.model import (
@@ -42,6 +43,14 @@ from catgad.config.model import (
     Where,
 )
 from catgad.projections.build import build_projections
+from catgad.store.nats_codec import DEFAULT_SUBJECT_PREFIX
+
+
+def _option(section: Any, key: str, default: str) -> str:
+    """`section[key]` when `section` is a mapping holding a string there, else `default`."""
+    value = section.get(key, default) if isinstance(section, dict) else default
+    return value if isinstance(value, str) else default
+
 
 # What the short forms (`store: redis`, `bus: nats`) connect to.
 DEFAULT_URLS = {
@@ -115,6 +124,7 @@ class _Build:
         config.service = self._service(data.get("service") or {})
         config.store = self._store(data.get("store", "sqlite"))
         config.bus = self._bus(data.get("bus", "memory"))
+        self._shared_nats(config.store, config.bus)
         for name, raw in (data.get("handlers") or {}).items():
             config.handlers[name] = self._handler(name, raw)
         for name, raw in (data.get("aggregates") or {}).items():
@@ -212,6 +222,29 @@ class _Build:
             url=spec.get("url", DEFAULT_URLS.get(kind)),
             options=dict(spec.get("options") or {}),
         )
+
+    def _shared_nats(self, store: StoreConfig, bus: BusConfig) -> None:
+        """A NATS store and a NATS bus on one server must not share subjects."""
+        if store.kind != "nats" or bus.kind != "nats" or store.url != bus.url:
+            return
+        options = bus.options
+        topics = [
+            _option(options.get("relay"), "topic", EVENTS_TOPIC),
+            _option(options.get("commands"), "topic", COMMANDS_TOPIC),
+        ]
+        subject_prefix = store.options.get("subject_prefix", DEFAULT_SUBJECT_PREFIX)
+        prefix = options.get("prefix", "catgad")
+        if not isinstance(subject_prefix, str) or not isinstance(prefix, str):
+            return  # wrong types are reported where the options are checked
+        clash = nats_overlap(subject_prefix, prefix, topics)
+        if clash is not None:
+            path: Path = ("store", "options", "subject_prefix")
+            self.reporter.error(
+                path if "subject_prefix" in store.options else ("store",),
+                f"the nats store's subjects {subject_prefix}.> overlap those of the bus"
+                f" topic {clash!r} ({prefix}.{clash}.>) on the same server, which JetStream"
+                " refuses: choose another store.options.subject_prefix or bus.options.prefix",
+            )
 
     def _unused(self, spec: dict[str, Any], keys: tuple[str, ...], section: str, by: str) -> None:
         for key in keys:

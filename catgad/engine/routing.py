@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from catgad.bus.protocol import Bus, Capability, Subscription
+from catgad.bus.topics import COMMANDS_TOPIC
 from catgad.engine.commands import CommandEngine, CommandResult
 from catgad.envelope import Envelope, EnvelopeError, from_dict
 from catgad.errors import PROBLEM_BASE, CatgadError, InvalidPayload, Unavailable
@@ -44,7 +45,6 @@ from catgad.observability.logs import get_logger
 
 log = get_logger("catgad.routing")
 
-COMMANDS_TOPIC = "commands"
 RESULT_TYPE = "catgad.command.result"
 PROBLEM_TYPE = "catgad.command.problem"
 EXPECTED_VERSION = "expectedversion"  # CloudEvents extension: the If-Match of a routed command

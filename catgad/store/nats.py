@@ -69,6 +69,7 @@ from catgad.natsclient import OLDEST_SERVER, too_old
 from catgad.store.codec import EventRecord, decode_event, encode_events
 from catgad.store.nats_claims import Claims, result_of
 from catgad.store.nats_codec import (
+    DEFAULT_SUBJECT_PREFIX,
     EXPECT_LAST_SUBJECT_SEQ,
     MAX_EVENTS,
     MSG_ID,
@@ -108,7 +109,7 @@ class NATSStore(NATSCoordination):
         url: str = DEFAULT_URL,
         *,
         stream: str = "CATGAD",
-        subject_prefix: str = "catgad.events",
+        subject_prefix: str = DEFAULT_SUBJECT_PREFIX,
         replicas: int = 1,
         storage: str = "file",
         timeout: float = 5.0,

@@ -7,7 +7,8 @@ non-ASCII text can never split or widen a subject. The empty id is `=`. A
 token longer than 256 characters is replaced by `=H` and the SHA-256 of the
 id. The mapping is injective (an `=` is followed by two hex digits, or is
 alone, or is `=H`), and every token is also a valid JetStream KV key. So
-`Order-o1` is `catgad.events.Order-o1`, and `a.b c` is `catgad.events.a=2Eb=20c`.
+`Order-o1` is `catgad.store.Order-o1`, and `a.b c` is `catgad.store.a=2Eb=20c`
+(with the default prefix, DEFAULT_SUBJECT_PREFIX).
 
 The events message. One message per command on `<prefix>.<token>`, with the
 headers Nats-Msg-Id (token of the command id) and
@@ -80,6 +81,11 @@ def split_position(pos: int) -> tuple[int, int]:
     """(message sequence, index of the event in it) of a global position."""
     pos = max(pos, 0)
     return pos >> INDEX_BITS, pos & (MAX_EVENTS - 1)
+
+
+# Not `catgad.events`: that is where the NATS bus, with its default prefix, puts the
+# relayed events, and JetStream refuses two streams whose subjects overlap.
+DEFAULT_SUBJECT_PREFIX = "catgad.store"
 
 
 @dataclass(frozen=True, slots=True)

@@ -400,7 +400,12 @@ class Wire:
             else:
                 have = set(info.get("config", {}).get("subjects") or [])
                 if not set(config["subjects"]) <= have:
-                    raise StoreError(f"JetStream stream {name} exists with subjects {sorted(have)}")
+                    raise StoreError(
+                        f"JetStream stream {name} exists with subjects {sorted(have)}, not"
+                        f" {config['subjects']}: it was made with other options, or by"
+                        " something else; give the store the `subject_prefix` it was made"
+                        " with, or another `stream`"
+                    )
                 continue
             try:
                 await self.api(f"$JS.API.STREAM.CREATE.{name}", config)
