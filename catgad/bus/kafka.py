@@ -285,6 +285,9 @@ class KafkaBus:
                 created = created or code == 0
             self._topics.add(name)
         if created:
+            # rare after start-up; when it happens to a topic that was there, it says why
+            # records or replies went missing
+            log.info("kafka topic created", topic=name, partitions=new.num_partitions, fresh=fresh)
             await self._topic_created(name)
         return name
 

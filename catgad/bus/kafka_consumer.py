@@ -135,6 +135,7 @@ class KafkaSubscription:
         self.on_stop: Callable[[KafkaSubscription], None] | None = None
         self._topic_checked = 0.0  # monotonic time of the last attempt to make the topic
         self._topic_seen = False  # the consumer's metadata has had the topic
+        self._topic_missing = False  # ... and has lost it since (logged once)
         self._renew_at: float | None = None  # when to see if the member must be replaced
 
     async def start(self) -> None:
@@ -196,6 +197,7 @@ class KafkaSubscription:
     async def _make_topic_if_missing(self, consumer: AIOKafkaConsumer) -> None:
         if consumer.partitions_for_topic(self.name) is not None:
             self._topic_seen = True
+            self._topic_missing = False
             return
         if not self._topic_seen:  # just joined: the metadata has not come yet
             return
@@ -203,6 +205,9 @@ class KafkaSubscription:
         if now - self._topic_checked < _TOPIC_CHECK:
             return
         self._topic_checked = now
+        if not self._topic_missing:  # once per absence, not once a second
+            self._topic_missing = True
+            log.warning("kafka topic missing from the metadata; making it", topic=self.name)
         with contextlib.suppress(Unavailable):  # the broker is still away: try again later
             await self.bus.ensure_topic("", name=self.name, fresh=True)
 
