@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.deployments import Deployment, postgres_kafka, redis_nats
+from tests.cluster.deployments import Deployment, nats_nats, postgres_kafka, redis_nats
 from tests.servers import kafka as kafka_servers
 from tests.servers import nats as nats_servers
 from tests.servers import postgres as postgres_servers
@@ -26,5 +26,13 @@ def redis_nats_deployment() -> Iterator[Deployment]:
 def postgres_kafka_deployment() -> Iterator[Deployment]:
     # Kafka: the session's private Tansu, its topics die with it
     deployment = postgres_kafka(postgres_servers.server_url(), kafka_servers.broker_url())
+    yield deployment
+    asyncio.run(deployment.clean_up())
+
+
+@pytest.fixture
+def nats_nats_deployment() -> Iterator[Deployment]:
+    # NATS: the newest server (a private one), store and bus on it
+    deployment = nats_nats(nats_servers.server_url("current"))
     yield deployment
     asyncio.run(deployment.clean_up())

@@ -23,6 +23,7 @@ from catgad.bus.nats import NatsBus
 from catgad.bus.protocol import Bus
 from catgad.bus.topics import token
 from catgad.envelope import Envelope
+from catgad.store.nats import NATSStore
 from catgad.store.postgres import PostgresStore
 from catgad.store.protocol import EventStore
 from catgad.store.redis import RedisStore
@@ -83,6 +84,28 @@ def redis_nats(redis_url: str, nats_url: str) -> Deployment:
     )
 
 
+def nats_nats(nats_url: str) -> Deployment:
+    """The NATS store and the NATS bus on one server, each with names of its own."""
+    stream, subjects, bus_prefix = unique("S"), unique("s"), unique("n")
+    names = NATSStore(nats_url, stream=stream, subject_prefix=subjects).names
+    return Deployment(
+        name="nats-nats",
+        config=CONFIGS / "nats-nats.yaml",
+        env={
+            "CATGAD_NATS_URL": nats_url,
+            "CATGAD_TEST_STREAM": stream,
+            "CATGAD_TEST_SUBJECTS": subjects,
+            "CATGAD_BUS_PREFIX": bus_prefix,
+        },
+        make_store=lambda: NATSStore(nats_url, stream=stream, subject_prefix=subjects),
+        make_bus=lambda: NatsBus(nats_url, prefix=bus_prefix, partitions=PARTITIONS),
+        cleanups=[
+            lambda: delete_named_streams(nats_url, names.all_streams()),
+            lambda: delete_nats_streams(nats_url, bus_prefix),
+        ],
+    )
+
+
 def postgres_nats(postgres_url: str, nats_url: str) -> Deployment:
     schema, bus_prefix = unique("p"), unique("n")
     return Deployment(
@@ -124,6 +147,17 @@ def postgres_kafka(postgres_url: str, kafka_url: str) -> Deployment:
 
 async def drop_schema(url: str, schema: str) -> None:
     postgres_servers.drop_schema(url, schema)
+
+
+async def delete_named_streams(url: str, names: list[str]) -> None:
+    nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+    try:
+        js = nc.jetstream()
+        for name in names:
+            with contextlib.suppress(Exception):
+                await js.delete_stream(name)
+    finally:
+        await nc.close()
 
 
 async def delete_nats_streams(url: str, prefix: str) -> None:

@@ -91,3 +91,8 @@ async def test_postgres_store_kafka_bus(
     postgres_kafka_deployment: Deployment, tmp_path: Path
 ) -> None:
     await run_two_daemons_and_kill_one(postgres_kafka_deployment, tmp_path)
+
+
+@pytest.mark.nats
+async def test_nats_store_nats_bus(nats_nats_deployment: Deployment, tmp_path: Path) -> None:
+    await run_two_daemons_and_kill_one(nats_nats_deployment, tmp_path)

@@ -29,6 +29,7 @@ from catgad.engine.routing import COMMANDS_TOPIC
 from tests.cluster.deployments import (
     PARTITIONS,
     Deployment,
+    nats_nats,
     postgres_kafka,
     postgres_nats,
     redis_nats,
@@ -186,6 +187,23 @@ def test_nats_bus_outage(tmp_path: Path) -> None:
     (tmp_path / "nats").mkdir()  # the same JetStream store after the restart
     server = nats_servers.NatsServer(binary, store_dir=tmp_path / "nats").start()
     deployment = redis_nats(redis_servers.server_url(), server.url)
+    try:
+        outage(deployment, tmp_path / "daemon", server.stop, server.start, "nats")
+    finally:
+        asyncio.run(deployment.clean_up())
+        server.close()
+
+
+@pytest.mark.nats
+def test_nats_store_and_bus_outage(tmp_path: Path) -> None:
+    """The NATS store and the NATS bus on one server (the newest): both go at once."""
+    binary = nats_servers.wheel_binary() or nats_servers.debian_binary()
+    if binary is None:
+        nats_servers.unavailable("no nats-server binary to start a private server")
+        raise AssertionError  # unreachable
+    (tmp_path / "nats").mkdir()  # the same JetStream store after the restart
+    server = nats_servers.NatsServer(binary, store_dir=tmp_path / "nats").start()
+    deployment = nats_nats(server.url)
     try:
         outage(deployment, tmp_path / "daemon", server.stop, server.start, "nats")
     finally:
