@@ -249,8 +249,9 @@ def render(
         " catgad gathers the appends in flight (Redis: one pipeline per loop turn; PostgreSQL:"
         " group commit), so a ratio above 1 means that grouping saves more than catgad's"
         " bookkeeping costs. The NATS store has no such grouping: each append is its own"
-        " claims request and publish (n + 2 JetStream writes in two round trips, see"
-        " catgad/store/nats.py), against raw's one write.",
+        " command-id claim and publish (2 JetStream writes in two round trips, plus a claim"
+        " per event whose id does not derive from the command; see catgad/store/nats.py),"
+        " against raw's one write.",
         "- the raw client and catgad share the process and the event loop, the servers share"
         " the machine: read the ratios rather than the absolute rates, and expect spread.",
         "- the baselines in detail: the docstrings of bench/store_redis.py,"
