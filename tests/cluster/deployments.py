@@ -27,6 +27,7 @@ from catgad.store.nats import NATSStore
 from catgad.store.postgres import PostgresStore
 from catgad.store.protocol import EventStore
 from catgad.store.redis import RedisStore
+from tests.servers import nats as nats_servers
 from tests.servers import postgres as postgres_servers
 from tests.servers import redis as redis_servers
 
@@ -87,7 +88,7 @@ def redis_nats(redis_url: str, nats_url: str) -> Deployment:
 def nats_nats(nats_url: str) -> Deployment:
     """The NATS store and the NATS bus on one server, each with names of its own."""
     stream, subjects, bus_prefix = unique("S"), unique("s"), unique("n")
-    names = NATSStore(nats_url, stream=stream, subject_prefix=subjects).names
+    unopened = NATSStore(nats_url, stream=stream, subject_prefix=subjects)  # for its names
     return Deployment(
         name="nats-nats",
         config=CONFIGS / "nats-nats.yaml",
@@ -100,7 +101,7 @@ def nats_nats(nats_url: str) -> Deployment:
         make_store=lambda: NATSStore(nats_url, stream=stream, subject_prefix=subjects),
         make_bus=lambda: NatsBus(nats_url, prefix=bus_prefix, partitions=PARTITIONS),
         cleanups=[
-            lambda: delete_named_streams(nats_url, names.all_streams()),
+            lambda: nats_servers.delete_streams(nats_url, unopened),
             lambda: delete_nats_streams(nats_url, bus_prefix),
         ],
     )
@@ -147,17 +148,6 @@ def postgres_kafka(postgres_url: str, kafka_url: str) -> Deployment:
 
 async def drop_schema(url: str, schema: str) -> None:
     postgres_servers.drop_schema(url, schema)
-
-
-async def delete_named_streams(url: str, names: list[str]) -> None:
-    nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
-    try:
-        js = nc.jetstream()
-        for name in names:
-            with contextlib.suppress(Exception):
-                await js.delete_stream(name)
-    finally:
-        await nc.close()
 
 
 async def delete_nats_streams(url: str, prefix: str) -> None:
