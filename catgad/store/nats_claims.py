@@ -129,10 +129,12 @@ class Claims:
             except WrongLastSequence:
                 return await self._take_command(command, stream, lower)
         keys = [key, *map(names.event_key, loose)]
-        futures = [await wire.send(key, value, _CREATE)]
-        claim = encode_event_claim(command)
-        for key in keys[1:]:
-            futures.append(await wire.send(key, claim, _CREATE))
+        values = [value, *[encode_event_claim(command)] * len(loose)]
+        futures = []
+        for key, value in zip(keys, values, strict=True):  # all sent before any is awaited
+            futures.append(
+                wire.send_nowait(key, value, _CREATE) or await wire.send(key, value, _CREATE)
+            )
         outcomes = await self._settle(futures, keys)
         if not isinstance(outcomes[0], Ack):
             first = await self._take_command(command, stream, lower)
@@ -200,7 +202,7 @@ class Claims:
         failure: BaseException | None = None
         for future, subject in zip(futures, subjects, strict=True):
             try:
-                outcomes.append(await self._wire.settle(future, subject))
+                outcomes.append(self._wire.outcome(await future, subject))
             except WrongLastSequence as exc:
                 outcomes.append(exc)
             except (StoreError, NoStream) as exc:
