@@ -125,7 +125,7 @@ class CommandEngine:
         self.config = config
         self.store = store
         self.handlers: Mapping[str, Handler] = handlers or {}
-        self.states = StateLoader(store)
+        self.states = StateLoader(store, events=config.events)
         self._locks = _StreamLocks()
         self._on_appended = on_appended
 

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from catgad.aggregates.fingerprint import rules_fingerprint
 from catgad.aggregates.rules import evolve, initial_state
-from catgad.config.model import AggregateDef
+from catgad.config.model import AggregateDef, EventDef
 from catgad.envelope import Envelope
+from catgad.observability.logs import get_logger
 from catgad.store.protocol import EventStore, Snapshot
+
+log = get_logger("catgad.state")
+
+# A snapshot holds the state and the digest of the rules that folded it (see
+# catgad.aggregates.fingerprint): {"$rules": digest, "$state": state}. "$" never
+# starts a state field, and a snapshot without the digest (or with another) is
+# ignored, so one taken before a rule change is never read as current.
+_RULES, _STATE = "$rules", "$state"
 
 
 @dataclass(slots=True)
@@ -26,10 +37,18 @@ class StateLoader:
     up as a ConcurrencyError and the caller reloads with `fresh=True`.
     """
 
-    def __init__(self, store: EventStore, *, capacity: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        events: Mapping[str, EventDef] | None = None,
+        capacity: int = 10_000,
+    ) -> None:
         self._store = store
+        self._events = events or {}  # their versions and upcasters are part of the rules
         self._cache: OrderedDict[str, Loaded] = OrderedDict()
         self._capacity = capacity
+        self._fingerprints: dict[str, str] = {}
 
     async def load(self, aggregate: AggregateDef, stream: str, *, fresh: bool = False) -> Loaded:
         if not fresh:
@@ -47,7 +66,13 @@ class StateLoader:
         if aggregate.snapshot_every:
             snap = await self._store.load_snapshot(stream)
             if snap is not None:
-                state, version = dict(snap.state), snap.version
+                kept = snap.state.get(_STATE)
+                if snap.state.get(_RULES) == self._fingerprint(aggregate) and isinstance(
+                    kept, dict
+                ):
+                    state, version = dict(kept), snap.version
+                else:
+                    log.debug("snapshot ignored: taken under other rules", stream=stream)
         for event in await self._store.read(stream, after=version):
             state = evolve(aggregate, state, event)
             version = event.streamversion or version + 1
@@ -64,8 +89,15 @@ class StateLoader:
         self._remember(stream, after)
         every = aggregate.snapshot_every
         if every and events and after.version // every > before.version // every:
-            await self._store.save_snapshot(Snapshot(stream, after.version, state))
+            held = {_RULES: self._fingerprint(aggregate), _STATE: state}
+            await self._store.save_snapshot(Snapshot(stream, after.version, held))
         return after
+
+    def _fingerprint(self, aggregate: AggregateDef) -> str:
+        digest = self._fingerprints.get(aggregate.name)
+        if digest is None:
+            digest = self._fingerprints[aggregate.name] = rules_fingerprint(aggregate, self._events)
+        return digest
 
     def forget(self, stream: str) -> None:
         self._cache.pop(stream, None)

@@ -202,6 +202,48 @@ async def test_snapshot_state_equals_full_replay(tmp_path: Path, adds: int) -> N
         await store.close()
 
 
+async def test_a_snapshot_taken_under_other_rules_is_ignored(tmp_path: Path) -> None:
+    """Users edit the rules and restart: a snapshot folded by the old rules must not be read
+    as the state, or the state would differ from a replay under the new ones."""
+    from catgad.config.model import StoreConfig
+    from catgad.store.protocol import Snapshot
+
+    old_path, new_path = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old_path.write_text(COUNTER)
+    doubled = "total: state.total + data.amount * 2"
+    assert "total: state.total + data.amount" in COUNTER
+    new_path.write_text(COUNTER.replace("total: state.total + data.amount", doubled))
+    old, new = load_config(old_path), load_config(new_path)
+    store = open_store(StoreConfig(kind="sqlite", path=str(tmp_path / "snap.db")))
+    await store.open()
+    try:
+        engine = CommandEngine(old, store)
+        for i in range(12):
+            await engine.execute("Add", {"counter_id": "c1", "amount": i})
+        taken = await store.load_snapshot("Counter-c1")
+        assert taken is not None and taken.version == 10
+
+        restarted = CommandEngine(new, store)  # the edited config, an empty cache
+        _, loaded = await restarted.aggregate_state("Counter", "c1")
+        assert loaded.state == {"total": 2 * sum(range(12)), "count": 12}
+
+        await restarted.execute("Add", {"counter_id": "c1", "amount": 100})
+        for i in range(2):
+            await restarted.execute("Add", {"counter_id": "c1", "amount": i})
+        retaken = await store.load_snapshot("Counter-c1")
+        assert retaken is not None and retaken.version == 15
+        _, again = await CommandEngine(new, store).aggregate_state("Counter", "c1")
+        assert again.state == {"total": 2 * (sum(range(12)) + 100 + 0 + 1), "count": 15}
+
+        # a snapshot without the rules' digest (as stored before it had one) is ignored too
+        await store.save_snapshot(Snapshot("Counter-c1", 16, {"total": -1, "count": -1}))
+        await restarted.execute("Add", {"counter_id": "c1", "amount": 5})
+        _, last = await CommandEngine(new, store).aggregate_state("Counter", "c1")
+        assert last.state == {"total": again.state["total"] + 10, "count": 16}
+    finally:
+        await store.close()
+
+
 # -- per-stream locks ----------------------------------------------------------------------------
 
 
