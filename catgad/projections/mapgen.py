@@ -25,15 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from catgad.config.cel import CelExpr, _parser
-from catgad.projections.fastcel import Fn, _literal
+
+# _Unsupported here means "not inlined: the expression's closure is called instead"
+from catgad.projections.fastcel import Fn, _args, _bound_name, _literal, _Unsupported
 from catgad.projections.fastcel_values import FUNCTIONS, INT64, Fallback, arith
 from catgad.projections.model import ColumnType, OpKind
 
 Appender = Callable[[Any, list[Any]], None]  # (event, out): appends the event's operations
-
-
-class _Unsupported(Exception):
-    """Not inlined: the expression's closure is called instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,15 +308,3 @@ def _check(value: str, kind: ColumnType) -> list[str]:
         ]
     python = {"string": "str", "boolean": "bool"}[kind]
     return [f"if type({value}) is not {python} and {value} is not None:", "    raise _F"]
-
-
-def _args(node: Any) -> list[Any]:
-    return list(node.children) if node is not None else []
-
-
-def _bound_name(node: Any) -> str:
-    while hasattr(node, "children") and len(node.children) == 1:
-        if getattr(node, "data", None) == "ident":
-            return str(node.children[0])
-        node = node.children[0]
-    raise _Unsupported
