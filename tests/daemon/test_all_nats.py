@@ -21,7 +21,7 @@ from catgad.bus.topics import COMMANDS_TOPIC, EVENTS_TOPIC, nats_overlap
 from catgad.store.nats_codec import DEFAULT_SUBJECT_PREFIX
 from tests.helpers.api import create_order
 from tests.helpers.daemon import ORDERS_YAML, Daemon
-from tests.servers.nats import NatsServer, debian_binary, unavailable, wheel_binary
+from tests.servers.nats import NatsServer
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -35,18 +35,6 @@ def test_the_default_store_and_bus_subjects_do_not_overlap() -> None:
     assert nats_overlap("shop.eventsx", "shop", ["events"]) is None
     assert nats_overlap("a.commands.x", "a", ["events", "commands"]) == "commands"
     assert nats_overlap("a", "a.b", ["c"]) == "c"  # a.> holds a.b.c.>
-
-
-@pytest.fixture(params=[("2.9", debian_binary), ("current", wheel_binary)], ids=lambda p: p[0])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> NatsServer:
-    version, find = request.param
-    binary = find()
-    if binary is None:
-        unavailable(f"no nats-server binary for {version}")
-    assert binary is not None
-    started = NatsServer(binary, store_dir=tmp_path).start()
-    request.addfinalizer(started.close)
-    return started
 
 
 def all_nats_config(tmp_path: Path, url: str) -> Path:
@@ -78,8 +66,9 @@ async def relayed(url: str) -> int:
 
 
 def test_commands_are_stored_and_relayed_with_the_defaults(
-    server: NatsServer, tmp_path: Path
+    private_nats_server: NatsServer, tmp_path: Path
 ) -> None:
+    server = private_nats_server
     daemon = Daemon(all_nats_config(tmp_path, server.url), tmp_path / "run").start()
     try:
         with httpx.Client(base_url=daemon.url, timeout=10) as client:

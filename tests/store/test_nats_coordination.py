@@ -14,7 +14,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 from typing import TypeVar
 
 import nats
@@ -26,11 +25,8 @@ from catgad.store.protocol import Coordination
 from tests.contracts.coordination import CoordinationContract, eventually
 from tests.servers.nats import (
     NatsServer,
-    debian_binary,
     nats_store,
     server_url,
-    unavailable,
-    wheel_binary,
 )
 
 pytestmark = pytest.mark.nats
@@ -163,21 +159,10 @@ async def test_entries_catgad_did_not_write_are_a_store_error(url: str) -> None:
             await store.load_checkpoint("x")
 
 
-@pytest.fixture(params=["2.9", "current"])
-def private_server(request: pytest.FixtureRequest, tmp_path: Path) -> NatsServer:
-    binary = debian_binary() if request.param == "2.9" else wheel_binary()
-    if binary is None:
-        unavailable(f"no nats-server binary for {request.param}")
-    assert binary is not None
-    server = NatsServer(binary, store_dir=tmp_path).start()
-    request.addfinalizer(server.close)
-    return server
-
-
 async def test_a_silent_server_is_unavailable_within_the_timeout(
-    private_server: NatsServer,
+    private_nats_server: NatsServer,
 ) -> None:
-    server = private_server
+    server = private_nats_server
     async with nats_store(server.url, timeout=0.5) as store:
         assert await store.acquire_lease("relay:s", "a", 30)
         server.pause()
@@ -199,8 +184,10 @@ async def test_a_silent_server_is_unavailable_within_the_timeout(
         assert await store.lease_owner("relay:s") == "a"
 
 
-async def test_leases_and_checkpoints_survive_a_server_crash(private_server: NatsServer) -> None:
-    server = private_server
+async def test_leases_and_checkpoints_survive_a_server_crash(
+    private_nats_server: NatsServer,
+) -> None:
+    server = private_nats_server
     async with nats_store(server.url, timeout=1.0) as store:
         assert await store.acquire_lease("relay:s", "a", 60)
         await store.save_checkpoint("relay:s", 7)
@@ -213,9 +200,9 @@ async def test_leases_and_checkpoints_survive_a_server_crash(private_server: Nat
 
 
 async def test_memory_storage_coordination_is_recreated_after_a_restart(
-    private_server: NatsServer,
+    private_nats_server: NatsServer,
 ) -> None:
-    server = private_server
+    server = private_nats_server
     async with nats_store(server.url, storage="memory", timeout=1.0) as store:
         assert await store.acquire_lease("relay:s", "a", 60)
         await store.save_checkpoint("relay:s", 7)
