@@ -10,7 +10,6 @@ behind.
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from tests.helpers.api import create_order
-from tests.helpers.daemon import ORDERS_YAML, Daemon
+from tests.helpers.daemon import Daemon, edited_example
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.slow]
 
@@ -35,15 +34,7 @@ RELAY_OPTIONS = f"""bus:
 
 def config_with_short_lease(tmp_path: Path) -> Path:
     """The orders example (and what it includes) copied, with a relay lease of TTL seconds."""
-    folder = tmp_path / "config"
-    folder.mkdir()
-    for path in ORDERS_YAML.parent.glob("*.yaml"):
-        shutil.copy(path, folder / path.name)
-    target = folder / ORDERS_YAML.name
-    text = target.read_text()
-    assert "\nbus: memory\n" in text
-    target.write_text(text.replace("\nbus: memory\n", "\n" + RELAY_OPTIONS, 1))
-    return target
+    return edited_example(tmp_path / "config", {"\nbus: memory\n": "\n" + RELAY_OPTIONS})
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -9,7 +9,6 @@ version) gives the test the defaults without touching anyone else's streams.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from catgad.bus.topics import COMMANDS_TOPIC, EVENTS_TOPIC, nats_overlap
 from catgad.store.nats_codec import DEFAULT_SUBJECT_PREFIX
 from tests.helpers.api import create_order
-from tests.helpers.daemon import ORDERS_YAML, Daemon
+from tests.helpers.daemon import Daemon, edited_example
 from tests.servers.nats import NatsServer
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
@@ -38,20 +37,16 @@ def test_the_default_store_and_bus_subjects_do_not_overlap() -> None:
 
 
 def all_nats_config(tmp_path: Path, url: str) -> Path:
-    folder = tmp_path / "config"
-    folder.mkdir()
-    for path in ORDERS_YAML.parent.glob("*.yaml"):
-        shutil.copy(path, folder / path.name)
-    target = folder / ORDERS_YAML.name
-    text = target.read_text()
     old_store = (
         "store:\n  kind: sqlite\n  path: ${CATGAD_SQLITE_PATH:-orders.db}\n  synchronous: full\n"
     )
-    assert old_store in text and "\nbus: memory\n" in text
-    text = text.replace(old_store, f"store: {{kind: nats, url: {url}}}\n", 1)
-    text = text.replace("\nbus: memory\n", f"\nbus: {{kind: nats, url: {url}}}\n", 1)
-    target.write_text(text)
-    return target
+    return edited_example(
+        tmp_path / "config",
+        {
+            old_store: f"store: {{kind: nats, url: {url}}}\n",
+            "\nbus: memory\n": f"\nbus: {{kind: nats, url: {url}}}\n",
+        },
+    )
 
 
 async def relayed(url: str) -> int:

@@ -12,6 +12,7 @@ a failing start shows it. Every wait has a deadline; nothing sleeps blindly.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,21 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 ORDERS_YAML = REPO / "config" / "examples" / "orders.yaml"
 POLL = 0.05  # seconds between checks of a condition
+
+
+def edited_example(folder: Path, replacements: Mapping[str, str]) -> Path:
+    """The orders example (and the files it includes) copied into `folder`, with each key of
+    `replacements` in orders.yaml (it must be there) replaced once by its value."""
+    folder.mkdir()
+    for path in ORDERS_YAML.parent.glob("*.yaml"):
+        shutil.copy(path, folder / path.name)
+    target = folder / ORDERS_YAML.name
+    text = target.read_text()
+    for old, new in replacements.items():
+        assert old in text, f"{old!r} is not in {ORDERS_YAML.name} any more"
+        text = text.replace(old, new, 1)
+    target.write_text(text)
+    return target
 
 
 def free_port(host: str = "127.0.0.1") -> int:
