@@ -26,7 +26,7 @@ from catgad.bus.topics import kafka_topic, partition_of
 from catgad.envelope import Envelope
 from catgad.errors import Unavailable
 from tests.contracts.bus import BusContract, Inbox, message, until
-from tests.servers.kafka import Tansu, broker_url, free_port
+from tests.servers.kafka import Tansu, broker_url, free_port, topic_partitions
 
 pytestmark = pytest.mark.kafka
 
@@ -161,17 +161,6 @@ async def test_publish_fails_fast_while_the_broker_is_down_and_resumes_after() -
             await until(lambda: "later" in {e.data["key"] for e in inbox.got}, inbox)
         finally:
             await bus.close()
-
-
-async def topic_partitions(url: str, names: list[str]) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=url)
-    await admin.start()
-    try:
-        # describing a missing topic would make it (auto-creation), with the broker's count
-        present = [n for n in names if n in await admin.list_topics()]
-        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(present)}
-    finally:
-        await admin.close()
 
 
 async def test_after_a_restart_without_topics_they_come_back_with_their_partitions() -> None:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from catgad.bus.relay import EVENTS_TOPIC
 from catgad.bus.topics import kafka_topic
@@ -233,18 +232,7 @@ def test_kafka_bus_outage(tmp_path: Path) -> None:
             outage(deployment, tmp_path / "daemon", broker.stop, broker.start, "kafka")
             prefix = deployment.env["CATGAD_BUS_PREFIX"]
             names = [kafka_topic(prefix, t) for t in (COMMANDS_TOPIC, EVENTS_TOPIC)]
-            counts = asyncio.run(kafka_partitions(broker.url, names))
+            counts = asyncio.run(kafka_servers.topic_partitions(broker.url, names))
             assert counts == dict.fromkeys(names, PARTITIONS), counts
         finally:
             asyncio.run(deployment.clean_up())
-
-
-async def kafka_partitions(url: str, names: list[str]) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=url)
-    await admin.start()
-    try:
-        # describing a missing topic would make it (auto-creation), with the broker's count
-        present = [n for n in names if n in await admin.list_topics()]
-        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(present)}
-    finally:
-        await admin.close()

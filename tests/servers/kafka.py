@@ -125,3 +125,17 @@ def broker_url() -> str:
         url = broker.url
     _session.append(url)
     return url
+
+
+async def topic_partitions(url: str, names: list[str]) -> dict[str, int]:
+    """How many partitions each of `names` has on the broker (missing topics are left out)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=url)
+    await admin.start()
+    try:
+        # describing a missing topic would make it (auto-creation), with the broker's count
+        present = [n for n in names if n in await admin.list_topics()]
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(present)}
+    finally:
+        await admin.close()
