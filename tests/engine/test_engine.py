@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -288,12 +289,8 @@ async def test_stream_locks_run_one_at_a_time_in_arrival_order() -> None:
     assert len(locks) == 0
 
 
-async def test_stream_lock_waiter_cancelled_while_waiting_is_skipped() -> None:
-    from catgad.engine.commands import _StreamLocks
-
-    locks = _StreamLocks()
-    assert locks.try_take("s") is None  # held by this test
-    ran: list[str] = []
+def _two_waiters(locks: Any, ran: list[str]) -> tuple[asyncio.Task[None], asyncio.Task[None]]:
+    """Tasks "first" and "second", each waiting for stream "s", noting in `ran` when it runs."""
 
     async def waiter(name: str) -> None:
         waiters = locks.try_take("s")
@@ -302,8 +299,16 @@ async def test_stream_lock_waiter_cancelled_while_waiting_is_skipped() -> None:
         ran.append(name)
         locks.release("s")
 
-    first = asyncio.create_task(waiter("first"))
-    second = asyncio.create_task(waiter("second"))
+    return asyncio.create_task(waiter("first")), asyncio.create_task(waiter("second"))
+
+
+async def test_stream_lock_waiter_cancelled_while_waiting_is_skipped() -> None:
+    from catgad.engine.commands import _StreamLocks
+
+    locks = _StreamLocks()
+    assert locks.try_take("s") is None  # held by this test
+    ran: list[str] = []
+    first, second = _two_waiters(locks, ran)
     await asyncio.sleep(0)
     first.cancel()
     await asyncio.sleep(0)
@@ -319,18 +324,9 @@ async def test_stream_lock_handed_to_a_cancelled_waiter_passes_on() -> None:
     from catgad.engine.commands import _StreamLocks
 
     locks = _StreamLocks()
-    assert locks.try_take("s") is None
+    assert locks.try_take("s") is None  # held by this test
     ran: list[str] = []
-
-    async def waiter(name: str) -> None:
-        waiters = locks.try_take("s")
-        assert waiters is not None
-        await locks.wait("s", waiters)
-        ran.append(name)
-        locks.release("s")
-
-    first = asyncio.create_task(waiter("first"))
-    second = asyncio.create_task(waiter("second"))
+    first, second = _two_waiters(locks, ran)
     await asyncio.sleep(0)
     locks.release("s")  # hands over to first ...
     first.cancel()  # ... which is cancelled before it runs
