@@ -53,6 +53,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from nats.aio.client import Client as NATS
 
 from bench.bus_relay_report import BrokerFigures, render
+from bench.report import nats_version
 from catgad.bus.kafka import KafkaBus
 from catgad.bus.nats import NatsBus
 from catgad.bus.protocol import Bus
@@ -442,15 +443,6 @@ async def bench(args: argparse.Namespace, kafka_url: str | None) -> list[BrokerF
         out.append(BrokerFigures(f"Kafka (aiokafka) at {kafka_url}", server, raw, ours))
         report(out[-1].broker, raw, ours)
     return out
-
-
-async def nats_version(url: str) -> str:
-    nc = await nats.connect(url)
-    try:
-        v = nc.connected_server_version
-        return f"nats-server {v.major}.{v.minor}.{v.patch}"
-    finally:
-        await nc.close()
 
 
 def load_average() -> float | None:

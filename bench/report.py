@@ -167,7 +167,7 @@ def machine_facts() -> list[tuple[str, str]]:
         ("OS", platform.platform()),
         ("Python", sys.version.split()[0]),
         ("SQLite", sqlite3.sqlite_version),
-        ("catgad", f"{version('catgad')} ({_checkout()})"),
+        ("catgad", f"{version('catgad')} ({checkout()})"),
         ("eventsourcing", version("eventsourcing")),
         (
             "httpx / uvicorn / uvloop",
@@ -176,7 +176,7 @@ def machine_facts() -> list[tuple[str, str]]:
     ]
 
 
-def _checkout() -> str:
+def checkout() -> str:
     """The commit the measured tree is at, and whether it had uncommitted changes."""
     root = Path(__file__).resolve().parent.parent
 
@@ -194,6 +194,18 @@ def _checkout() -> str:
     if not head:
         return "commit unknown"
     return f"commit {head}" + (", with uncommitted changes under catgad/" if dirty else "")
+
+
+async def nats_version(url: str) -> str:
+    """`nats-server X.Y.Z`, as the server at `url` announces itself."""
+    import nats  # only the broker benchmarks need the client
+
+    nc = await nats.connect(url)
+    try:
+        v = nc.connected_server_version
+        return f"nats-server {v.major}.{v.minor}.{v.patch}"
+    finally:
+        await nc.close()
 
 
 def _fmt(value: float, digits: int = 0) -> str:

@@ -21,16 +21,15 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
+from bench.report import checkout
 from catgad.envelope import Envelope, new_id, now_rfc3339
 from catgad.ids import event_id
 from catgad.store.protocol import EventStore
@@ -271,23 +270,3 @@ def machine() -> list[tuple[str, str]]:
         ("clients", clients),
         ("catgad", checkout()),
     ]
-
-
-def checkout() -> str:
-    """The commit the measured tree is at, and whether catgad/ had uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30, check=False
-        )
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--", "catgad")
-    except (OSError, subprocess.SubprocessError):
-        return "commit unknown"
-    if not head:
-        return "commit unknown"
-    return f"commit {head}" + (", with uncommitted changes under catgad/" if dirty else "")

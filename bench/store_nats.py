@@ -49,6 +49,7 @@ from collections.abc import Iterator
 
 import nats
 
+from bench.report import nats_version
 from bench.store_common import (
     Run,
     System,
@@ -105,12 +106,7 @@ def private_server() -> Iterator[str]:
 
 
 async def server_version(url: str) -> str:
-    nc = await nats.connect(url)
-    try:
-        v = nc.connected_server_version
-        return f"nats-server {v.major}.{v.minor}.{v.patch} (JetStream, file storage)"
-    finally:
-        await nc.close()
+    return f"{await nats_version(url)} (JetStream, file storage)"
 
 
 async def run_raw(url: str, aggregates: int, appends: int, lean: bool) -> Run:
