@@ -7,22 +7,10 @@ comes back, and a suite that does not exist is a usage error.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from catgad.cli.bench import SUITES
-
-
-def catgad(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "catgad.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.helpers.daemon import run_cli as catgad
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.helpers.daemon import run_cli
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "examples" / "orders.yaml"
 
 
 def send(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CATGAD_SQLITE_PATH": str(db)}
-    return subprocess.run(
-        [sys.executable, "-m", "catgad.cli.main", "send", str(EXAMPLE), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-    )
+    return run_cli("send", str(EXAMPLE), *args, env={"CATGAD_SQLITE_PATH": str(db)})
 
 
 def test_send_appends_and_a_retry_is_idempotent(tmp_path: Path) -> None:

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.helpers.daemon import run_cli as catgad
+
 EXAMPLES = Path(__file__).parents[2] / "config" / "examples"
-
-
-def catgad(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "catgad.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_example_scenarios_pass() -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from catgad.cli import validate
 from catgad.errors import ConfigError
+from tests.helpers.daemon import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDERS = ROOT / "config" / "examples" / "orders.yaml"
@@ -18,13 +18,7 @@ CASES = Path(__file__).parent / "cases"
 
 
 def catgad(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "catgad.cli.main", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=60,
-    )
+    return run_cli(*args, cwd=cwd)
 
 
 def test_run_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:

@@ -54,12 +54,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def run_cli(
-    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60.0
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`catgad ARGS...` in a subprocess; returns the finished process with its output."""
     return subprocess.run(
         [sys.executable, "-m", "catgad.cli.main", *args],
         env={**os.environ, **(env or {})},
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
