@@ -291,10 +291,8 @@ class NATSStore(NATSCoordination):
                 version = head[0] + len(bodies)
                 payload = encode_message(command, stream, version, bodies)
             headers = {MSG_ID: msg_id, EXPECT_LAST_SUBJECT_SEQ: str(head[1])}
-            # wire.publish inlined: one awaiting level less on the hot path (see append)
-            future = wire.send_nowait(subject, payload, headers)
-            if future is None:
-                future = await wire.send(subject, payload, headers)
+            # wire.publish inlined: one level less waiting on the reply (see append)
+            future = await wire.send(subject, payload, headers)
             try:
                 ack = wire.outcome(await future, subject)
             except WrongLastSequence:

@@ -122,7 +122,7 @@ class Claims:
         key = names.command_key(command)
         value = encode_command_claim(stream, lower)
         if not loose:  # the common case, every event id derived from the command id: inline
-            future = wire.send_nowait(key, value, _CREATE) or await wire.send(key, value, _CREATE)
+            future = await wire.send(key, value, _CREATE)
             try:
                 wire.outcome(await future, key)
                 return None
@@ -132,9 +132,7 @@ class Claims:
         values = [value, *[encode_event_claim(command)] * len(loose)]
         futures = []
         for key, value in zip(keys, values, strict=True):  # all sent before any is awaited
-            futures.append(
-                wire.send_nowait(key, value, _CREATE) or await wire.send(key, value, _CREATE)
-            )
+            futures.append(await wire.send(key, value, _CREATE))
         outcomes = await self._settle(futures, keys)
         if not isinstance(outcomes[0], Ack):
             first = await self._take_command(command, stream, lower)

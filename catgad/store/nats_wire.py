@@ -263,8 +263,8 @@ class Wire:
     def send_nowait(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
     ) -> Pending | None:
-        """`send` without a coroutine (each awaiting level costs on every resume of an
-        append): the future, or None when only nats-py's own publish can send it now."""
+        """`send`'s fast path: the frame queued for nats-py's flusher and the reply's future,
+        or None when only nats-py's own publish can send it now."""
         nc = self.client()
         if not self._lean or len(payload) > nc.max_payload:
             return None  # the slow path says why
@@ -293,10 +293,7 @@ class Wire:
         return msg
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> Ack:
-        future = self.send_nowait(subject, payload, headers)
-        if future is None:
-            future = await self.send(subject, payload, headers)
-        return self.outcome(await future, subject)
+        return self.outcome(await (await self.send(subject, payload, headers)), subject)
 
     async def settle(self, future: Pending, subject: str) -> Ack:
         """The Ack of a publish sent with `send`."""
