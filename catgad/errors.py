@@ -8,7 +8,11 @@
     ├── CommandRejected(reason)       409  command-rejected      (a handler said no)
     ├── IdempotencyKeyReused          409  idempotency-key-reused
     ├── PreconditionFailed(rule, msg) 422  precondition-failed   (a `require` rule is false)
+    ├── EventRuleFailed(rule, field)  422  event-rule-failed     (a rule cannot apply the
+    │                                                             command's own events)
     ├── RuleError(where)              500  rule-error            (a rule failed at run time)
+    │   └── UnreadableStream          500  unreadable-stream     (a stored event a rule cannot
+    │                                                             apply: repair, see README)
     ├── HandlerError                  502  handler-error         (user code misbehaved / is down)
     │   ├── BadReply(handler, why)    502  bad-handler-reply
     │   └── HandlerUnavailable        503  handler-unavailable   (retryable)
@@ -208,12 +212,63 @@ class RuleError(CatgadError):
     slug = "rule-error"
     title = "A rule of the config failed"
 
-    def __init__(self, where: str, detail: str) -> None:
+    def __init__(self, where: str, detail: str, field: str | None = None) -> None:
         super().__init__(f"{where}: {detail}")
         self.where = where
+        self.why = detail
+        self.field = field  # the state field or column the failing expression computes
 
     def extensions(self) -> dict[str, Any]:
-        return {"rule": self.where}
+        return {"rule": self.where, **({"field": self.field} if self.field else {})}
+
+
+class EventRuleFailed(CatgadError):
+    """A command's events break a rule that has to apply them (the aggregate's `on` rule,
+    a projection's mapping): the command is refused before anything is stored, so no
+    stream ever holds an event its own rules cannot read back."""
+
+    status = 422
+    slug = "event-rule-failed"
+    title = "The command's event breaks a rule that applies it"
+
+    def __init__(self, command: str, event_type: str, rule: str, field: str | None, why: str):
+        at = f" (field {field!r})" if field else ""
+        super().__init__(
+            f"{command}: its event {event_type} cannot be applied by {rule}{at}: {why}; "
+            "nothing was stored"
+        )
+        self.command = command
+        self.event_type = event_type
+        self.rule = rule
+        self.field = field
+
+    def extensions(self) -> dict[str, Any]:
+        out = {"command": self.command, "event": self.event_type, "rule": self.rule}
+        return out | ({"field": self.field} if self.field else {})
+
+
+class UnreadableStream(RuleError):
+    """A stored event that the aggregate's rules cannot apply (stored before catgad checked
+    events against their rules, or under other rules): the stream cannot be loaded until
+    it is repaired (`catgad migrate`, an upcaster, or a rule that accepts it)."""
+
+    slug = "unreadable-stream"
+    title = "A stored event cannot be applied"
+
+    def __init__(self, stream: str, version: int, event_type: str, cause: RuleError) -> None:
+        super().__init__(
+            cause.where,
+            f"stream {stream!r} cannot be read back: its event {version} ({event_type}) "
+            f"breaks the rule: {cause.why}. Repair it as the README says "
+            "(Repairing a stream): `catgad migrate` normalises stored numbers, an upcaster "
+            "rewrites other data",
+            cause.field,
+        )
+        self.stream = stream
+        self.version = version
+
+    def extensions(self) -> dict[str, Any]:
+        return super().extensions() | {"stream": self.stream, "version": self.version}
 
 
 class HandlerError(CatgadError):

@@ -35,6 +35,7 @@ from catgad.observability.logs import get_logger
 from catgad.observability.metrics import Metrics
 from catgad.projections.manager import ProjectionManager
 from catgad.projections.metrics import ProjectionMetrics
+from catgad.projections.precheck import ProjectionPrecheck
 from catgad.store.factory import open_store
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
@@ -62,7 +63,14 @@ class Runtime:
         if isinstance(handlers, HandlerRegistry):
             handlers.instrument(self.metrics.registry)
         self.relay: Relay | None = None
-        self.engine = CommandEngine(config, store, on_appended=self._appended, handlers=handlers)
+        precheck = ProjectionPrecheck(config)  # a projection unable to apply them refuses them
+        self.engine = CommandEngine(
+            config,
+            store,
+            on_appended=self._appended,
+            handlers=handlers,
+            event_checks=[precheck] if precheck else [],
+        )
         # over the bus to the stream's replica when daemons share a broker; here otherwise
         self.router = CommandRouter(
             self.engine,

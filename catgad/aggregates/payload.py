@@ -8,6 +8,7 @@ import jsonschema_rs
 from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 
+from catgad.aggregates.numbers import number_normaliser
 from catgad.errors import FieldError, InvalidPayload
 
 
@@ -16,15 +17,23 @@ class PayloadSchema:
 
     jsonschema-rs answers `is_valid` in well under a microsecond, which keeps
     validation off the hot path; only a payload that fails pays for the
-    Python validator's richer, positioned messages.
+    Python validator's richer, positioned messages. Data that passes is then
+    normalised (`normalise`): its numbers become the int or float the schema
+    declares, which is what every rule sees and what is stored.
     """
 
-    __slots__ = ("_fast", "full", "schema")
+    __slots__ = ("_fast", "_normaliser", "full", "schema")
 
     def __init__(self, schema: dict[str, Any], full: Validator) -> None:
         self.schema = schema
         self.full = full
         self._fast = jsonschema_rs.validator_for(schema, validate_formats=True)
+        self._normaliser = number_normaliser(schema)
+
+    def normalise(self, data: Any) -> Any:
+        """`data` (valid) with its numbers as the schema declares them; changed in place."""
+        normaliser = self._normaliser
+        return data if normaliser is None else normaliser(data)
 
     def is_valid(self, data: Any) -> bool:
         return bool(self._fast.is_valid(data))
@@ -59,10 +68,11 @@ def _pointer(error: ValidationError) -> str:
     return _join(parts)
 
 
-def check_payload(command: str, schema: PayloadSchema, data: Any) -> None:
-    """Raise InvalidPayload naming each field that breaks the schema and why."""
+def check_payload(command: str, schema: PayloadSchema, data: Any) -> Any:
+    """`data` normalised (see PayloadSchema.normalise); InvalidPayload naming each field that
+    breaks the schema and why."""
     if schema.is_valid(data):
-        return
+        return schema.normalise(data)
     errors = schema.errors(data)
     listed = "; ".join(f"{e.pointer or '/'}: {e.message}" for e in errors[:5])
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""

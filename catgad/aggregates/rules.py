@@ -36,7 +36,7 @@ def evolve(aggregate: AggregateDef, state: dict[str, Any], event: Envelope) -> d
             new_state[name] = expr.evaluate(activation)
         except CelEvalError as exc:
             raise RuleError(
-                f"aggregates.{aggregate.name}.on.{event.type}.set.{name}", str(exc)
+                f"aggregates.{aggregate.name}.on.{event.type}.set.{name}", str(exc), name
             ) from None
     for name in rule.unset:
         new_state.pop(name, None)

@@ -118,6 +118,7 @@ class _Progress:
         verb = "to upcast" if report.dry_run else "upcast"
         text = (
             f"migrate: {report.scanned:,} events scanned, {report.upcast:,} {verb}, "
+            f"{report.normalised:,} {'to normalise' if report.dry_run else 'normalised'}, "
             f"{report.current:,} current, {len(report.failed):,} failed "
             f"({report.rate:,.0f} events/s)"
         )
@@ -140,6 +141,12 @@ def summary(report: MigrationReport) -> list[str]:
     lines.append(f"{verb + ':':<12} {report.upcast:,}")
     for (event_type, old, new), count in sorted(report.steps.items()):
         lines.append(f"  {event_type} {old} -> {new}: {count:,}")
+    if report.normalised:
+        verb = "to normalise" if report.dry_run else "normalised"
+        lines.append(
+            f"{verb + ':':<12} {report.normalised:,} (numbers stored otherwise than their "
+            "schema declares, such as 5.0 for an integer)"
+        )
     lines.append(f"current:     {report.current:,}")
     if report.unreachable:
         lines.append(

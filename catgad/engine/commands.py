@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from catgad.aggregates.payload import check_payload
-from catgad.aggregates.rules import Decision, decide
+from catgad.aggregates.rules import Decision, decide, evolve
 from catgad.config.model import AggregateDef, CommandDef, Config
 from catgad.engine.state import Loaded, StateLoader
 from catgad.envelope import (
@@ -24,6 +24,7 @@ from catgad.errors import (
     CatgadError,
     CommandRejected,
     ConcurrencyError,
+    EventRuleFailed,
     HandlerError,
     IdempotencyKeyReused,
     InvalidPayload,
@@ -35,6 +36,10 @@ from catgad.errors import (
 from catgad.handlers.protocol import Handler, HandlerRequest
 from catgad.ids import event_id
 from catgad.store.protocol import AppendResult, EventStore
+
+# A check that every event a command decided must pass before it is stored (a projection's
+# mapping): called with the command type and the events, it raises EventRuleFailed.
+EventCheck = Callable[[str, list[Envelope]], None]
 
 # How often a command without If-Match is re-decided when another writer got there first.
 MAX_CONFLICT_RETRIES = 8
@@ -121,8 +126,10 @@ class CommandEngine:
         *,
         on_appended: Callable[[AppendResult], None] | None = None,
         handlers: Mapping[str, Handler] | None = None,
+        event_checks: Sequence[EventCheck] = (),
     ) -> None:
         self.config = config
+        self._event_checks = list(event_checks)
         self.store = store
         self.handlers: Mapping[str, Handler] = handlers or {}
         self.states = StateLoader(store, events=config.events)
@@ -202,7 +209,7 @@ class CommandEngine:
         What a router needs before it can send the command to the stream's replica.
         """
         cmd = self.command_def(envelope.type)
-        check_payload(cmd.name, cmd.validator, envelope.data)
+        envelope.data = check_payload(cmd.name, cmd.validator, envelope.data)
         aggregate = self.config.aggregates[cmd.aggregate]
         stream = aggregate.stream_id(str(envelope.data[aggregate.id_field]))
         envelope.subject = stream
@@ -265,6 +272,7 @@ class CommandEngine:
                         return _result(first, duplicate=True)
                 raise
             events = self._envelopes(cmd, stream, envelope, decisions, checked)
+            after = self._applied(cmd, aggregate, loaded, events)
             try:
                 appended = await self.store.append(
                     stream, events, expected_version=loaded.version, command_id=envelope.id
@@ -278,11 +286,26 @@ class CommandEngine:
             if appended.duplicate:
                 self.states.forget(stream)
                 return _result(appended, duplicate=True)
-            await self.states.advance(aggregate, stream, loaded, appended.events)
+            await self.states.advance(aggregate, stream, loaded, after)
             if self._on_appended is not None:
                 self._on_appended(appended)
             return _result(appended, duplicate=False)
         raise ConcurrencyError(stream, loaded.version, await self.store.stream_version(stream))
+
+    def _applied(
+        self, cmd: CommandDef, aggregate: AggregateDef, loaded: Loaded, events: list[Envelope]
+    ) -> Loaded:
+        """The state the events give, and every other check that must apply them (a
+        projection's mapping), before they are stored: a failing rule refuses the command."""
+        state = loaded.state
+        for event in events:
+            try:
+                state = evolve(aggregate, state, event)
+            except RuleError as exc:
+                raise EventRuleFailed(cmd.name, event.type, exc.where, exc.field, exc.why) from None
+        for check in self._event_checks:
+            check(cmd.name, events)
+        return Loaded(state, loaded.version + len(events))
 
     def _envelopes(
         self,
@@ -307,6 +330,7 @@ class CommandEngine:
                         f"event {decision.type} breaks its schema at "
                         f"{first.pointer or '/'}: {first.message}",
                     )
+                event_def.validator.normalise(decision.data)
             out.append(
                 Envelope(
                     type=decision.type,

@@ -10,7 +10,7 @@ from typing import Any
 from catgad.aggregates.fingerprint import rules_fingerprint
 from catgad.aggregates.rules import evolve, initial_state
 from catgad.config.model import AggregateDef, EventDef
-from catgad.envelope import Envelope
+from catgad.errors import RuleError, UnreadableStream
 from catgad.observability.logs import get_logger
 from catgad.store.protocol import EventStore, Snapshot
 
@@ -74,24 +74,25 @@ class StateLoader:
                 else:
                     log.debug("snapshot ignored: taken under other rules", stream=stream)
         for event in await self._store.read(stream, after=version):
-            state = evolve(aggregate, state, event)
+            try:
+                state = evolve(aggregate, state, event)
+            except RuleError as exc:
+                raise UnreadableStream(
+                    stream, event.streamversion or version + 1, event.type, exc
+                ) from None
             version = event.streamversion or version + 1
         return Loaded(state, version)
 
     async def advance(
-        self, aggregate: AggregateDef, stream: str, before: Loaded, events: list[Envelope]
-    ) -> Loaded:
-        """Apply freshly appended events; take a snapshot when the policy says so."""
-        state = before.state
-        for event in events:
-            state = evolve(aggregate, state, event)
-        after = Loaded(state, before.version + len(events))
+        self, aggregate: AggregateDef, stream: str, before: Loaded, after: Loaded
+    ) -> None:
+        """Remember the state the appended events gave; take a snapshot when the policy says
+        so."""
         self._remember(stream, after)
         every = aggregate.snapshot_every
-        if every and events and after.version // every > before.version // every:
-            held = {_RULES: self._fingerprint(aggregate), _STATE: state}
+        if every and after.version // every > before.version // every:
+            held = {_RULES: self._fingerprint(aggregate), _STATE: after.state}
             await self._store.save_snapshot(Snapshot(stream, after.version, held))
-        return after
 
     def _fingerprint(self, aggregate: AggregateDef) -> str:
         digest = self._fingerprints.get(aggregate.name)

@@ -2,7 +2,12 @@
 
 One pass over the store in global order, a page at a time: each event below
 its type's version is upcast, checked against the newest schema and the page's
-upcast events are rewritten in one store transaction (RewritableStore.rewrite:
+upcast events are rewritten (numbers normalised as the schema declares them,
+catgad.aggregates.numbers). An event already current whose numbers are not as
+its schema declares (5.0 in an `integer` field, stored before catgad
+normalised them; rules that multiply it fail) is rewritten with them
+normalised, which repairs a stream that could not be read back. Both are
+rewritten in one store transaction (RewritableStore.rewrite:
 data and dataschemaversion replaced in place, nothing else moves; an event can
 be changed, never lost). Nothing is written in a dry run.
 
@@ -14,13 +19,17 @@ events alike through the same upcasters, and what it appends is current.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from catgad.config.model import Config
+import orjson
+
+from catgad.config.model import Config, EventDef
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, StoreError, UpcastFailed
 from catgad.evolution.upcast import Upcasters
@@ -44,6 +53,7 @@ class MigrationReport:
     dry_run: bool
     scanned: int = 0
     upcast: int = 0  # rewritten, or in a dry run: would be
+    normalised: int = 0  # current, rewritten only for their numbers (or would be)
     current: int = 0  # already at their newest version (or of a type without versions)
     unreachable: int = 0  # older than their type's version, but no upcasters lead up from it
     failed: list[Failure] = field(default_factory=list)
@@ -94,7 +104,7 @@ async def migrate(
         todo: list[Envelope] = []
         consumed = 0
         for event in page:
-            if limit is not None and report.upcast + len(todo) >= limit:
+            if limit is not None and report.upcast + report.normalised >= limit:
                 report.stopped = "limit"
                 break
             consumed += 1
@@ -106,7 +116,6 @@ async def migrate(
             written = await store.rewrite(todo)
             if written != len(todo):  # a store breaking its promise: stop before doing more
                 raise StoreError(f"rewrite wrote {written} of {len(todo)} events; stopping")
-        report.upcast += len(todo)
         report.scanned += consumed
         if consumed:
             after = page[consumed - 1].position or after
@@ -123,9 +132,16 @@ def _upcast(
     """`event` at its newest version when it needs rewriting, else None (counted either way)."""
     event_def = config.events.get(event.type)
     version = event.dataschemaversion or 1
-    if event_def is None or version >= event_def.version:
+    if event_def is None:
         report.current += 1
         return None
+    if version >= event_def.version:
+        normalised = _normalised(event, event_def)
+        if normalised is None:
+            report.current += 1
+        else:
+            report.normalised += 1
+        return normalised
     if not upcasters.outdated(event):
         report.unreachable += 1
         return None
@@ -145,4 +161,16 @@ def _upcast(
         report.failed.append(Failure(event.id, event.type, event.subject or "", why))
         return None
     report.steps[(event.type, version, event_def.version)] += 1
-    return new
+    report.upcast += 1
+    return new  # its numbers normalised by the chain
+
+
+def _normalised(event: Envelope, event_def: EventDef) -> Envelope | None:
+    """The event with its numbers as its (valid) schema declares them, when any differs."""
+    if not isinstance(event.data, dict) or not event_def.validator.is_valid(event.data):
+        return None  # not this schema's data: nothing it declares can be trusted
+    before = orjson.dumps(event.data)  # 5 and 5.0 compare equal; their JSON does not
+    data = event_def.validator.normalise(copy.deepcopy(event.data))
+    if orjson.dumps(data) == before:
+        return None
+    return dataclasses.replace(event, data=data)

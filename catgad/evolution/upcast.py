@@ -89,10 +89,11 @@ def apply_step(
 class Chain:
     """One event type's steps, from version 1 up to its current `version`."""
 
-    __slots__ = ("_plugins", "latest", "steps", "type")
+    __slots__ = ("_plugins", "_schema", "latest", "steps", "type")
 
     def __init__(self, event: EventDef, plugins: Mapping[str, UpcastFn]) -> None:
         self.type = event.name
+        self._schema = event.validator
         self.latest = event.version
         self.steps = dict(sorted(event.upcasters.items()))
         self._plugins = plugins
@@ -111,6 +112,8 @@ class Chain:
             step = self.steps[v]
             plugin = self._plugins.get(step.handler) if step.handler else None
             data = apply_step(step, event, data, plugin)
+        if self._schema.is_valid(data):  # numbers as the newest schema declares them
+            data = self._schema.normalise(copy.deepcopy(data))  # steps share nested values
         return dataclasses.replace(event, data=data, dataschemaversion=self.latest)
 
 

@@ -154,7 +154,7 @@ class ReplyCheck:
             event_def = self._events.get(type_) if type(type_) is str else None
             data = item.get("data", {})
             if event_def is not None and type(data) is dict and event_def.validator.is_valid(data):
-                return Decision(type_, data)  # type: ignore[arg-type]
+                return Decision(type_, event_def.validator.normalise(data))  # type: ignore[arg-type]
         return self._bad_event(index, item)
 
     def _bad_event(self, index: int, item: Any) -> Decision:
@@ -181,4 +181,4 @@ class ReplyCheck:
             raise self.bad(
                 f"{where} ({type_}) breaks its schema at {first.pointer or '/'}: {first.message}"
             )
-        return Decision(type_, data)
+        return Decision(type_, event_def.validator.normalise(data))

@@ -96,7 +96,15 @@ def _schemas() -> dict[str, Any]:
             "version-conflict, command-rejected or idempotency-key-reused",
         ),
         "PreconditionProblem": _problem(
-            {"command": string, "rule": string, "rule_index": integer}, "precondition-failed"
+            {
+                "command": string,
+                "rule": string,
+                "rule_index": integer,
+                "event": {"type": "string", "description": "event-rule-failed: the event"},
+                "field": {"type": "string", "description": "the field the failing rule sets"},
+            },
+            "precondition-failed (a `require` rule is false) or event-rule-failed (a rule "
+            "that applies the command's events fails on them; nothing was stored)",
         ),
         "UnavailableProblem": _problem({"dependency": string}, "unavailable (retry later)"),
         "CloudEvent": {
@@ -185,7 +193,8 @@ def _responses() -> dict[str, Any]:
         ),
         "PayloadTooLarge": _problem_response("The body exceeds 1 MiB."),
         "PreconditionFailed": _problem_response(
-            "A `require` rule of the command is false: `rule` and `detail` say which and why.",
+            "A `require` rule of the command is false, or a rule applying its events fails on "
+            "them: `rule` and `detail` say which and why.",
             "PreconditionProblem",
         ),
         "Internal": _problem_response("Unexpected error; `request_id` finds it in the log."),

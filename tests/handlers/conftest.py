@@ -36,6 +36,9 @@ aggregates:
     on:
       TicketOpened: {{set: {{status: "'open'", title: data.title}}}}
       TicketTriaged: {{set: {{priority: data.priority}}}}
+      # CEL does not multiply a double by an int: every TicketEscalated breaks this rule
+      # (tests/handlers/test_unappliable_events.py), and must be refused, never stored.
+      TicketEscalated: {{set: {{escalation: data.level * 2}}}}
 commands:
   OpenTicket:
     aggregate: Ticket
@@ -67,6 +70,11 @@ events:
         ticket_id: {{type: string}}
         priority: {{type: integer, minimum: 1, maximum: 5}}
         by: {{type: string}}
+  TicketEscalated:
+    schema:
+      type: object
+      required: [ticket_id, level]
+      properties: {{ticket_id: {{type: string}}, level: {{type: number}}}}
 handlers:
   triage:
     kind: webhook
