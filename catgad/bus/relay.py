@@ -28,8 +28,6 @@ returned (commit order: what GAPLESS_GLOBAL_ORDER declares).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import secrets
 import socket
@@ -44,6 +42,7 @@ from catgad.bus.protocol import Capability as BusCapability
 from catgad.bus.topics import EVENTS_TOPIC
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError
+from catgad.reactors.loop import LogLoop, LoopSettings
 from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
@@ -123,7 +122,9 @@ def default_owner() -> str:
 
 
 class Relay:
-    """Publishes a store's events to a bus while holding the service's relay lease."""
+    """Publishes a store's events to a bus while holding the service's relay lease: the sink of
+    a leased, checkpointed LogLoop (catgad.reactors.loop), which does the reading, waiting,
+    checkpointing and retrying of failed reads."""
 
     def __init__(
         self,
@@ -144,14 +145,24 @@ class Relay:
         self._join = (
             bus.join if isinstance(bus, Joinable) and joins_before_checkpoint(bus) else None
         )
-        self.checkpoint = 0  # as last saved or loaded
-        self.head = 0  # the highest position this daemon knows of
+        s = self.settings
+        self.loop = LogLoop(
+            store,
+            self,
+            name=self.name,
+            settings=LoopSettings(
+                batch=s.batch,
+                poll_interval=s.poll_interval,
+                first_backoff=s.first_backoff,
+                max_backoff=s.max_backoff,
+                stop_timeout=s.stop_timeout,
+            ),
+            lease=self.lease,
+            checkpointed=True,
+            on_active=self._active,
+        )
         self.published = 0  # publishes acknowledged by the bus, since start
         self.last_error: str | None = None  # the failing publish's error while retrying
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopped = False
         self._published_total: Counter | None = None
         self._failures_total: Counter | None = None
         if registry is not None:
@@ -160,11 +171,21 @@ class Relay:
     # -- state ------------------------------------------------------------------------------
 
     @property
+    def checkpoint(self) -> int:
+        """As last saved or loaded (standing by: the holder's progress)."""
+        return self.loop.position
+
+    @property
+    def head(self) -> int:
+        """The highest position this daemon knows of."""
+        return self.loop.head
+
+    @property
     def state(self) -> str:
         """stopped · starting · standby (another daemon relays) · active · retrying (bus down)."""
-        if self._stopped:
+        if self.loop.stopped:
             return "stopped"
-        if self._task is None:
+        if not self.loop.started:
             return "starting"
         if not self.lease.held():
             return "standby"
@@ -173,7 +194,7 @@ class Relay:
     @property
     def lag(self) -> int:
         """Events appended but not relayed yet: head - checkpoint, head as far as known here."""
-        return max(self.head - self.checkpoint, 0)
+        return self.loop.lag
 
     def status(self) -> dict[str, Any]:
         return {
@@ -217,94 +238,40 @@ class Relay:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._task is None and not self._stopped:
-            self.lease.start()
-            self._task = asyncio.create_task(self._pump(), name=self.name)
+        self.loop.start()
 
     def notify(self, result: AppendResult | None = None) -> None:
         """Something was appended in this process: look now rather than at the next poll."""
-        if result is not None and result.events:
-            self.head = max(self.head, result.events[-1].position or 0)
-        self._wake.set()
+        last = result.events[-1].position if result is not None and result.events else None
+        self.loop.notify(last)
 
     async def stop(self) -> None:
         """Finish the batch in hand, save the checkpoint, release the lease."""
-        if self._stopped:
+        if self.loop.stopped:
             return
-        self._stopped = True
-        self._stopping.set()
-        self._wake.set()  # an active relay waiting for appends
-        self.lease.nudge()  # a standby relay waiting for the lease
-        task, self._task = self._task, None
-        if task is not None:
-            try:
-                async with asyncio.timeout(self.settings.stop_timeout):
-                    await asyncio.shield(task)
-            except TimeoutError:
-                log.warning("relay stopped before finishing its batch", relay=self.name)
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        await self.lease.stop(release=True)
+        await self.loop.stop()
         log.info("relay stopped", relay=self.name, checkpoint=self.checkpoint)
 
     def abort(self) -> None:
         """Stop at once: no checkpoint saved, no lease released, as kill -9 leaves it (tests)."""
-        self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        self.lease.abandon()
+        self.loop.abort()
 
-    # -- the work -------------------------------------------------------------------------------
+    # -- the work (the loop's sink) -----------------------------------------------------------
 
-    async def _pump(self) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                if self.lease.held():
-                    await self._relay_while_held()
-                else:
-                    await self._stand_by()
-                failures = 0
-            except Exception as exc:  # the store failed us: look again after a pause
-                failures += 1
-                log.warning("relay cannot read or save", relay=self.name, error=str(exc))
-                await self._pause(self._backoff(failures))
+    def _active(self, checkpoint: int) -> None:
+        log.info("relay active", relay=self.name, owner=self.owner, checkpoint=checkpoint)
 
-    async def _stand_by(self) -> None:
-        self.checkpoint = await self.store.load_checkpoint(self.name)  # the holder's progress
-        await self.lease.wait_change(self.lease.period)
-
-    async def _relay_while_held(self) -> None:
-        position = self.checkpoint = await self.store.load_checkpoint(self.name)
-        log.info("relay active", relay=self.name, owner=self.owner, checkpoint=position)
-        while not self._stopping.is_set():
-            if not self.lease.held():
-                log.warning("relay lost its lease: publishing stopped", relay=self.name)
-                return
-            self._wake.clear()
-            events = await self.store.read_all(after=position, limit=self.settings.batch)
-            if not events:
-                await self._idle()
-                continue
-            self.head = max(self.head, events[-1].position or 0)
-            sent = await self._publish(events)
-            if sent:
-                if self._join is not None:
-                    await self._join()
-                position = events[sent - 1].position or position
-                await self.store.save_checkpoint(self.name, position)
-                self.checkpoint = max(self.checkpoint, position)
-            if sent < len(events):
-                return  # the lease was lost, or a stop came while the bus was failing
-
-    async def _publish(self, events: list[Envelope]) -> int:
-        """Publish in order; how many made it (fewer only when the lease is lost or on stop)."""
-        for sent, event in enumerate(events):
+    async def handle(self, events: list[Envelope]) -> int:
+        """Publish in order; how many made it (fewer only when the lease is lost or on stop).
+        A bus that keeps nothing is joined first: a checkpoint means handled."""
+        sent = len(events)
+        for index, event in enumerate(events):
             if not await self._publish_one(event):
-                return sent
-        return len(events)
+                sent = index
+                break
+        if sent and self._join is not None:
+            await self._join()
+        return sent
 
     async def _publish_one(self, event: Envelope) -> bool:
         attempts = 0
@@ -316,9 +283,9 @@ class Relay:
             except Exception as exc:  # the bus is down or refused: retry this very event
                 attempts += 1
                 self._failed(event, exc, attempts)
-                if self._stopping.is_set():
+                if self.loop.stopping:
                     return False
-                await self._pause(self._backoff(attempts))
+                await self.loop.pause(self.loop.backoff(attempts))
                 continue
             if self.last_error is not None:
                 log.info("bus publish recovered", relay=self.name, attempts=attempts + 1)
@@ -341,19 +308,3 @@ class Relay:
                 attempts=attempts,
                 error=self.last_error,
             )
-
-    def _backoff(self, attempts: int) -> float:
-        delay = self.settings.first_backoff * 2 ** min(attempts - 1, 30)
-        return float(min(delay, self.settings.max_backoff))
-
-    async def _pause(self, seconds: float) -> None:
-        """Wait `seconds`, or less if asked to stop."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
-
-    async def _idle(self) -> None:
-        """Wait for an append in this process, a stop, or the next poll."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.settings.poll_interval):
-                await self._wake.wait()

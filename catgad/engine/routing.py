@@ -139,6 +139,21 @@ class CommandRouter:
                 )
             )
         envelope = self.engine.envelope_for(command_type, body, command_id=command_id)
+        return await self._request(envelope, expected_version)
+
+    async def send(
+        self, envelope: Envelope, *, expected_version: int | None = None
+    ) -> CommandResult:
+        """Run a whole command envelope (its id, correlationid and causationid as given), here
+        or on its stream's replica: what reactors send their commands through. The id is
+        the caller's choice, so a re-send after a crash finds the first result."""
+        if not (self.routed and self._serving is not None):
+            return await self._bounded(
+                self.engine.handle(envelope, expected_version=expected_version)
+            )
+        return await self._request(envelope, expected_version)
+
+    async def _request(self, envelope: Envelope, expected_version: int | None) -> CommandResult:
         _, _, stream = self.engine.prepare(envelope)  # a 400 here, before any round trip
         if expected_version is None:
             envelope.extensions.pop(EXPECTED_VERSION, None)
