@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,6 +36,9 @@ from catgad.observability.metrics import Metrics
 from catgad.projections.manager import ProjectionManager
 from catgad.projections.metrics import ProjectionMetrics
 from catgad.projections.precheck import ProjectionPrecheck
+from catgad.reactors.component import Component, Hooked
+from catgad.reactors.send import RouterSender
+from catgad.sagas.runner import SagaRunner
 from catgad.store.factory import open_store
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
@@ -81,12 +84,50 @@ class Runtime:
         self.projections = ProjectionManager(
             config, store, metrics=ProjectionMetrics(self.metrics.registry)
         )
+        self.sagas = SagaRunner(
+            config,
+            store,
+            RouterSender(self.router, config.service.name),
+            owner=self.projections.owner,
+            registry=self.metrics.registry,
+        )
+        self.components: list[Component] = []  # started in order, stopped in reverse
 
     def _appended(self, result: AppendResult) -> None:
         self.metrics.appended(result)
-        if self.relay is not None:
-            self.relay.notify(result)
-        self.projections.notify()
+        for component in self.components:
+            component.notify(result)
+
+    def _components(self, *, relay: bool, projections: bool, commands: bool) -> list[Component]:
+        """What runs beside the engine, in the order it starts (and the reverse it stops in):
+        the relay, the projections, the reactors, and last the routed commands, so that
+        on the way out the command in hand finishes before the rest stops."""
+        parts: list[Component] = []
+        if relay and self._relay() is not None:
+            assert self.relay is not None
+            parts.append(
+                Hooked(
+                    "relay",
+                    _started(self.relay.start),
+                    self.relay.stop,
+                    self.relay.notify,
+                    self.relay.status,
+                )
+            )
+        manager = self.projections
+        parts.append(
+            Hooked(
+                "projections",
+                lambda: manager.start(run=projections),
+                manager.stop,
+                lambda _result: manager.notify(),
+            )
+        )
+        if projections and self.sagas:  # the daemon's reactors run where its projections do
+            parts.append(self.sagas)
+        if commands:
+            parts.append(Hooked("commands", self.router.start, self.router.stop))
+        return parts
 
     @classmethod
     @asynccontextmanager
@@ -125,18 +166,19 @@ class Runtime:
                 await bus.open()
             try:
                 runtime = cls(config, store, bus=bus, handlers=handlers)
-                if relay:
-                    runtime.start_relay()
+                parts = runtime._components(relay=relay, projections=projections, commands=commands)
                 try:
-                    await runtime.projections.start(run=projections)  # `catgad run` runs them
-                    if commands:
-                        await runtime.router.start()
+                    for part in parts:
+                        await part.start()
+                        runtime.components.append(part)
                     yield runtime
                 finally:
-                    await runtime.router.stop()  # first: the in-hand command finishes, others move
-                    await runtime.projections.stop()
-                    if runtime.relay is not None:
-                        await runtime.relay.stop()
+                    for part in reversed(runtime.components):
+                        try:
+                            await part.stop()
+                        except Exception:
+                            log.exception("component did not stop cleanly", component=part.name)
+                    runtime.components.clear()
             finally:
                 if own_bus:
                     await bus.close()
@@ -146,22 +188,28 @@ class Runtime:
             finally:
                 await store.close()
 
-    def start_relay(self) -> None:
-        """Start publishing the store's events to the bus (standby while another daemon does)."""
+    def _relay(self) -> Relay | None:
+        """The relay publishing the store's events to the bus (standby while another daemon
+        does), made once; None without a bus or a store that has leases."""
         if self.relay is not None or self.bus is None:
-            return
+            return self.relay
         store = self.store
         if not isinstance(store, Coordination):
             log.warning(
                 "events are not relayed to the bus: this store has no leases and checkpoints",
                 store=store.name,
             )
-            return
+            return None
         settings = relay_settings(self.config.bus)
         self.relay = Relay(
-            store, self.bus, self.config.service.name, settings, registry=self.metrics.registry
+            store,
+            self.bus,
+            self.config.service.name,
+            settings,
+            owner=self.projections.owner,  # one lease identity per daemon
+            registry=self.metrics.registry,
         )
-        self.relay.start()
+        return self.relay
 
     async def execute(
         self,
@@ -222,3 +270,12 @@ class Runtime:
             raise Unavailable(f"bus ({bus.name})", str(exc) or type(exc).__name__) from exc
         if self.relay is not None and self.relay.state == "retrying":  # it answers, but refuses
             raise Unavailable(f"bus ({bus.name})", f"publishing fails: {self.relay.last_error}")
+
+
+def _started(start: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    """An async start of a part whose own start() only schedules its task."""
+
+    async def run() -> None:
+        start()
+
+    return run

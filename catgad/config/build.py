@@ -43,6 +43,7 @@ from catgad.config.model import (
     Where,
 )
 from catgad.projections.build import build_projections
+from catgad.sagas.build import build_sagas
 from catgad.store.nats_codec import DEFAULT_SUBJECT_PREFIX
 
 
@@ -140,7 +141,10 @@ class _Build:
             data.get("projections") or {}, config.handlers, self._cel, self._where, self._file
         )
         config.runtime = self._runtime(data.get("runtime") or {})
-        config.extra = {k: data[k] for k in ("sagas", "processes") if k in data}
+        config.sagas = build_sagas(
+            data.get("sagas") or {}, self._cel, self._where, payload_validator
+        )
+        config.extra = {k: data[k] for k in ("processes",) if k in data}
         return Built(config, self.exprs)
 
     def _where(self, path: Path) -> Where:

@@ -17,6 +17,7 @@ from catgad.config.loader import Path, Reporter, did_you_mean
 from catgad.handlers.signing import SecretError, secret_key
 from catgad.projections.lint import lint_projections
 from catgad.projections.model import KEY_COLUMN
+from catgad.sagas.lint import lint_sagas
 
 COMMAND_VARIABLES = ("data", "state", "command", "version")  # in require / emit / when
 RULE_VARIABLES = ("state", "data", "event")  # in an aggregate's `on` rules
@@ -70,6 +71,18 @@ class _Lint:
             self.data, self.config, self.exprs, self.reporter, self._resolves,
             lambda event: properties(self._event_schema(event)),
         )  # fmt: skip
+        lint_sagas(self.data, self.exprs, self.reporter, self._resolves, self._schema, self._emits)
+
+    def _schema(self, section: str, name: str) -> dict[str, Any] | None:
+        raw = self._section(section).get(name)
+        return raw.get("schema") if isinstance(raw, dict) else None
+
+    def _emits(self, command: str) -> list[str] | None:
+        """The event types a rule command emits; None for a handler's (it decides)."""
+        raw = self._section("commands").get(command)
+        if not isinstance(raw, dict) or "handler" in raw:
+            return None
+        return [e["event"] for e in raw.get("emit") or [] if isinstance(e, dict) and "event" in e]
 
     def _section(self, section: str) -> dict[str, Any]:
         value = self.data.get(section)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from catgad.aggregates.payload import PayloadSchema
 from catgad.config.cel import CelExpr
 from catgad.projections.model import ProjectionDef
+from catgad.sagas.model import SagaDef
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,5 +220,6 @@ class Config:
     tests: list[Scenario] = field(default_factory=list)
     projections: dict[str, ProjectionDef] = field(default_factory=dict)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    # sections later releases run (sagas, processes), kept as loaded
+    sagas: dict[str, SagaDef] = field(default_factory=dict)
+    # sections later releases run (processes), kept as loaded
     extra: dict[str, Any] = field(default_factory=dict)

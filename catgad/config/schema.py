@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from catgad.projections import schema as projection_schema
+from catgad.sagas import schema as saga_schema
 
 SCHEMA_ID = "https://catgad.dev/schemas/catgad.schema.json"
 META_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
@@ -583,7 +584,7 @@ SCHEMA: Schema = {
             "How the daemon runs its background work.",
             {"projections": projection_schema.RUNTIME},
         ),
-        "sagas": {"type": "object", "description": _LATER},
+        "sagas": saga_schema.SECTION,
         "processes": {"type": "object", "description": _LATER},
     },
     "patternProperties": {"^x-": {"description": "Free space, e.g. for YAML anchors; ignored."}},

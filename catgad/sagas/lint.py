@@ -1,0 +1,229 @@
+"""Semantic checks of `sagas:` (beyond the JSON Schema), each at its file:line:column.
+
+- every command and event named exists;
+- a step whose command emits events has a compensation for each of them, or
+  says `compensate: none` (the last step is exempt: nothing after it can fail);
+- a compensation is for an event some step can produce;
+- step and compensation data fit their command's schema (required fields given,
+  no field a closed schema lacks);
+- CEL reads only what exists: `input.<f>` (the start schema's, or the start
+  event's fields), `steps.<name>` (a step), `event.data.<f>` in a compensation
+  (the undone event's fields), `data.<f>` in an await's match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from catgad.config.cel import CelExpr
+from catgad.config.loader import Path, Reporter, did_you_mean
+
+STEP_VARIABLES = ("input", "id", "steps")
+COMPENSATION_VARIABLES = ("input", "id", "steps", "event")
+MATCH_VARIABLES = ("input", "id", "steps", "data", "event")
+START_VARIABLES = ("data",)
+
+Resolves = Callable[[Path, str, str, str], bool]
+Schema = Callable[[str, str], dict[str, Any] | None]  # (section, name) -> payload schema
+
+
+def lint_sagas(
+    data: Mapping[str, Any],
+    exprs: Mapping[Path, CelExpr],
+    reporter: Reporter,
+    resolves: Resolves,
+    schema_of: Schema,
+    emits: Callable[[str], list[str] | None],
+) -> None:
+    """`emits(command)` is the event types a rule command emits (None: a handler decides)."""
+    section = data.get("sagas")
+    if not isinstance(section, dict):
+        return
+    for name, raw in section.items():
+        if isinstance(raw, dict):
+            _Saga(name, raw, exprs, reporter, resolves, schema_of, emits).run()
+
+
+def _fields(schema: dict[str, Any] | None) -> set[str] | None:
+    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+        return set(schema["properties"])
+    return None
+
+
+def _known(what: str, names: Collection[str]) -> str:
+    return f" ({what}: {', '.join(sorted(names))})" if names else f" ({what}: none)"
+
+
+class _Saga:
+    def __init__(
+        self,
+        name: str,
+        raw: dict[str, Any],
+        exprs: Mapping[Path, CelExpr],
+        reporter: Reporter,
+        resolves: Resolves,
+        schema_of: Schema,
+        emits: Callable[[str], list[str] | None],
+    ) -> None:
+        self.name = name
+        self.raw = raw
+        self.exprs = exprs
+        self.error = reporter.error
+        self.resolves = resolves
+        self.schema_of = schema_of
+        self.emits = emits
+        self.base: Path = ("sagas", name)
+        self.steps = [s for s in raw.get("steps") or [] if isinstance(s, dict)]
+        self.step_names = {s["name"] for s in self.steps}
+        self.input_fields = self._input_fields()
+
+    def _input_fields(self) -> set[str] | None:
+        if isinstance(self.raw.get("schema"), dict):
+            return _fields(self.raw["schema"])
+        event = (self.raw.get("start") or {}).get("event")
+        return _fields(self.schema_of("events", event)) if event else None
+
+    def run(self) -> None:
+        start = self.raw.get("start") or {}
+        if "event" in start:
+            self.resolves((*self.base, "start", "event"), "events", start["event"], "event")
+        self._cel((*self.base, "start", "id"), START_VARIABLES, data=self.input_fields)
+        seen: set[str] = set()
+        producible: set[str] = set()
+        anything = False  # a handler command may produce any event
+        compensate = self.raw.get("compensate") or {}
+        last = len(self.steps) - 1
+        for index, step in enumerate(self.steps):
+            path: Path = (*self.base, "steps", index)
+            if step["name"] in seen:
+                self.error((*path, "name"), f"duplicate step name {step['name']!r}")
+            seen.add(step["name"])
+            produced = self._step(path, step)
+            if produced is None:
+                anything = True
+                produced = []
+            producible.update(produced)
+            if index != last and step.get("compensate") != "none":
+                for event in produced:
+                    if event not in compensate:
+                        self.error(
+                            (*path, "command"),
+                            f"step {step['name']!r} can produce {event}, which `compensate` "
+                            "does not undo: add `compensate: {" + event + ": {command: ...}}` "
+                            "to the saga, or `compensate: none` to the step",
+                        )
+        for event, comp in compensate.items():
+            path = (*self.base, "compensate", event)
+            if not self.resolves(path, "events", event, "event"):
+                continue
+            if not anything and event not in producible:
+                self.error(path, f"no step of saga {self.name!r} can produce {event}"
+                           + _known("they produce", producible))  # fmt: skip
+            if isinstance(comp, dict):
+                self._command_data(path, comp["command"], comp.get("data") or {},
+                                   COMPENSATION_VARIABLES, event)  # fmt: skip
+
+    def _step(self, path: Path, step: dict[str, Any]) -> list[str] | None:
+        """The event types the step can produce (None: any, a handler decides)."""
+        known = self._command_data(path, step["command"], step.get("data") or {}, STEP_VARIABLES)
+        produced = self.emits(step["command"]) if known else []
+        awaits = step.get("await")
+        if isinstance(awaits, dict):
+            apath: Path = (*path, "await")
+            awaited: list[str] = []
+            for key in ("success", "failure"):
+                value = awaits.get(key)
+                types = [value] if isinstance(value, str) else list(value or [])
+                for i, event in enumerate(types):
+                    where: Path = (*apath, key) if isinstance(value, str) else (*apath, key, i)
+                    if self.resolves(where, "events", event, "event") and key == "success":
+                        awaited.append(event)
+            match_fields: set[str] | None = set()
+            for event in awaited + list(
+                [awaits["failure"]]
+                if isinstance(awaits.get("failure"), str)
+                else awaits.get("failure") or []
+            ):
+                fields = _fields(self.schema_of("events", event))
+                match_fields = (
+                    None if fields is None or match_fields is None else match_fields | fields
+                )
+            self._cel((*apath, "match"), MATCH_VARIABLES, data=match_fields)
+            if produced is not None:
+                produced = [*produced, *awaited]
+        return produced
+
+    def _command_data(
+        self,
+        path: Path,
+        command: str,
+        data: dict[str, Any],
+        variables: tuple[str, ...],
+        undone: str | None = None,
+    ) -> bool:
+        if not self.resolves((*path, "command"), "commands", command, "command"):
+            return False
+        schema = self.schema_of("commands", command) or {}
+        fields = _fields(schema)
+        for field in data:
+            if (
+                fields is not None
+                and field not in fields
+                and schema.get("additionalProperties") is False
+            ):
+                hint = did_you_mean(field, fields) or _known(f"{command} has", fields)
+                self.error((*path, "data", field), f"{command} has no field {field!r}{hint}")
+        missing = [f for f in schema.get("required") or [] if f not in data]
+        if missing:
+            self.error((*path, "data"), f"{command} requires {', '.join(map(repr, missing))}, "
+                       "which `data` does not give")  # fmt: skip
+        event_fields = _fields(self.schema_of("events", undone)) if undone else None
+        for field in data:
+            self._cel((*path, "data", field), variables, event_data=event_fields)
+        return True
+
+    def _cel(
+        self,
+        path: Path,
+        variables: tuple[str, ...],
+        *,
+        data: set[str] | None = None,
+        event_data: set[str] | None = None,
+    ) -> None:
+        expr = self.exprs.get(path)
+        if expr is None:
+            return
+        for root in sorted(expr.roots - set(variables)):
+            hint = did_you_mean(root, variables) or _known("known here", variables)
+            self.error(path, f"unknown variable {root!r}{hint}")
+        for ref in sorted(expr.fields, key=str):
+            if not ref.path:
+                continue
+            first = ref.path[0]
+            if ref.root == "input" and self.input_fields is not None:
+                if first not in self.input_fields:
+                    hint = did_you_mean(first, self.input_fields) or _known(
+                        "the start data has", self.input_fields
+                    )
+                    self.error(path, f"unknown input field {first!r}{hint}")
+            elif ref.root == "steps" and first not in self.step_names:
+                hint = did_you_mean(first, self.step_names) or _known("steps", self.step_names)
+                self.error(path, f"unknown step {first!r}{hint}")
+            elif (
+                ref.root == "data"
+                and data is not None
+                and first not in data
+                and "data" in variables
+            ):
+                hint = did_you_mean(first, data) or _known("the event has", data)
+                self.error(path, f"unknown field {first!r}{hint}")
+            elif (
+                ref.root == "event"
+                and event_data is not None
+                and first == "data"
+                and len(ref.path) > 1
+                and ref.path[1] not in event_data
+            ):
+                hint = did_you_mean(ref.path[1], event_data) or _known("the event has", event_data)
+                self.error(path, f"unknown event field {ref.path[1]!r}{hint}")

@@ -1,0 +1,699 @@
+"""Running the sagas of a service: the I/O around the pure decisions of catgad.sagas.state.
+
+    runner = SagaRunner(config, store, sender)   # a runtime component
+    await runner.start()
+    state, created = await runner.begin("PlaceOrder", {...})
+
+- Every daemon follows the store's log from the start (a LogLoop without a
+  checkpoint) into an index of the instances, for listings and to see the
+  events that instances await. The index is rebuilt at every start: the log
+  holds all of it (each instance's decisions are events of its stream).
+- One daemon at a time drives a saga's instances: the holder of the lease
+  `saga:<name>`. Driving means: load the instance's stream, ask `next_action`,
+  and do it: append a decision (with the stream version it was decided at),
+  or append the decision announcing a command and then send the command (an id
+  fixed by the instance and step), then append its outcome. A conflict means
+  someone else moved the instance (an operator's cancel, a second driver
+  during a lease change): reload and decide again. So correctness rests on
+  the store; the lease only saves work.
+- A step or compensation answered 503 or timing out is tried `retry.attempts`
+  times with backoff; a rejection (4xx) fails it at once. A compensation that
+  fails leaves the saga `failed` until `retry`.
+- Deadlines (the saga's timeout, an await's) come from stored times, so one
+  that passed while no daemon ran is acted on as soon as one runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from catgad.aggregates.payload import check_payload
+from catgad.config.cel import CelEvalError
+from catgad.config.model import Config
+from catgad.engine.commands import CommandResult
+from catgad.envelope import Envelope, new_id
+from catgad.errors import CatgadError, ConcurrencyError, InvalidPayload, NotFound
+from catgad.observability.logs import get_logger
+from catgad.reactors.clock import Clock, SystemClock
+from catgad.reactors.loop import LogLoop, LoopSettings
+from catgad.reactors.send import CommandSender, Outgoing
+from catgad.sagas.metrics import SagaMetrics
+from catgad.sagas.model import DECISION_PREFIX, SagaDef
+from catgad.sagas.state import (
+    CANCELLED,
+    COMPENSATED,
+    COMPENSATION_DONE,
+    COMPENSATION_FAILED,
+    COMPLETED,
+    RETRIED,
+    STARTED,
+    STEP_ACCEPTED,
+    STEP_FAILED,
+    STEP_SUCCEEDED,
+    Decide,
+    SagaRuleError,
+    SagaState,
+    Send,
+    Wait,
+    awaited,
+    evolve,
+    fold,
+    next_action,
+)
+from catgad.store.lease import LeaseKeeper
+from catgad.store.protocol import AppendResult, Coordination, EventStore
+
+log = get_logger("catgad.sagas")
+_DECISION_IDS = uuid.UUID("0b9b3f4e-8f5a-4a43-9e51-2f3f0b7c1d22")
+
+
+class SagaNotFound(NotFound):
+    slug = "saga-not-found"
+    title = "Unknown saga or instance"
+
+
+class SagaConflict(CatgadError):
+    status = 409
+    slug = "saga-conflict"
+    title = "The saga instance is not in a state that allows this"
+
+    def __init__(self, saga: str, instance: str, status: str | None, wanted: str) -> None:
+        super().__init__(f"saga {saga} instance {instance!r} is {status}; {wanted}")
+        self.saga = saga
+        self.instance = instance
+        self.state = status
+
+    def extensions(self) -> dict[str, Any]:
+        return {"saga": self.saga, "id": self.instance, "status": self.state}
+
+
+@dataclass(frozen=True, slots=True)
+class SagaSettings:
+    lease_ttl: float = 10.0
+    poll_interval: float = 0.2
+
+
+class _Saga:
+    """One saga's index, lease and drivers."""
+
+    def __init__(self, saga: SagaDef) -> None:
+        self.saga = saga
+        self.index: dict[str, SagaState] = {}
+        self.arrived: dict[str, Envelope] = {}  # instance -> an awaited event that answered it
+        self.starts: dict[str, Envelope] = {}  # start events whose instance is not seen yet
+        self.drivers: dict[str, asyncio.Task[None]] = {}
+        self.again: set[str] = set()  # instances to drive again once their driver ends
+        self.deadlines: dict[str, float] = {}
+        self.lease: LeaseKeeper | None = None
+
+
+class SagaRunner:
+    """The sagas of one service on one daemon; see the module docstring."""
+
+    name = "sagas"
+
+    def __init__(
+        self,
+        config: Config,
+        store: EventStore,
+        sender: CommandSender,
+        *,
+        owner: str,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+        settings: SagaSettings | None = None,
+        drive: bool = True,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.sender = sender
+        self.owner = owner
+        self.clock = clock or SystemClock()
+        self.settings = settings or SagaSettings()
+        self.metrics = SagaMetrics(registry) if registry is not None else None
+        self.drive = drive  # False: follow only (listings), never act (one-shot tools)
+        self.sagas = {name: _Saga(saga) for name, saga in config.sagas.items()}
+        self._by_prefix = {s.saga.stream_prefix: s for s in self.sagas.values()}
+        self._starting = {
+            s.saga.start_event: [
+                x for x in self.sagas.values() if x.saga.start_event == s.saga.start_event
+            ]
+            for s in self.sagas.values()
+            if s.saga.start_event
+        }
+        self._awaiting: dict[str, list[_Saga]] = {}
+        for s in self.sagas.values():
+            for event_type in s.saga.awaited_types():
+                self._awaiting.setdefault(event_type, []).append(s)
+        self.loop = LogLoop(
+            store,
+            self,
+            name="sagas",
+            settings=LoopSettings(poll_interval=self.settings.poll_interval),
+        )
+        self._caught_up = asyncio.Event()
+        self._changed = asyncio.Event()  # set whenever a decision passes in the log
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._running = False  # started, and driving if `drive`
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.sagas)
+
+    # -- component ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.sagas:
+            return
+        self.loop.start()
+        self._running = True
+        if not self.drive:
+            return
+        for entry in self.sagas.values():
+            if isinstance(self.store, Coordination):
+                entry.lease = LeaseKeeper(
+                    self.store, f"saga:{entry.saga.name}", self.owner, self.settings.lease_ttl
+                )
+                entry.lease.start()
+            self._tasks.append(
+                asyncio.create_task(self._supervise(entry), name=f"saga:{entry.saga.name}")
+            )
+        self._tasks.append(asyncio.create_task(self._timers(), name="saga-timers"))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for entry in self.sagas.values():
+            if entry.lease is not None:
+                entry.lease.nudge()
+        drivers = [t for e in self.sagas.values() for t in e.drivers.values()]
+        if drivers:  # a command in flight finishes and its outcome is written
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    await asyncio.gather(*drivers, return_exceptions=True)
+        for task in [*self._tasks, *drivers]:
+            task.cancel()
+        for task in [*self._tasks, *drivers]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.loop.stop()
+        for entry in self.sagas.values():
+            if entry.lease is not None:
+                await entry.lease.stop(release=True)
+
+    def notify(self, result: AppendResult | None = None) -> None:
+        if self.sagas:
+            last = result.events[-1].position if result is not None and result.events else None
+            self.loop.notify(last)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            name: {
+                "driving": self._leading(entry),
+                "instances": self._counts(entry),
+            }
+            for name, entry in self.sagas.items()
+        }
+
+    # -- the API (HTTP, tests) ------------------------------------------------------------------
+
+    def definition(self, name: str) -> SagaDef:
+        entry = self.sagas.get(name)
+        if entry is None:
+            raise SagaNotFound("saga", name)
+        return entry.saga
+
+    async def begin(
+        self, name: str, data: Any, *, instance: str | None = None, trigger: Envelope | None = None
+    ) -> tuple[SagaState, bool]:
+        """Start an instance (or find the one with its id): its state, and whether it is new."""
+        saga = self.definition(name)
+        if not isinstance(data, dict):
+            raise InvalidPayload(f"saga {name}: the start data must be a JSON object")
+        if saga.schema is not None:
+            data = check_payload(f"saga {name}", saga.schema, data)
+        instance = instance or self._instance_id(saga, data)
+        stream = saga.stream(instance)
+        decision = Decide(STARTED, {"input": data, "trigger": trigger.id if trigger else None})
+        try:
+            await self._append(saga, SagaState(name, instance, stream), decision, trigger)
+        except ConcurrencyError:
+            return await self.instance(name, instance), False
+        if self.metrics is not None:
+            self.metrics.outcome(name, "started")
+        state = await self.instance(name, instance)
+        self._kick(self.sagas[name], instance)
+        return state, True
+
+    def _instance_id(self, saga: SagaDef, data: dict[str, Any]) -> str:
+        if saga.start_id is None:
+            return new_id()
+        try:
+            value = saga.start_id.evaluate({"data": data})
+        except CelEvalError as exc:
+            raise InvalidPayload(f"saga {saga.name}: start.id cannot be computed: {exc}") from None
+        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+            raise InvalidPayload(
+                f"saga {saga.name}: start.id gave {value!r}; an instance id is a non-empty "
+                "string or an integer"
+            )
+        return str(value)
+
+    async def instance(self, name: str, instance: str) -> SagaState:
+        saga = self.definition(name)
+        state = fold(saga, instance, await self.store.read(saga.stream(instance)))
+        if state.status is None:
+            raise SagaNotFound(f"{name} saga instance", instance)
+        return state
+
+    def listing(self, name: str, status: str | None = None) -> list[dict[str, Any]]:
+        entry = self.sagas.get(name)
+        if entry is None:
+            raise SagaNotFound("saga", name)
+        return [
+            state.summary(entry.saga)
+            for state in entry.index.values()
+            if status is None or state.status == status
+        ]
+
+    async def retry(self, name: str, instance: str) -> SagaState:
+        """A `failed` saga's compensation is tried again (409 for any other status)."""
+        return await self._operator(
+            name, instance, RETRIED, ("failed",), "only a failed saga can be retried"
+        )
+
+    async def cancel(self, name: str, instance: str, reason: str = "cancelled") -> SagaState:
+        """A running saga stops and compensates what it did (409 once it is not running)."""
+        return await self._operator(
+            name,
+            instance,
+            CANCELLED,
+            ("running",),
+            "only a running saga can be cancelled",
+            {"reason": reason},
+        )
+
+    async def _operator(
+        self,
+        name: str,
+        instance: str,
+        kind: str,
+        allowed: tuple[str, ...],
+        wanted: str,
+        data: dict[str, Any] | None = None,
+    ) -> SagaState:
+        saga = self.definition(name)
+        for _ in range(10):
+            state = await self.instance(name, instance)
+            if state.status not in allowed or (kind == CANCELLED and state.cancelling):
+                raise SagaConflict(name, instance, state.status, wanted)
+            try:
+                await self._append(saga, state, Decide(kind, dict(data or {})), None)
+            except ConcurrencyError:
+                continue  # the driver moved it meanwhile: look again
+            self._kick(self.sagas[name], instance)
+            return await self.instance(name, instance)
+        raise SagaConflict(name, instance, "changing", "try again")
+
+    async def settled(self, name: str, instance: str) -> SagaState:
+        """Wait until the instance is completed, compensated or failed (tests, tools; bound
+        it with asyncio.timeout)."""
+        while True:
+            self._changed.clear()  # before reading: a decision after the read wakes us
+            state = await self.instance(name, instance)
+            if state.status in ("completed", "compensated", "failed"):
+                return state
+            await self._changed.wait()
+
+    # -- following the log (the LogLoop's sink) -------------------------------------------------
+
+    async def handle(self, events: list[Envelope]) -> int:
+        for event in events:
+            subject = event.subject or ""
+            if event.type.startswith(DECISION_PREFIX) and subject.startswith("Saga-"):
+                self._decided(subject, event)
+            starting = self._starting.get(event.type)
+            if starting:
+                for entry in starting:
+                    self._start_event(entry, event)
+            waiting = self._awaiting.get(event.type)
+            if waiting:
+                for entry in waiting:
+                    self._answer(entry, event)
+        if len(events) < self.loop.settings.batch and not self._caught_up.is_set():
+            self._caught_up.set()
+            log.info("sagas caught up with the log", position=events[-1].position)
+        if self._caught_up.is_set():
+            for entry in self.sagas.values():
+                if self._leading(entry):
+                    await self._start_pending(entry)
+        self._refresh_metrics()
+        return len(events)
+
+    def _decided(self, subject: str, event: Envelope) -> None:
+        self._changed.set()
+        for prefix, entry in self._by_prefix.items():
+            if subject.startswith(prefix):
+                instance = subject[len(prefix) :]
+                state = entry.index.get(instance)
+                if state is None:
+                    state = entry.index[instance] = SagaState(entry.saga.name, instance, subject)
+                evolve(entry.saga, state, event)
+                if event.type == STARTED:
+                    entry.starts.pop(instance, None)
+                if state.status == "running" and state.sent is None:
+                    entry.arrived.pop(instance, None)  # the step it answered is done
+                if self._caught_up.is_set():
+                    self._kick(entry, instance)
+                return
+
+    def _start_event(self, entry: _Saga, event: Envelope) -> None:
+        if not isinstance(event.data, dict):
+            return
+        try:
+            instance = self._instance_id(entry.saga, event.data)
+        except InvalidPayload as exc:
+            log.warning(
+                "a start event gives no instance id",
+                saga=entry.saga.name,
+                event_id=event.id,
+                error=exc.detail,
+            )
+            return
+        if instance not in entry.index:
+            entry.starts[instance] = event
+
+    async def _start_pending(self, entry: _Saga) -> None:
+        for instance, event in list(entry.starts.items()):
+            entry.starts.pop(instance, None)
+            if instance in entry.index:
+                continue
+            try:
+                await self.begin(
+                    entry.saga.name, dict(event.data), instance=instance, trigger=event
+                )
+            except CatgadError as exc:
+                log.warning(
+                    "saga not started",
+                    saga=entry.saga.name,
+                    instance=instance,
+                    event_id=event.id,
+                    error=exc.detail,
+                )
+
+    def _answer(self, entry: _Saga, event: Envelope) -> None:
+        answered = False
+        for instance, state in entry.index.items():
+            if awaited(entry.saga, state, event) is not None:
+                entry.arrived.setdefault(instance, event)
+                answered = True
+                if self._caught_up.is_set():
+                    self._kick(entry, instance)
+        if not answered and self.metrics is not None:
+            self.metrics.ignored.labels(entry.saga.name, event.type).inc()
+
+    # -- driving ----------------------------------------------------------------------------------
+
+    def _leading(self, entry: _Saga) -> bool:
+        if not self.drive or self._stopping or not self._running:
+            return False
+        return entry.lease is None or entry.lease.held()
+
+    async def _supervise(self, entry: _Saga) -> None:
+        """Drive every unfinished instance whenever the lease is (re)gained."""
+        await self._caught_up.wait()
+        leading = False
+        while not self._stopping:
+            now = self._leading(entry)
+            if now and not leading:
+                log.info("driving saga instances", saga=entry.saga.name, owner=self.owner)
+                await self._start_pending(entry)
+                for instance, state in list(entry.index.items()):
+                    if state.status in ("running", "compensating"):
+                        self._kick(entry, instance)
+            leading = now
+            if entry.lease is None:
+                return
+            await entry.lease.wait_change(entry.lease.period)
+
+    def _kick(self, entry: _Saga, instance: str) -> None:
+        """Drive the instance now (or again, after the drive under way)."""
+        if not self._leading(entry):
+            return
+        entry.deadlines.pop(instance, None)
+        if instance in entry.drivers:
+            entry.again.add(instance)
+            return
+        task = asyncio.create_task(
+            self._drive(entry, instance), name=f"saga:{entry.saga.name}:{instance}"
+        )
+        entry.drivers[instance] = task
+
+    async def _drive(self, entry: _Saga, instance: str) -> None:
+        try:
+            while True:
+                entry.again.discard(instance)
+                try:
+                    await self._drive_once(entry, instance)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the store failed: try again after a pause
+                    detail = exc.detail if isinstance(exc, CatgadError) else repr(exc)
+                    log.warning(
+                        "saga step could not be taken; retrying",
+                        saga=entry.saga.name,
+                        instance=instance,
+                        error=detail,
+                    )
+                    entry.deadlines[instance] = self.clock.now() + 1.0
+                    self._wake.set()
+                if instance not in entry.again or not self._leading(entry):
+                    return
+        finally:
+            entry.drivers.pop(instance, None)
+
+    async def _drive_once(self, entry: _Saga, instance: str) -> None:
+        saga = entry.saga
+        while self._leading(entry):
+            state = await self.instance(saga.name, instance)
+            arrived = entry.arrived.get(instance)
+            try:
+                action = next_action(saga, state, self.clock.now(), arrived)
+            except SagaRuleError as exc:  # the saga's own CEL failed: a step that cannot run
+                action = self._rule_failed(saga, state, exc)
+            if action is None:
+                entry.arrived.pop(instance, None)
+                return
+            if isinstance(action, Wait):
+                if action.until is not None:
+                    entry.deadlines[instance] = action.until
+                    self._wake.set()
+                return
+            try:
+                if isinstance(action, Decide):
+                    await self._append(saga, state, action, None)
+                    self._count(saga, action)
+                else:
+                    await self._send_and_record(entry, saga, state, action)
+            except ConcurrencyError:
+                continue  # moved elsewhere meanwhile: decide again on what is stored
+
+    def _rule_failed(self, saga: SagaDef, state: SagaState, exc: SagaRuleError) -> Decide:
+        reason = f"{exc.where}: {exc.why}"
+        if state.status == "compensating":
+            target = state.undo[state.undone]
+            return Decide(COMPENSATION_FAILED, {"event_id": target.id, "reason": reason})
+        return Decide(
+            STEP_FAILED, {"step": state.step, "name": state.current_step(saga), "reason": reason}
+        )
+
+    def _count(self, saga: SagaDef, action: Decide) -> None:
+        if self.metrics is None:
+            return
+        outcome = {
+            COMPLETED: "completed",
+            COMPENSATED: "compensated",
+            COMPENSATION_FAILED: "failed",
+        }.get(action.type)
+        if outcome is not None:
+            self.metrics.outcome(saga.name, outcome)
+
+    async def _send_and_record(
+        self, entry: _Saga, saga: SagaDef, state: SagaState, action: Send
+    ) -> None:
+        cause = state.cause
+        if action.announce is not None:
+            appended = await self._append(saga, state, action.announce, None)
+            state = await self.instance(saga.name, state.id)
+            cause = appended.events[0].id if appended.events else cause
+        outcome, result, reason, status = await self._send(saga, state, action, cause)
+        if action.compensation:
+            target = state.undo[state.undone]
+            if outcome == "accepted":
+                assert result is not None
+                decision = Decide(
+                    COMPENSATION_DONE,
+                    {
+                        "event_id": target.id,
+                        "command_id": action.command_id,
+                        "events": _events(result),
+                    },
+                )
+            else:
+                decision = Decide(
+                    COMPENSATION_FAILED,
+                    {
+                        "event_id": target.id,
+                        "command_id": action.command_id,
+                        "reason": reason,
+                        "status": status,
+                    },
+                )
+        else:
+            step = saga.steps[state.step]
+            base = {"step": step.index, "name": step.name, "command_id": action.command_id}
+            if outcome != "accepted":
+                decision = Decide(STEP_FAILED, base | {"reason": reason, "status": status})
+            elif step.awaits is None:
+                assert result is not None
+                decision = Decide(STEP_SUCCEEDED, base | {"events": _events(result)})
+            else:
+                assert result is not None
+                decision = Decide(STEP_ACCEPTED, base | {"events": _events(result)})
+                for event in result.events:  # the command itself may carry the outcome
+                    if awaited(saga, state, _correlated(event, state)) is not None:
+                        entry.arrived.setdefault(state.id, _correlated(event, state))
+                        break
+        await self._append(saga, state, decision, None)
+        self._count(saga, decision)
+
+    async def _send(
+        self, saga: SagaDef, state: SagaState, action: Send, cause: str | None
+    ) -> tuple[str, CommandResult | None, str | None, int | None]:
+        """('accepted', result, None, None) or ('failed', None, reason, status)."""
+        command = Outgoing(
+            type=action.command,
+            data=action.data,
+            id=action.command_id,
+            correlationid=state.correlation,
+            causationid=cause,
+        )
+        label = "compensate" if action.compensation else (state.current_step(saga) or "?")
+        attempts = max(saga.retry.attempts, 1)
+        for attempt in range(1, attempts + 1):
+            started = self.clock.now()
+            try:
+                result = await self.sender.send(command)
+            except CatgadError as exc:
+                if self.metrics is not None:
+                    self.metrics.step_seconds.labels(saga.name, label).observe(
+                        self.clock.now() - started
+                    )
+                if not exc.retryable:
+                    return (
+                        "failed",
+                        None,
+                        f"{action.command} answered {exc.status}: {exc.detail}",
+                        exc.status,
+                    )
+                reason = f"{action.command} answered {exc.status}: {exc.detail}"
+            except Exception as exc:  # a bug or a lost connection: like a 503
+                log.exception("saga command failed", saga=saga.name, command=action.command)
+                reason = f"{action.command} failed: {exc!r}"
+            else:
+                if self.metrics is not None:
+                    self.metrics.step_seconds.labels(saga.name, label).observe(
+                        self.clock.now() - started
+                    )
+                return "accepted", result, None, None
+            if attempt < attempts:
+                delay = saga.retry.backoff * 2 ** (attempt - 1)
+                log.info(
+                    "saga command retried",
+                    saga=saga.name,
+                    instance=state.id,
+                    command=action.command,
+                    attempt=attempt,
+                    error=reason,
+                )
+                await self.clock.wait(asyncio.Event(), self.clock.now() + delay)
+        return "failed", None, f"{reason} (after {attempts} attempts)", 503
+
+    async def _append(
+        self, saga: SagaDef, state: SagaState, decision: Decide, trigger: Envelope | None
+    ) -> AppendResult:
+        version = state.version + 1
+        decision_id = str(uuid.uuid5(_DECISION_IDS, f"{state.stream}/{version}"))
+        envelope = Envelope(
+            type=decision.type,
+            data={**decision.data, "at": self.clock.now()},
+            id=decision_id,
+            source=self.config.service.name,
+            subject=state.stream,
+            correlationid=state.correlation,
+            causationid=trigger.id if trigger is not None else state.cause,
+        )
+        result = await self.store.append(
+            state.stream, [envelope], expected_version=state.version, command_id=decision_id
+        )
+        if result.duplicate:
+            raise ConcurrencyError(state.stream, state.version, result.version)
+        self.loop.notify(result.events[-1].position if result.events else None)
+        return result
+
+    # -- timers -----------------------------------------------------------------------------------
+
+    async def _timers(self) -> None:
+        """Drive instances whose deadline has come."""
+        while not self._stopping:
+            soonest = min(
+                (due for entry in self.sagas.values() for due in entry.deadlines.values()),
+                default=None,
+            )
+            self._wake.clear()
+            await self.clock.wait(self._wake, soonest)
+            now = self.clock.now()
+            for entry in self.sagas.values():
+                for instance, due in list(entry.deadlines.items()):
+                    if due <= now:
+                        self._kick(entry, instance)
+
+    # -- metrics ----------------------------------------------------------------------------------
+
+    def _counts(self, entry: _Saga) -> dict[str, int]:
+        counts = dict.fromkeys(("running", "compensating", "failed"), 0)
+        for state in entry.index.values():
+            if state.status in counts:
+                counts[str(state.status)] += 1
+        return counts
+
+    def _refresh_metrics(self) -> None:
+        if self.metrics is not None:
+            self.metrics.refresh(
+                {
+                    (name, status): n
+                    for name, e in self.sagas.items()
+                    for status, n in self._counts(e).items()
+                }
+            )
+
+
+def _events(result: CommandResult) -> list[dict[str, Any]]:
+    return [
+        {"id": e.id, "type": e.type, "data": e.data, "subject": e.subject} for e in result.events
+    ]
+
+
+def _correlated(event: Envelope, state: SagaState) -> Envelope:
+    """An event of the step's own command: it answers the instance by construction."""
+    if event.correlationid == state.correlation:
+        return event
+    return dataclasses.replace(event, correlationid=state.correlation)

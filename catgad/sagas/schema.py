@@ -1,0 +1,116 @@
+"""The JSON Schema of the `sagas:` section, merged into catgad.config.schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from catgad.reactors.durations import PATTERN as DURATION_PATTERN
+
+Schema = dict[str, Any]
+IDENT = "^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _ref(name: str, description: str | None = None) -> Schema:
+    schema: Schema = {"$ref": f"#/$defs/{name}"}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _closed(description: str, properties: Schema, *required: str) -> Schema:
+    schema: Schema = {"type": "object", "description": description, "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    schema["additionalProperties"] = False
+    return schema
+
+
+DURATION: Schema = {
+    "description": "A duration: 30s, 15m, 24h, 2d, 500ms, ISO 8601 (PT24H), or seconds.",
+    "anyOf": [
+        {"type": "string", "pattern": DURATION_PATTERN},
+        {"type": "number", "minimum": 0},
+    ],
+}
+_TYPES: Schema = {
+    "description": "an event type, or a list of them",
+    "anyOf": [_ref("typeName"), {"type": "array", "items": _ref("typeName"), "minItems": 1}],
+}
+_DATA = _ref("fieldMap", "field → CEL over `input`, `id` and `steps.<name>`")
+
+_STEP = _closed(
+    "One step: a command of this service, sent with `data`; it succeeds when the command "
+    "is accepted (and, with `await`, when the success event arrives).",
+    {
+        "name": {"type": "string", "pattern": IDENT, "description": "the step's name"},
+        "command": _ref("typeName", "the command sent"),
+        "data": _DATA,
+        "await": _closed(
+            "The step's outcome arrives later, as an event.",
+            {
+                "success": _TYPES,
+                "failure": _TYPES,
+                "match": _ref(
+                    "cel",
+                    "CEL over input, id, steps, data and event: whether an event answers this "
+                    "instance (default: it carries the saga's correlationid)",
+                ),
+                "timeout": DURATION,
+            },
+            "success",
+        ),
+        "compensate": {
+            "const": "none",
+            "description": "`none`: the step's events need no compensation (validate "
+            "otherwise asks for one per event type it can produce)",
+        },
+    },
+    "name",
+    "command",
+)
+
+_COMPENSATION = _closed(
+    "The command that undoes one event type: `event` (the event undone) is readable.",
+    {
+        "command": _ref("typeName", "the compensating command"),
+        "data": _ref("fieldMap", "field → CEL over `input`, `id`, `steps` and `event`"),
+    },
+    "command",
+)
+
+SAGA = _closed(
+    "A saga: ordered steps, undone in reverse order through `compensate` when one fails.",
+    {
+        "description": {"type": "string"},
+        "start": _closed(
+            "What starts an instance: an event of this service, and/or POST /sagas/{name}.",
+            {
+                "event": _ref("typeName", "an event type that starts an instance"),
+                "id": _ref("cel", "CEL over `data` (the start data): the instance id"),
+            },
+        ),
+        "schema": _ref("payloadSchema", "JSON Schema of the start data (400 on mismatch)"),
+        "timeout": DURATION,
+        "retry": _closed(
+            "Per step and compensation: how 503s and time-outs are retried.",
+            {
+                "attempts": {"type": "integer", "minimum": 1, "default": 3},
+                "backoff": DURATION,
+            },
+        ),
+        "steps": {"type": "array", "minItems": 1, "items": _STEP},
+        "compensate": {
+            "type": "object",
+            "description": "event type → the command that undoes it",
+            "additionalProperties": _COMPENSATION,
+        },
+    },
+    "steps",
+)
+
+SECTION: Schema = {
+    "type": "object",
+    "description": "Sagas (SPEC section 10): steps, and compensation when one fails.",
+    "propertyNames": {"pattern": IDENT, "patternErrorMessage": "a saga name is an identifier"},
+    "additionalProperties": SAGA,
+}
