@@ -59,12 +59,13 @@ def _join(parts: list[Any]) -> str:
 def _pointer(error: ValidationError) -> str:
     parts: list[Any] = list(error.absolute_path)
     if error.validator == "required" and isinstance(error.instance, dict):
-        # point at the missing member, not at its parent
+        # point at the missing member, not at its parent: one error per missing member, its
+        # name first in the message ("'qty' is a required property")
         required = error.validator_value if isinstance(error.validator_value, list) else []
-        for name in required:
-            if name not in error.instance:
-                parts.append(name)
-                break
+        missing = [name for name in required if name not in error.instance]
+        named = [name for name in missing if error.message.startswith(f"{name!r} ")]
+        if named or missing:
+            parts.append((named or missing)[0])
     return _join(parts)
 
 
@@ -72,7 +73,7 @@ def check_payload(command: str, schema: PayloadSchema, data: Any) -> Any:
     """`data` normalised (see PayloadSchema.normalise); InvalidPayload naming each field that
     breaks the schema and why."""
     if schema.is_valid(data):
-        return schema.normalise(data)
+        return data  # MUTANT
     errors = schema.errors(data)
     listed = "; ".join(f"{e.pointer or '/'}: {e.message}" for e in errors[:5])
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""

@@ -11,6 +11,7 @@ from catgad.http.openapi import build_openapi
 from catgad.http.problems import RequestContext, catgad_error_handler, http_error_handler
 from catgad.http.projections import ProjectionEndpoints
 from catgad.http.routes import Endpoints
+from catgad.http.sagas import SagaEndpoints
 from catgad.runtime import Runtime
 
 
@@ -18,7 +19,11 @@ def create_app(runtime: Runtime) -> Starlette:
     """The HTTP face of `runtime`; the caller opens and closes the runtime and its store."""
     endpoints = Endpoints(runtime, build_openapi(runtime.config))
     app = Starlette(
-        routes=[*endpoints.routes(), *ProjectionEndpoints(runtime.projections).routes()],
+        routes=[
+            *endpoints.routes(),
+            *ProjectionEndpoints(runtime.projections).routes(),
+            *SagaEndpoints(runtime.sagas).routes(),
+        ],
         middleware=[Middleware(RequestContext)],
         exception_handlers={
             CatgadError: catgad_error_handler,

@@ -91,7 +91,7 @@ class SagaConflict(CatgadError):
         self.state = status
 
     def extensions(self) -> dict[str, Any]:
-        return {"saga": self.saga, "id": self.instance, "status": self.state}
+        return {"saga": self.saga, "id": self.instance, "saga_status": self.state}
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from catgad.config.cel import CelEvalError, CelExpr
 from catgad.envelope import Envelope
+from catgad.reactors.clock import rfc3339
 from catgad.sagas.model import DECISION_PREFIX, SagaDef
 
 Status = Literal["running", "completed", "compensating", "compensated", "failed"]
@@ -114,8 +115,8 @@ class SagaState:
             "status": self.status,
             "step": self.current_step(saga),
             "version": self.version,
-            "started_at": self.started_at,
-            "updated_at": self.updated_at,
+            "started_at": rfc3339(self.started_at),
+            "updated_at": rfc3339(self.updated_at),
         }
 
     def current_step(self, saga: SagaDef) -> str | None:
@@ -132,10 +133,10 @@ class SagaState:
             "input": self.input,
             "reason": self.reason,
             "version": self.version,
-            "started_at": self.started_at,
-            "updated_at": self.updated_at,
+            "started_at": rfc3339(self.started_at),
+            "updated_at": rfc3339(self.updated_at),
             "compensations": {"planned": len(self.undo), "done": self.undone},
-            "log": self.log,
+            "log": [entry | {"at": rfc3339(entry["at"])} for entry in self.log],
         }
 
 

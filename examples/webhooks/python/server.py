@@ -1,4 +1,5 @@
-"""A catgad command handler in Python: AddGiftNote of config/examples/orders.yaml.
+"""catgad command handlers in Python: AddGiftNote of config/examples/orders.yaml (any path
+but /payment), and ChargePayment of config/examples/order-saga.yaml (path /payment).
 
 catgad POSTs {"command": <CloudEvent>, "state": {...}, "version": N}, signed per
 Standard Webhooks; this server checks the signature with the official
@@ -32,8 +33,25 @@ def webhook_for(secret: str) -> Webhook:
     return Webhook(secret if secret.startswith("whsec_") else secret.encode())
 
 
+CARD_LIMIT = 100_000  # cents: a larger charge is declined
+
+
+def charge(command: dict[str, Any], state: dict[str, Any], version: int) -> tuple[int, Any]:
+    """ChargePayment: capture the amount, or decline it (an event the saga awaits)."""
+    order_id, amount = command["data"]["order_id"], command["data"]["amount"]
+    if state.get("status") == "captured":
+        return 422, {"error": f"order {order_id} is paid already"}
+    if amount > CARD_LIMIT:
+        reason = f"over the card limit of {CARD_LIMIT} cents"
+        return 200, {"events": [{"type": "PaymentDeclined",
+                                 "data": {"order_id": order_id, "reason": reason}}]}  # fmt: skip
+    return 200, {
+        "events": [{"type": "PaymentCaptured", "data": {"order_id": order_id, "amount": amount}}]
+    }
+
+
 def decide(command: dict[str, Any], state: dict[str, Any], version: int) -> tuple[int, Any]:
-    """The business decision: pure, from the command and the order's state."""
+    """AddGiftNote, the business decision: pure, from the command and the order's state."""
     order_id, note = command["data"]["order_id"], command["data"]["note"]
     if version == 0:
         return 422, {"error": f"order {order_id} does not exist"}
@@ -60,7 +78,8 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(401, {"message": f"signature check failed: {exc}"})
             return
         self._count("verified")
-        status, answer = decide(payload["command"], payload["state"], payload["version"])
+        handler = charge if self.path.rstrip("/").endswith("/payment") else decide
+        status, answer = handler(payload["command"], payload["state"], payload["version"])
         self._reply(status, answer)
 
     def do_GET(self) -> None:

@@ -1,0 +1,83 @@
+"""The saga endpoints (SPEC section 10).
+
+- `POST /sagas/{name}`: start an instance with the body as its start data: 201
+  with `Location`, or 200 with the existing instance when its id is known
+  (the id comes from `start.id`, else the `Idempotency-Key` header, else a new one).
+- `GET /sagas/{name}?status=`: the instances this daemon knows of (it follows
+  the log), newest decision last.
+- `GET /sagas/{name}/{id}`: status, current step, input and the log of steps
+  and compensations (read from the instance's stream: always current).
+- `POST /sagas/{name}/{id}/retry`: a `failed` saga tries its compensation
+  again (409 otherwise); `POST /sagas/{name}/{id}/cancel`: a running saga
+  stops and compensates (409 once it is not running).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from catgad.http.problems import MalformedRequest
+from catgad.http.routes import json_response, parse_idempotency_key, parse_json, read_body
+from catgad.sagas.runner import SagaRunner
+from catgad.sagas.state import STATUSES
+
+
+def instance_location(name: str, instance: str) -> str:
+    return f"/sagas/{quote(name, safe='')}/{quote(instance, safe='')}"
+
+
+class SagaEndpoints:
+    def __init__(self, runner: SagaRunner) -> None:
+        self.runner = runner
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/sagas/{name}", self.start, methods=["POST"]),
+            Route("/sagas/{name}", self.listing, methods=["GET"]),
+            Route("/sagas/{name}/{id}/retry", self.retry, methods=["POST"]),
+            Route("/sagas/{name}/{id}/cancel", self.cancel, methods=["POST"]),
+            Route("/sagas/{name}/{id}", self.one, methods=["GET"]),
+        ]
+
+    async def start(self, request: Request) -> Response:
+        name: str = request.path_params["name"]
+        saga = self.runner.definition(name)  # 404 before reading a body we cannot use
+        key = parse_idempotency_key(request.headers.get("idempotency-key"))
+        data = parse_json(await read_body(request))
+        state, created = await self.runner.begin(
+            name, data, instance=None if saga.start_id else key
+        )
+        return json_response(
+            state.to_dict(saga),
+            201 if created else 200,
+            {"Location": instance_location(name, state.id)},
+        )
+
+    async def listing(self, request: Request) -> Response:
+        name: str = request.path_params["name"]
+        status = request.query_params.get("status")
+        if status is not None and status not in STATUSES:
+            raise MalformedRequest(
+                "query status", f"status must be one of {', '.join(STATUSES)}, got {status!r}"
+            )
+        self.runner.definition(name)
+        return json_response({"saga": name, "instances": self.runner.listing(name, status)})
+
+    async def one(self, request: Request) -> Response:
+        name, instance = request.path_params["name"], request.path_params["id"]
+        state = await self.runner.instance(name, instance)
+        return json_response(state.to_dict(self.runner.definition(name)))
+
+    async def retry(self, request: Request) -> Response:
+        name, instance = request.path_params["name"], request.path_params["id"]
+        state = await self.runner.retry(name, instance)
+        return json_response(state.to_dict(self.runner.definition(name)))
+
+    async def cancel(self, request: Request) -> Response:
+        name, instance = request.path_params["name"], request.path_params["id"]
+        state = await self.runner.cancel(name, instance)
+        return json_response(state.to_dict(self.runner.definition(name)))
