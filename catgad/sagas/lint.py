@@ -125,34 +125,31 @@ class _Saga:
                                    COMPENSATION_VARIABLES, event)  # fmt: skip
 
     def _step(self, path: Path, step: dict[str, Any]) -> list[str] | None:
-        """The event types the step can produce (None: any, a handler decides)."""
+        """The event types the step can produce that may need undoing (None: any, a handler
+        decides). An await's failure events are outcomes where nothing was done: left out."""
         known = self._command_data(path, step["command"], step.get("data") or {}, STEP_VARIABLES)
         produced = self.emits(step["command"]) if known else []
         awaits = step.get("await")
-        if isinstance(awaits, dict):
-            apath: Path = (*path, "await")
-            awaited: list[str] = []
-            for key in ("success", "failure"):
-                value = awaits.get(key)
-                types = [value] if isinstance(value, str) else list(value or [])
-                for i, event in enumerate(types):
-                    where: Path = (*apath, key) if isinstance(value, str) else (*apath, key, i)
-                    if self.resolves(where, "events", event, "event") and key == "success":
-                        awaited.append(event)
-            match_fields: set[str] | None = set()
-            for event in awaited + list(
-                [awaits["failure"]]
-                if isinstance(awaits.get("failure"), str)
-                else awaits.get("failure") or []
-            ):
-                fields = _fields(self.schema_of("events", event))
-                match_fields = (
-                    None if fields is None or match_fields is None else match_fields | fields
-                )
-            self._cel((*apath, "match"), MATCH_VARIABLES, data=match_fields)
-            if produced is not None:
-                produced = [*produced, *awaited]
-        return produced
+        if not isinstance(awaits, dict):
+            return produced
+        apath: Path = (*path, "await")
+        named: dict[str, list[str]] = {}
+        for key in ("success", "failure"):
+            value = awaits.get(key)
+            types = [value] if isinstance(value, str) else list(value or [])
+            for i, event in enumerate(types):
+                where: Path = (*apath, key) if isinstance(value, str) else (*apath, key, i)
+                if self.resolves(where, "events", event, "event"):
+                    named.setdefault(key, []).append(event)
+        match_fields: set[str] | None = set()
+        for event in [*named.get("success", []), *named.get("failure", [])]:
+            fields = _fields(self.schema_of("events", event))
+            match_fields = None if fields is None or match_fields is None else match_fields | fields
+        self._cel((*apath, "match"), MATCH_VARIABLES, data=match_fields)
+        if produced is None:
+            return None
+        failures = set(named.get("failure", []))
+        return [*(e for e in produced if e not in failures), *named.get("success", [])]
 
     def _command_data(
         self,

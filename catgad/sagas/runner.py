@@ -324,13 +324,17 @@ class SagaRunner:
         raise SagaConflict(name, instance, "changing", "try again")
 
     async def settled(self, name: str, instance: str) -> SagaState:
-        """Wait until the instance is completed, compensated or failed (tests, tools; bound
-        it with asyncio.timeout)."""
+        """Wait until the instance exists and is completed, compensated or failed (tests,
+        tools; bound it with asyncio.timeout)."""
         while True:
             self._changed.clear()  # before reading: a decision after the read wakes us
-            state = await self.instance(name, instance)
-            if state.status in ("completed", "compensated", "failed"):
-                return state
+            try:
+                state = await self.instance(name, instance)
+            except SagaNotFound:  # not started yet (its start event is on its way)
+                pass
+            else:
+                if state.status in ("completed", "compensated", "failed"):
+                    return state
             await self._changed.wait()
 
     # -- following the log (the LogLoop's sink) -------------------------------------------------

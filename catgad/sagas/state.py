@@ -209,8 +209,7 @@ def evolve(saga: SagaDef, state: SagaState, decision: Envelope) -> SagaState:
         state.reason = str(data.get("reason") or "compensation failed")
         entry |= _pick(data, "event_id", "command_id", "reason", "status")
     elif kind == RETRIED:
-        state.status = "compensating"
-        state.undo_sent = None  # sent again under the same id
+        state.status = "compensating"  # the compensation announced is sent again, same id
     elif kind == COMPLETED:
         state.status = "completed"
     elif kind == COMPENSATED:
