@@ -49,23 +49,23 @@ from catgad.sagas.model import DECISION_PREFIX, SagaDef
 from catgad.sagas.state import (
     CANCELLED,
     COMPENSATED,
-    COMPENSATION_DONE,
     COMPENSATION_FAILED,
     COMPLETED,
     RETRIED,
     STARTED,
     STEP_ACCEPTED,
     STEP_FAILED,
-    STEP_SUCCEEDED,
     Decide,
     SagaRuleError,
     SagaState,
     Send,
     Wait,
+    answered,
     awaited,
     evolve,
     fold,
     next_action,
+    refused,
 )
 from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import AppendResult, Coordination, EventStore
@@ -539,43 +539,17 @@ class SagaRunner:
             state = await self.instance(saga.name, state.id)
             cause = appended.events[0].id if appended.events else cause
         outcome, result, reason, status = await self._send(saga, state, action, cause)
-        if action.compensation:
-            target = state.undo[state.undone]
-            if outcome == "accepted":
-                assert result is not None
-                decision = Decide(
-                    COMPENSATION_DONE,
-                    {
-                        "event_id": target.id,
-                        "command_id": action.command_id,
-                        "events": _events(result),
-                    },
-                )
-            else:
-                decision = Decide(
-                    COMPENSATION_FAILED,
-                    {
-                        "event_id": target.id,
-                        "command_id": action.command_id,
-                        "reason": reason,
-                        "status": status,
-                    },
-                )
-        else:
-            step = saga.steps[state.step]
-            base = {"step": step.index, "name": step.name, "command_id": action.command_id}
-            if outcome != "accepted":
-                decision = Decide(STEP_FAILED, base | {"reason": reason, "status": status})
-            elif step.awaits is None:
-                assert result is not None
-                decision = Decide(STEP_SUCCEEDED, base | {"events": _events(result)})
-            else:
-                assert result is not None
-                decision = Decide(STEP_ACCEPTED, base | {"events": _events(result)})
-                for event in result.events:  # the command itself may carry the outcome
+        if outcome == "accepted":
+            assert result is not None
+            events = result.events
+            decision = answered(saga, state, action, _events(result))
+            if decision.type == STEP_ACCEPTED:
+                for event in events:  # the command itself may carry the awaited outcome
                     if awaited(saga, state, _correlated(event, state)) is not None:
                         entry.arrived.setdefault(state.id, _correlated(event, state))
                         break
+        else:
+            decision = refused(saga, state, action, reason or "failed", status)
         await self._append(saga, state, decision, None)
         self._count(saga, decision)
 

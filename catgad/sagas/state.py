@@ -384,6 +384,48 @@ def _compensating(saga: SagaDef, state: SagaState, now: float) -> Action:
     return Send(comp.command, data, cid, announce, True)
 
 
+def answered(saga: SagaDef, state: SagaState, sent: Send, events: list[dict[str, Any]]) -> Decide:
+    """The decision recording that `sent` was accepted with `events` (id, type, data, subject):
+    a compensation done, a step succeeded, or an awaiting step accepted."""
+    if sent.compensation:
+        target = state.undo[state.undone]
+        return Decide(
+            COMPENSATION_DONE,
+            {"event_id": target.id, "command_id": sent.command_id, "events": events},
+        )
+    step = saga.steps[state.step]
+    base = {"step": step.index, "name": step.name, "command_id": sent.command_id}
+    return Decide(
+        STEP_SUCCEEDED if step.awaits is None else STEP_ACCEPTED, base | {"events": events}
+    )
+
+
+def refused(saga: SagaDef, state: SagaState, sent: Send, reason: str, status: int | None) -> Decide:
+    """The decision recording that `sent` failed for good (a rejection, or retries spent)."""
+    if sent.compensation:
+        target = state.undo[state.undone]
+        return Decide(
+            COMPENSATION_FAILED,
+            {
+                "event_id": target.id,
+                "command_id": sent.command_id,
+                "reason": reason,
+                "status": status,
+            },
+        )
+    step = saga.steps[state.step]
+    return Decide(
+        STEP_FAILED,
+        {
+            "step": step.index,
+            "name": step.name,
+            "command_id": sent.command_id,
+            "reason": reason,
+            "status": status,
+        },
+    )
+
+
 def awaited(saga: SagaDef, state: SagaState, event: Envelope) -> str | None:
     """'success' or 'failure' when `event` answers the step the instance waits on, else None.
 
