@@ -1,0 +1,197 @@
+"""The OpenAPI paths and schemas of the saga endpoints, one start-data schema per saga."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from catgad.config.model import Config
+from catgad.sagas.state import STATUSES
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def saga_schemas(config: Config) -> dict[str, Any]:
+    if not config.sagas:
+        return {}
+    text = {"type": "string"}
+    moment = {"type": "string", "format": "date-time"}
+    schemas: dict[str, Any] = {
+        "SagaInstance": {
+            "type": "object",
+            "description": "A saga instance: its status, where it stands, and the log of its "
+            "decisions (steps and compensations, with command ids, outcomes and times).",
+            "required": ["saga", "id", "stream", "status", "input", "version", "log"],
+            "properties": {
+                "saga": text,
+                "id": text,
+                "stream": {"type": "string", "description": "Saga-<name>-<id>"},
+                "status": {"enum": list(STATUSES)},
+                "step": {"type": ["string", "null"], "description": "the step under way"},
+                "input": {"type": "object", "description": "the start data"},
+                "reason": {"type": ["string", "null"], "description": "why it compensates"},
+                "version": {"type": "integer", "minimum": 1},
+                "started_at": moment,
+                "updated_at": moment,
+                "compensations": {
+                    "type": "object",
+                    "properties": {"planned": {"type": "integer"}, "done": {"type": "integer"}},
+                },
+                "log": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["decision", "at"],
+                        "properties": {
+                            "decision": text,
+                            "at": moment,
+                            "step": {"type": "integer"},
+                            "name": text,
+                            "command": text,
+                            "command_id": text,
+                            "data": {"type": "object"},
+                            "events": {"type": "array", "items": {"type": "object"}},
+                            "reason": text,
+                            "status": {"type": ["integer", "null"]},
+                            "event_id": text,
+                            "event_type": text,
+                        },
+                    },
+                },
+            },
+        },
+        "SagaList": {
+            "type": "object",
+            "required": ["saga", "instances"],
+            "properties": {
+                "saga": text,
+                "instances": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "status", "version"],
+                        "properties": {
+                            "id": text,
+                            "status": {"enum": list(STATUSES)},
+                            "step": {"type": ["string", "null"]},
+                            "version": {"type": "integer"},
+                            "started_at": moment,
+                            "updated_at": moment,
+                        },
+                    },
+                },
+            },
+        },
+        "SagaConflictProblem": {
+            "allOf": [
+                _ref("schemas", "Problem"),
+                {
+                    "type": "object",
+                    "description": "saga-conflict: the instance's status does not allow this",
+                    "properties": {"saga": text, "id": text, "saga_status": text},
+                },
+            ]
+        },
+    }
+    for name, saga in sorted(config.sagas.items()):
+        start = copy.deepcopy(saga.schema.schema) if saga.schema is not None else {"type": "object"}
+        start.setdefault("description", f"start data of a {name} saga (its `input`)")
+        schemas[f"SagaStart.{name}"] = start
+    return schemas
+
+
+def saga_paths(config: Config) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    instance_ok = {
+        "description": "The instance.",
+        "content": {JSON: {"schema": _ref("schemas", "SagaInstance")}},
+    }
+    conflict = {
+        "description": "The instance's status does not allow this.",
+        "content": {PROBLEM: {"schema": _ref("schemas", "SagaConflictProblem")}},
+    }
+    not_found = _ref("responses", "NotFound")
+    for name, saga in sorted(config.sagas.items()):
+        base = f"/sagas/{name}"
+        instance = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+        how = (
+            "Its id is computed by `start.id` from the body."
+            if saga.start_id is not None
+            else "Its id is the Idempotency-Key header, or a new one."
+        )
+        starts = f" An event {saga.start_event} starts one too." if saga.start_event else ""
+        paths[base] = {
+            "post": {
+                "operationId": f"sagas.{name}.start",
+                "tags": ["sagas"],
+                "summary": saga.description or f"Start a {name} saga",
+                "description": f"Starts an instance with the body as its start data. {how} "
+                f"A start with the id of an existing instance returns that instance (200); "
+                f"nothing runs twice.{starts}",
+                "parameters": [_ref("parameters", "Idempotency-Key")],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("schemas", f"SagaStart.{name}")}},
+                },
+                "responses": {
+                    "200": instance_ok | {"description": "The instance with that id, as it is."},
+                    "201": instance_ok
+                    | {
+                        "description": "Started.",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                    },
+                    "400": _ref("responses", "BadRequest"),
+                    "404": not_found,
+                    "413": _ref("responses", "PayloadTooLarge"),
+                    "503": _ref("responses", "Unavailable"),
+                },
+            },
+            "get": {
+                "operationId": f"sagas.{name}.list",
+                "tags": ["sagas"],
+                "summary": f"{name} instances this daemon knows of",
+                "parameters": [
+                    {"name": "status", "in": "query", "schema": {"enum": list(STATUSES)}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Instances.",
+                        "content": {JSON: {"schema": _ref("schemas", "SagaList")}},
+                    },
+                    "400": _ref("responses", "BadRequest"),
+                },
+            },
+        }
+        paths[f"{base}/{{id}}"] = {
+            "get": {
+                "operationId": f"sagas.{name}.get",
+                "tags": ["sagas"],
+                "summary": f"A {name} instance: status, step, input and its log",
+                "parameters": [instance],
+                "responses": {"200": instance_ok, "404": not_found},
+            }
+        }
+        for verb, summary in (
+            ("retry", "Try a failed saga's compensation again"),
+            ("cancel", "Stop a running saga; it compensates what it did"),
+        ):
+            paths[f"{base}/{{id}}/{verb}"] = {
+                "post": {
+                    "operationId": f"sagas.{name}.{verb}",
+                    "tags": ["sagas"],
+                    "summary": summary,
+                    "parameters": [instance],
+                    "responses": {
+                        "200": instance_ok,
+                        "404": not_found,
+                        "409": conflict,
+                        "503": _ref("responses", "Unavailable"),
+                    },
+                }
+            }
+    return paths
