@@ -7,6 +7,7 @@ import asyncio
 
 from catgad.config import load_config
 from catgad.handlers.registry import load_plugins
+from catgad.sagas.scenarios import build_scenarios, run_saga_scenario
 from catgad.testing.scenarios import Outcome, run_scenario, tap_lines
 
 
@@ -27,15 +28,22 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     scenarios = [s for s in config.tests if args.pattern is None or args.pattern in s.name]
+    saga_scenarios = [
+        s
+        for saga in config.sagas.values()
+        for s in build_scenarios(saga)
+        if args.pattern is None or args.pattern in s.name
+    ]
     plugins = load_plugins(config)
 
     async def run_all() -> list[Outcome]:
-        return [await run_scenario(config, s, plugins) for s in scenarios]
+        outcomes = [await run_scenario(config, s, plugins) for s in scenarios]
+        return outcomes + [await run_saga_scenario(config, s, plugins) for s in saga_scenarios]
 
     outcomes = asyncio.run(run_all())
     for line in tap_lines(outcomes):
         print(line)
-    if not scenarios:
+    if not scenarios and not saga_scenarios:
         print("# no scenarios found")
         return 1
     return 0 if all(o.passed for o in outcomes) else 1

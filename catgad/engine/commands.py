@@ -131,7 +131,7 @@ class CommandEngine:
         self.config = config
         self._event_checks = list(event_checks)
         self.store = store
-        self.handlers: Mapping[str, Handler] = handlers or {}
+        self.handlers: Mapping[str, Handler] = handlers if handlers is not None else {}
         self.states = StateLoader(store, events=config.events)
         self._locks = _StreamLocks()
         self._on_appended = on_appended

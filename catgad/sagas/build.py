@@ -51,6 +51,11 @@ def build_sagas(
             ),
             description=spec.get("description"),
             where=where(base),
+            tests=[
+                (item, where((*base, "tests", index)))
+                for index, item in enumerate(spec.get("tests") or [])
+                if isinstance(item, dict)
+            ],
         )
     return out
 

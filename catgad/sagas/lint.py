@@ -89,7 +89,7 @@ class _Saga:
         if "event" in start:
             self.resolves((*self.base, "start", "event"), "events", start["event"], "event")
         self._cel((*self.base, "start", "id"), START_VARIABLES, data=self.input_fields)
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         producible: set[str] = set()
         anything = False  # a handler command may produce any event
         compensate = self.raw.get("compensate") or {}
@@ -97,9 +97,10 @@ class _Saga:
         for index, step in enumerate(self.steps):
             path: Path = (*self.base, "steps", index)
             if step["name"] in seen:
-                self.error((*path, "name"), f"duplicate step name {step['name']!r}")
-            seen.add(step["name"])
-            produced = self._step(path, step)
+                self.error((*path, "name"), f"duplicate step name {step['name']!r}: "
+                           f"steps[{seen[step['name']]}] has it too")  # fmt: skip
+            seen.setdefault(step["name"], index)
+            produced = self._step(path, step, [s["name"] for s in self.steps[:index]])
             if produced is None:
                 anything = True
                 produced = []
@@ -115,20 +116,19 @@ class _Saga:
                         )
         for event, comp in compensate.items():
             path = (*self.base, "compensate", event)
-            if not self.resolves(path, "events", event, "event"):
-                continue
-            if not anything and event not in producible:
+            known = self.resolves(path, "events", event, "event")
+            if known and not anything and event not in producible:
                 self.error(path, f"no step of saga {self.name!r} can produce {event}"
-                           + _known("they produce", producible))  # fmt: skip
+                           + _known("they produce", producible), at=path)  # fmt: skip
             if isinstance(comp, dict):
-                self._command_data(path, comp["command"], comp.get("data") or {},
-                                   COMPENSATION_VARIABLES, event)  # fmt: skip
+                self._command_data(path, comp, COMPENSATION_VARIABLES, event if known else None)
 
-    def _step(self, path: Path, step: dict[str, Any]) -> list[str] | None:
+    def _step(self, path: Path, step: dict[str, Any], earlier: list[str]) -> list[str] | None:
         """The event types the step can produce that may need undoing (None: any, a handler
-        decides). An await's failure events are outcomes where nothing was done: left out."""
-        known = self._command_data(path, step["command"], step.get("data") or {}, STEP_VARIABLES)
-        produced = self.emits(step["command"]) if known else []
+        decides, or the command is unknown: already reported, and what it would produce cannot
+        be known). An await's failure events are outcomes where nothing was done: left out."""
+        known = self._command_data(path, step, STEP_VARIABLES, earlier=earlier)
+        produced = self.emits(step["command"]) if known else None
         awaits = step.get("await")
         if not isinstance(awaits, dict):
             return produced
@@ -154,13 +154,25 @@ class _Saga:
     def _command_data(
         self,
         path: Path,
-        command: str,
-        data: dict[str, Any],
+        raw: dict[str, Any],
         variables: tuple[str, ...],
         undone: str | None = None,
+        earlier: list[str] | None = None,
     ) -> bool:
-        if not self.resolves((*path, "command"), "commands", command, "command"):
-            return False
+        """`raw` (a step or a compensation) sends its command `data` that fits its schema;
+        whether the command exists. `earlier`: the steps a step's `steps.<name>` may read."""
+        command = raw["command"]
+        data = raw.get("data") or {}
+        event_fields = _fields(self.schema_of("events", undone)) if undone else None
+        known = self.resolves((*path, "command"), "commands", command, "command")
+        if known:
+            self._fits(path, raw, command, data)
+        for field in data:
+            self._cel((*path, "data", field), variables, event_data=event_fields, earlier=earlier)
+        return known
+
+    def _fits(self, path: Path, raw: dict[str, Any], command: str, data: dict[str, Any]) -> None:
+        """No field the command's closed schema lacks; every required one given."""
         schema = self.schema_of("commands", command) or {}
         fields = _fields(schema)
         for field in data:
@@ -170,15 +182,15 @@ class _Saga:
                 and schema.get("additionalProperties") is False
             ):
                 hint = did_you_mean(field, fields) or _known(f"{command} has", fields)
-                self.error((*path, "data", field), f"{command} has no field {field!r}{hint}")
+                where: Path = (*path, "data", field)
+                self.error(where, f"{command} has no field {field!r}{hint}", at=where)
         missing = [f for f in schema.get("required") or [] if f not in data]
         if missing:
-            self.error((*path, "data"), f"{command} requires {', '.join(map(repr, missing))}, "
-                       "which `data` does not give")  # fmt: skip
-        event_fields = _fields(self.schema_of("events", undone)) if undone else None
-        for field in data:
-            self._cel((*path, "data", field), variables, event_data=event_fields)
-        return True
+            given = "data" in raw
+            self.error((*path, "data") if given else path,
+                       f"{command} requires {', '.join(map(repr, missing))}, "
+                       + ("which `data` does not give" if given else "but there is no `data`"),
+                       at=(*path, "data") if given else (*path, "command"))  # fmt: skip
 
     def _cel(
         self,
@@ -187,6 +199,7 @@ class _Saga:
         *,
         data: set[str] | None = None,
         event_data: set[str] | None = None,
+        earlier: list[str] | None = None,
     ) -> None:
         expr = self.exprs.get(path)
         if expr is None:
@@ -207,6 +220,10 @@ class _Saga:
             elif ref.root == "steps" and first not in self.step_names:
                 hint = did_you_mean(first, self.step_names) or _known("steps", self.step_names)
                 self.error(path, f"unknown step {first!r}{hint}")
+            elif ref.root == "steps" and earlier is not None and first not in earlier:
+                hint = _known("earlier steps", earlier)
+                self.error(path, f"steps.{first} is not set yet when this step is sent: "
+                           f"a step reads only earlier steps{hint}")  # fmt: skip
             elif (
                 ref.root == "data"
                 and data is not None

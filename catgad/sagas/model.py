@@ -63,6 +63,7 @@ class SagaDef:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     description: str | None = None
     where: Any = None  # file:line of the definition
+    tests: list[tuple[dict[str, Any], Any]] = field(default_factory=list)  # raw, where
 
     def stream(self, instance: str) -> str:
         return f"{STREAM_PREFIX}{self.name}-{instance}"

@@ -78,6 +78,75 @@ _COMPENSATION = _closed(
     "command",
 )
 
+_OUTCOME: Schema = {
+    "description": "The step's outcome: accepted (its command runs for real, the default), "
+    "rejected (a 409), failing (503 until the retries are spent), or a handler's reply.",
+    "anyOf": [
+        {"enum": ["accepted", "rejected", "failing"]},
+        _closed("A rejection with its reason.", {"rejected": {"type": "string"}}, "rejected"),
+        _closed(
+            "The reply of the step's handler (no webhook is called).",
+            {
+                "reply": {
+                    "type": "object",
+                    "properties": {
+                        "events": {"type": "array", "items": _ref("message")},
+                        "error": {"type": "string", "minLength": 1},
+                    },
+                    "additionalProperties": False,
+                }
+            },
+            "reply",
+        ),
+    ],
+}
+
+TEST = _closed(
+    "A saga scenario, run by `catgad test` without a server: start data, each step's "
+    "outcome, events that arrive and time that passes; then the status and the commands sent.",
+    {
+        "name": {"type": "string", "minLength": 1},
+        "given": {"type": "array", "items": _ref("message"), "description": "past events"},
+        "start": {"type": "object", "description": "the start data"},
+        "steps": {
+            "type": "object",
+            "description": "step name → its outcome (default: accepted)",
+            "additionalProperties": _OUTCOME,
+        },
+        "events": {
+            "type": "array",
+            "description": "events that arrive, `after` this long from the start",
+            "items": _closed(
+                "An event that arrives (it carries the saga's correlation).",
+                {
+                    "type": _ref("typeName"),
+                    "data": {"type": "object", "default": {}},
+                    "after": DURATION,
+                },
+                "type",
+            ),
+        },
+        "elapsed": DURATION,
+        "then": _closed(
+            "What must hold at the end.",
+            {
+                "status": {
+                    "enum": ["running", "completed", "compensating", "compensated", "failed"]
+                },
+                "sent": {
+                    "type": "array",
+                    "items": _ref("typeName"),
+                    "description": "the commands sent, steps and compensations, in order",
+                },
+                "reason": {"type": "string"},
+            },
+        ),
+    },
+    "name",
+    "start",
+    "then",
+)
+
 SAGA = _closed(
     "A saga: ordered steps, undone in reverse order through `compensate` when one fails.",
     {
@@ -104,6 +173,7 @@ SAGA = _closed(
             "description": "event type → the command that undoes it",
             "additionalProperties": _COMPENSATION,
         },
+        "tests": {"type": "array", "items": TEST, "description": "scenario tests"},
     },
     "steps",
 )

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from catgad.config.model import Config, ExpectedRow, GivenEvent, Scenario
 from catgad.engine.commands import CommandEngine
@@ -43,9 +43,16 @@ SOURCE = "catgad-test"
 _ALL = 1_000_000  # events read at once: a scenario has a handful
 
 
+class Named(Protocol):
+    """What a report needs of a scenario (a command's, or a saga's)."""
+
+    name: str
+    where: Any
+
+
 @dataclass(slots=True)
 class Outcome:
-    scenario: Scenario
+    scenario: Named
     passed: bool
     problems: list[str]
     skipped: str | None = None  # why the scenario did not run (TAP SKIP directive)
@@ -87,7 +94,7 @@ async def _given(config: Config, engine: CommandEngine, scenario: Scenario) -> l
     default = _command_stream(config, scenario)
     runs: list[tuple[str, list[Envelope]]] = []
     for given in scenario.given:
-        stream = given.stream or default or _event_stream(config, given)
+        stream = given.stream or default or event_stream(config, given)
         event = Envelope(
             type=given.type,
             data=given.data,
@@ -115,7 +122,7 @@ def _command_stream(config: Config, scenario: Scenario) -> str | None:
     return aggregate.stream_id(str(scenario.data.get(aggregate.id_field)))
 
 
-def _event_stream(config: Config, given: GivenEvent) -> str:
+def event_stream(config: Config, given: GivenEvent) -> str:
     """The stream of the aggregate whose rules name the event and whose id is in its data."""
     for aggregate in config.aggregates.values():
         if given.type in aggregate.on and aggregate.id_field in given.data:
