@@ -5,17 +5,22 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from helpers.daemon import ORDERS_YAML, Daemon
+from helpers.daemon import ORDERS_YAML, REPO, Daemon
 
 README = Path(__file__).parents[1] / "README.md"
+SAGA_YAML = REPO / "config" / "examples" / "order-saga.yaml"
 
 
-def console_session() -> list[tuple[str, str]]:
-    """(command, expected output) pairs from the README's ```console block."""
+def console_session(section: str = "") -> list[tuple[str, str]]:
+    """(command, expected output) pairs from the first ```console block after the heading
+    `section` (by default: of the README)."""
     text = README.read_text()
+    if section:
+        text = text.split(f"\n{section}\n", 1)[1]
     block = text.split("```console\n", 1)[1].split("```", 1)[0]
     pairs: list[tuple[str, str]] = []
     lines = block.splitlines()
@@ -63,3 +68,37 @@ def test_readme_session_is_what_the_daemon_answers(tmp_path: Path) -> None:
             assert as_pattern(expected).fullmatch(done.stdout.strip()), (
                 f"README says:\n{expected}\nthe daemon says:\n{done.stdout}"
             )
+
+
+def test_readme_saga_session_is_what_the_daemon_answers(tmp_path: Path) -> None:
+    """The Sagas section's session, on the order saga example and its payments webhook.
+    A saga moves on after the request that started it: a GET is asked again (for up to
+    10 s) until it answers what the README shows."""
+    from handlers.servers import WebhookServer
+
+    pairs = console_session("## Sagas")
+    assert len(pairs) >= 5, "the README's saga session went missing"
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    with WebhookServer.python_example(secret) as payments:
+        env = {"PAYMENTS_WEBHOOK_URL": payments.url("/payment"), "ORDERS_WEBHOOK_SECRET": secret}
+        with Daemon(SAGA_YAML, tmp_path, env=env) as daemon:
+            address = f"{daemon.host}:{daemon.port}"
+            for command, expected in pairs:
+                assert command.startswith("curl "), command
+                deadline = time.monotonic() + (10 if "XPOST" not in command else 0)
+                while True:
+                    done = subprocess.run(
+                        command.replace("localhost:8080", address),
+                        shell=True,
+                        capture_output=True,
+                        text=True,
+                        timeout=30,
+                        check=False,
+                    )
+                    assert done.returncode == 0, (command, done.stderr)
+                    if as_pattern(expected).fullmatch(done.stdout.strip()):
+                        break
+                    assert time.monotonic() < deadline, (
+                        f"README says:\n{expected}\nthe daemon says:\n{done.stdout}"
+                    )
+                    time.sleep(0.1)

@@ -244,14 +244,15 @@ class SagaRunner:
         stream = saga.stream(instance)
         decision = Decide(STARTED, {"input": data, "trigger": trigger.id if trigger else None})
         try:
-            await self._append(saga, SagaState(name, instance, stream), decision, trigger)
+            appended = await self._append(
+                saga, SagaState(name, instance, stream), decision, trigger
+            )
         except ConcurrencyError:
             return await self.instance(name, instance), False
         if self.metrics is not None:
             self.metrics.outcome(name, "started")
-        state = await self.instance(name, instance)
         self._kick(self.sagas[name], instance)
-        return state, True
+        return fold(saga, instance, appended.events), True  # as started, whatever comes next
 
     def _instance_id(self, saga: SagaDef, data: dict[str, Any]) -> str:
         if saga.start_id is None:
