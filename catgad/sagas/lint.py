@@ -7,8 +7,9 @@
 - step and compensation data fit their command's schema (required fields given,
   no field a closed schema lacks);
 - CEL reads only what exists: `input.<f>` (the start schema's, or the start
-  event's fields), `steps.<name>` (a step), `event.data.<f>` in a compensation
-  (the undone event's fields), `data.<f>` in an await's match.
+  event's fields), `steps.<name>` (a step; in a step's data, an earlier one),
+  `event.data.<f>` in a compensation (the undone event's fields), `data.<f>` in
+  an await's match.
 """
 
 from __future__ import annotations

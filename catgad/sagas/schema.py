@@ -28,7 +28,12 @@ def _closed(description: str, properties: Schema, *required: str) -> Schema:
 DURATION: Schema = {
     "description": "A duration: 30s, 15m, 24h, 2d, 500ms, ISO 8601 (PT24H), or seconds.",
     "anyOf": [
-        {"type": "string", "pattern": DURATION_PATTERN},
+        {
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "patternErrorMessage": "expected a duration: 30s, 10m, 24h, 2d, 500ms, PT10M, "
+            "or a number of seconds",
+        },
         {"type": "number", "minimum": 0},
     ],
 }
