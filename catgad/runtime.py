@@ -90,6 +90,7 @@ class Runtime:
             RouterSender(self.router, config.service.name),
             owner=self.projections.owner,
             registry=self.metrics.registry,
+            settings=config.runtime.sagas,
         )
         self.components: list[Component] = []  # started in order, stopped in reverse
 

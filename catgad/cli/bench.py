@@ -31,6 +31,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "handlers": ("handlers", "a YAML rule, a Python plugin and a signed webhook"),
     "projections": ("projections", "rebuild of 1,000,000 events and live lag per target"),
     "replicas": ("replicas", "two `catgad run` against one on a shared store and bus"),
+    "sagas": ("sagas", "a 3-step saga against a client sending the same 3 commands"),
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from jsonschema import Draft202012Validator
 from jsonschema.protocols import Validator
@@ -44,6 +44,7 @@ from catgad.config.model import (
 )
 from catgad.projections.build import build_projections
 from catgad.sagas.build import build_sagas
+from catgad.sagas.model import SagaSettings
 from catgad.store.nats_codec import DEFAULT_SUBJECT_PREFIX
 
 
@@ -110,6 +111,9 @@ def payload_validator(schema: dict[str, Any]) -> PayloadSchema:
             Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER),
         ),
     )
+
+
+Leased = TypeVar("Leased", ProjectionSettings, SagaSettings)
 
 
 class _Build:
@@ -202,19 +206,25 @@ class _Build:
         return store
 
     def _runtime(self, raw: dict[str, Any]) -> RuntimeConfig:
-        spec = raw.get("projections") or {}
-        default = ProjectionSettings()
-        settings = ProjectionSettings(
+        return RuntimeConfig(
+            projections=self._leased(raw, "projections", ProjectionSettings()),
+            sagas=self._leased(raw, "sagas", SagaSettings()),
+        )
+
+    def _leased(self, raw: dict[str, Any], part: str, default: Leased) -> Leased:
+        """`runtime.<part>`: a lease ttl and a poll interval, the interval below the ttl."""
+        spec = raw.get(part) or {}
+        settings = type(default)(
             lease_ttl=float(spec.get("lease_ttl", default.lease_ttl)),
             poll_interval=float(spec.get("poll_interval", default.poll_interval)),
         )
         if settings.poll_interval >= settings.lease_ttl:
             # a standby would look for work less often than a lease can lapse
-            path: Path = ("runtime", "projections", "poll_interval")
+            path: Path = ("runtime", part, "poll_interval")
             self.reporter.error(
                 path, f"must be less than lease_ttl ({settings.lease_ttl:g} s)", at=path
             )
-        return RuntimeConfig(projections=settings)
+        return settings
 
     def _bus(self, raw: str | dict[str, Any]) -> BusConfig:
         spec: dict[str, Any] = {"kind": raw} if isinstance(raw, str) else raw

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from catgad.aggregates.payload import PayloadSchema
 from catgad.config.cel import CelExpr
 from catgad.projections.model import ProjectionDef
-from catgad.sagas.model import SagaDef
+from catgad.sagas.model import SagaDef, SagaSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,7 @@ class ProjectionSettings:
 @dataclass(slots=True)
 class RuntimeConfig:
     projections: ProjectionSettings = field(default_factory=ProjectionSettings)
+    sagas: SagaSettings = field(default_factory=SagaSettings)
 
 
 @dataclass(slots=True)

@@ -582,7 +582,7 @@ SCHEMA: Schema = {
         "projections": projection_schema.SECTION,
         "runtime": _closed(
             "How the daemon runs its background work.",
-            {"projections": projection_schema.RUNTIME},
+            {"projections": projection_schema.RUNTIME, "sagas": saga_schema.RUNTIME},
         ),
         "sagas": saga_schema.SECTION,
         "processes": {"type": "object", "description": _LATER},

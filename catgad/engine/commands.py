@@ -272,6 +272,7 @@ class CommandEngine:
                         return _result(first, duplicate=True)
                 raise
             events = self._envelopes(cmd, stream, envelope, decisions, checked)
+            after = self._applied(cmd, aggregate, loaded, events)
             try:
                 appended = await self.store.append(
                     stream, events, expected_version=loaded.version, command_id=envelope.id
@@ -285,7 +286,6 @@ class CommandEngine:
             if appended.duplicate:
                 self.states.forget(stream)
                 return _result(appended, duplicate=True)
-            after = self._applied(cmd, aggregate, loaded, events)  # MUTANT: folded after the append
             await self.states.advance(aggregate, stream, loaded, after)
             if self._on_appended is not None:
                 self._on_appended(appended)

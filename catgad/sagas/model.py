@@ -15,6 +15,14 @@ DECISION_PREFIX = "saga."
 
 
 @dataclass(frozen=True, slots=True)
+class SagaSettings:
+    """`runtime.sagas`: how the daemons sharing a store hand the driving of sagas over."""
+
+    lease_ttl: float = 10.0  # seconds; a dead driver's sagas move within ~4/3 of it
+    poll_interval: float = 0.2  # seconds between looks at the store for others' appends
+
+
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     attempts: int = 3  # per step, for 503s and time-outs (the first try counts)
     backoff: float = 1.0  # seconds before the second attempt, doubling after

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -45,7 +44,7 @@ from catgad.reactors.clock import Clock, SystemClock
 from catgad.reactors.loop import LogLoop, LoopSettings
 from catgad.reactors.send import CommandSender, Outgoing
 from catgad.sagas.metrics import SagaMetrics
-from catgad.sagas.model import DECISION_PREFIX, SagaDef
+from catgad.sagas.model import DECISION_PREFIX, SagaDef, SagaSettings
 from catgad.sagas.state import (
     CANCELLED,
     COMPENSATED,
@@ -92,12 +91,6 @@ class SagaConflict(CatgadError):
 
     def extensions(self) -> dict[str, Any]:
         return {"saga": self.saga, "id": self.instance, "saga_status": self.state}
-
-
-@dataclass(frozen=True, slots=True)
-class SagaSettings:
-    lease_ttl: float = 10.0
-    poll_interval: float = 0.2
 
 
 class _Saga:

@@ -189,3 +189,26 @@ SECTION: Schema = {
     "propertyNames": {"pattern": IDENT, "patternErrorMessage": "a saga name is an identifier"},
     "additionalProperties": SAGA,
 }
+
+RUNTIME: Schema = _closed(
+    "How the daemons sharing a store hand the driving of sagas over (each saga's instances "
+    "are driven by the holder of its lease; every daemon lists them).",
+    {
+        "lease_ttl": {
+            "type": "number",
+            "minimum": 0.1,
+            "maximum": 3600,
+            "default": 10,
+            "description": "seconds a saga's lease lasts unrenewed (renewed every third of it): "
+            "a dead daemon's sagas are driven on by another within about 4/3 of this",
+        },
+        "poll_interval": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 60,
+            "default": 0.2,
+            "description": "seconds between looks at the store for events other daemons "
+            "appended (this daemon's own wake its sagas at once); below lease_ttl",
+        },
+    },
+)

@@ -24,7 +24,8 @@ from catgad.engine.commands import CommandEngine
 from catgad.engine.routing import CommandRouter
 from catgad.reactors.clock import ManualClock
 from catgad.reactors.send import RouterSender
-from catgad.sagas.runner import SagaNotFound, SagaRunner, SagaSettings
+from catgad.sagas.model import SagaSettings
+from catgad.sagas.runner import SagaNotFound, SagaRunner
 from catgad.sagas.state import SagaState
 from catgad.store.protocol import EventStore
 
