@@ -66,6 +66,7 @@ class LogLoop:
         checkpointed: bool = False,
         start_at: int = 0,
         on_active: Callable[[int], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         if checkpointed and not isinstance(store, Coordination):
             raise TypeError(f"{name}: a checkpointed loop needs a store with checkpoints")
@@ -79,6 +80,7 @@ class LogLoop:
         self.head = start_at  # the highest position this process knows of
         self.failing: str | None = None  # the error of the last turn, while retrying
         self._on_active = on_active
+        self._on_idle = on_idle  # called when a read finds nothing new: caught up
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._moved = asyncio.Event()
@@ -198,6 +200,8 @@ class LogLoop:
             self._wake.clear()
             events = await self.store.read_all(after=position, limit=self.settings.batch)
             if not events:
+                if self._on_idle is not None:
+                    self._on_idle()
                 await self._idle()
                 continue
             self.head = max(self.head, events[-1].position or 0)

@@ -150,6 +150,7 @@ class SagaRunner:
             self,
             name="sagas",
             settings=LoopSettings(poll_interval=self.settings.poll_interval),
+            on_idle=self._idle,
         )
         self._caught_up = asyncio.Event()
         self._changed = asyncio.Event()  # set whenever a decision passes in the log
@@ -346,15 +347,20 @@ class SagaRunner:
             if waiting:
                 for entry in waiting:
                     self._answer(entry, event)
-        if len(events) < self.loop.settings.batch and not self._caught_up.is_set():
-            self._caught_up.set()
-            log.info("sagas caught up with the log", position=events[-1].position)
+        if len(events) < self.loop.settings.batch:
+            self._idle()
         if self._caught_up.is_set():
             for entry in self.sagas.values():
                 if self._leading(entry):
                     await self._start_pending(entry)
         self._refresh_metrics()
         return len(events)
+
+    def _idle(self) -> None:
+        """The follower has read everything there is: the index is whole."""
+        if not self._caught_up.is_set():
+            self._caught_up.set()
+            log.info("sagas caught up with the log", position=self.loop.position)
 
     def _decided(self, subject: str, event: Envelope) -> None:
         self._changed.set()

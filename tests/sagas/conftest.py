@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from catgad.config import load_config
@@ -28,6 +29,8 @@ from catgad.sagas.model import SagaSettings
 from catgad.sagas.runner import SagaNotFound, SagaRunner
 from catgad.sagas.state import SagaState
 from catgad.store.protocol import EventStore
+
+from .orders import payments_server
 
 SHOP = """
 catgad: 1
@@ -217,6 +220,12 @@ class Shop:
 
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def payments(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A slow payments webhook recording each request: its URL, and the record file."""
+    yield from payments_server(tmp_path)
 
 
 @asynccontextmanager
