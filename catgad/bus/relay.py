@@ -42,7 +42,7 @@ from catgad.bus.protocol import Capability as BusCapability
 from catgad.bus.topics import EVENTS_TOPIC
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError
-from catgad.reactors.loop import LogLoop, LoopSettings
+from catgad.reactors.loop import LogReader, LoopSettings
 from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
@@ -123,7 +123,7 @@ def default_owner() -> str:
 
 class Relay:
     """Publishes a store's events to a bus while holding the service's relay lease: the sink of
-    a leased, checkpointed LogLoop (catgad.reactors.loop), which does the reading, waiting,
+    a leased, checkpointed LogReader (catgad.reactors.loop), which does the reading, waiting,
     checkpointing and retrying of failed reads."""
 
     def __init__(
@@ -146,7 +146,7 @@ class Relay:
             bus.join if isinstance(bus, Joinable) and joins_before_checkpoint(bus) else None
         )
         s = self.settings
-        self.loop = LogLoop(
+        self.loop = LogReader(
             store,
             self,
             name=self.name,

@@ -4,7 +4,7 @@
     await runner.start()
     state, created = await runner.begin("PlaceOrder", {...})
 
-- Every daemon follows the store's log from the start (a LogLoop without a
+- Every daemon follows the store's log from the start (a LogReader without a
   checkpoint) into an index of the instances, for listings and to see the
   events that instances await. The index is rebuilt at every start: the log
   holds all of it (each instance's decisions are events of its stream).
@@ -41,7 +41,7 @@ from catgad.envelope import Envelope, new_id
 from catgad.errors import CatgadError, ConcurrencyError, InvalidPayload, NotFound
 from catgad.observability.logs import get_logger
 from catgad.reactors.clock import Clock, SystemClock
-from catgad.reactors.loop import LogLoop, LoopSettings
+from catgad.reactors.loop import LogReader, LoopSettings
 from catgad.reactors.send import CommandSender, Outgoing
 from catgad.sagas.metrics import SagaMetrics
 from catgad.sagas.model import DECISION_PREFIX, SagaDef, SagaSettings
@@ -145,7 +145,7 @@ class SagaRunner:
         for s in self.sagas.values():
             for event_type in s.saga.awaited_types():
                 self._awaiting.setdefault(event_type, []).append(s)
-        self.loop = LogLoop(
+        self.loop = LogReader(
             store,
             self,
             name="sagas",
@@ -332,7 +332,7 @@ class SagaRunner:
                     return state
             await self._changed.wait()
 
-    # -- following the log (the LogLoop's sink) -------------------------------------------------
+    # -- following the log (the LogReader's sink) -------------------------------------------------
 
     async def handle(self, events: list[Envelope]) -> int:
         for event in events:
