@@ -19,7 +19,6 @@ transaction swaps them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import time
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from catgad.projections.records import Envelopes, record_reader
 from catgad.projections.status import Status, describe
 from catgad.projections.targets.handler import HandlerTarget
 from catgad.projections.targets.protocol import Fenced, Meta, ProjectionTarget
+from catgad.reactors.loop import Loop, LoopSettings
 from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import Coordination, EventStore
 
@@ -111,9 +111,17 @@ class ProjectionRunner:
         self._single_until = 0  # apply one event at a time up to here (finding a poison one)
         self._failures = 0
         self._failure_kind: type[Exception] | None = None
-        self._wake = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.stepped = asyncio.Event()  # set after every turn of the loop
+        # the shared consumer loop (catgad.reactors.loop): turns, idling, backoff, stop
+        self.loop = Loop(
+            f"projection:{self.name}",
+            self._step,
+            LoopSettings(poll_interval=self.settings.poll_interval, stop_timeout=None),
+            idle=self._idle,
+            failed=self._failed,
+            recovered=self._recovered,
+            turned=self.stepped.set,
+        )
         self._opened = False
         self._records = record_reader(store)
         self._mapped = frozenset(projection.on)  # the types whose bodies are decoded
@@ -122,7 +130,6 @@ class ProjectionRunner:
         self.redelivering = False  # a handler target's rebuild: delivering everything again
         self._reset_asked = False
         self.changed = asyncio.Event()  # set after a swap or a stop on poison (waiters clear it)
-        self.stepped = asyncio.Event()  # set after every turn of the loop
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -136,36 +143,35 @@ class ProjectionRunner:
 
     def start(self) -> None:
         _settle_heap()
-        if self._task is None:
+        if not self.loop.started and not self.loop.stopped:
             if self.lease is not None:
                 self.lease.start()
-            self._task = asyncio.create_task(self._main(), name=f"projection:{self.name}")
+            self.loop.start()
+
+    @property
+    def _task(self) -> asyncio.Task[None] | None:
+        """The loop's task (tests watch it end)."""
+        return self.loop.task
 
     def notify(self) -> None:
         """New events were appended in this process."""
-        self._wake.set()
+        self.loop.notify()
 
     def poke(self) -> None:
         """Reread the control state from the target now."""
         self._reload = True
-        self._wake.set()
+        self.loop.notify()
 
     async def stop(self) -> None:
         """Finish the batch in hand, release the lease, close the target."""
-        self._closing.set()
-        self._wake.set()
-        task, self._task = self._task, None
-        if task is not None:
-            await task
+        await self.loop.stop()
         if self.lease is not None:
             await self.lease.stop(release=True)
         await self.target.close()
 
     def abort(self) -> None:
         """Stop at once, as kill -9 would: nothing released or closed (tests)."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        self.loop.abort()
         if self.lease is not None:
             self.lease.abandon()
 
@@ -179,27 +185,21 @@ class ProjectionRunner:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    async def _main(self) -> None:
-        while not self._closing.is_set():
-            try:
-                progressed = await self._turn()
-                self.stepped.set()
-            except Fenced as exc:
-                log.warning("projection moved on elsewhere; standing by", projection=self.name,
-                            detail=exc.detail)  # fmt: skip
-                self._active = False
-                continue
-            except Exception as exc:
-                self.retrying = True
-                self.stepped.set()
-                await self._failed(exc)
-                continue
-            if self._failures:
-                log.info("projection recovered", projection=self.name)
-            self._failures = 0
-            self.retrying = False
-            if not progressed:
-                await self._idle()
+    async def _step(self) -> bool:
+        """One turn of the loop; False when there was nothing to do."""
+        try:
+            progressed = await self._turn()
+        except Fenced as exc:
+            log.warning("projection moved on elsewhere; standing by", projection=self.name,
+                        detail=exc.detail)  # fmt: skip
+            self._active = False
+            return True
+        self.retrying = False
+        return progressed
+
+    def _recovered(self) -> None:
+        log.info("projection recovered", projection=self.name)
+        self._failures = 0
 
     async def _turn(self) -> bool:
         """One step; False when there was nothing to do."""
@@ -319,9 +319,10 @@ class ProjectionRunner:
             self.changed.set()
         return outcome
 
-    async def _failed(self, exc: Exception) -> None:
-        """Store, target or handler down (or a bug): wait, then try the same events again."""
-        self._failures += 1
+    def _failed(self, exc: Exception, failures: int) -> float:
+        """Store, target or handler down (or a bug): how long to wait before trying the same
+        events again."""
+        self._failures = failures
         self.retrying = True
         detail = exc.detail if isinstance(exc, CatgadError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, CatgadError):
@@ -337,7 +338,7 @@ class ProjectionRunner:
                     self.settings.backoff_max)  # fmt: skip
         if isinstance(exc, CircuitOpen):  # nothing is sent before its probe is due
             delay = max(delay, exc.retry_after)
-        await self._sleep(delay)
+        return float(delay)
 
     async def _idle(self) -> None:
         """Nothing to read: wait for an append here, a control request, or the next poll."""
@@ -347,20 +348,13 @@ class ProjectionRunner:
             await self._wait(self.settings.poll_interval)
 
     async def _wait(self, seconds: float, *, lease: bool = False) -> None:
-        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         if lease and self.lease is not None:
-            waits.append(asyncio.ensure_future(self.lease.wait_change(seconds)))
-        try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in waits:
-                waiting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*waits, return_exceptions=True)
-        self._wake.clear()
+            await self.loop.wait(seconds, self.lease.wait_change(seconds))
+        else:
+            await self.loop.wait(seconds)
 
     async def _sleep(self, seconds: float) -> bool:
-        return await interruptible_sleep(self._closing, seconds)
+        return await interruptible_sleep(self.loop.closing, seconds)
 
     # -- control ------------------------------------------------------------------------------
 
