@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
+from collections import Counter
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -105,6 +106,7 @@ class _Saga:
         self.again: set[str] = set()  # instances to drive again once their driver ends
         self.deadlines: dict[str, float] = {}
         self.lease: LeaseKeeper | None = None
+        self.counts: Counter[str] = Counter()  # instances per status
 
 
 class SagaRunner:
@@ -154,6 +156,7 @@ class SagaRunner:
         )
         self._caught_up = asyncio.Event()
         self._changed = asyncio.Event()  # set whenever a decision passes in the log
+        self._mine: set[str] = set()  # decisions this daemon appended, not yet seen in the log
         self._wake = asyncio.Event()
         self._stopping = False
         self._running = False  # started, and driving if `drive`
@@ -237,16 +240,15 @@ class SagaRunner:
         instance = instance or self._instance_id(saga, data)
         stream = saga.stream(instance)
         decision = Decide(STARTED, {"input": data, "trigger": trigger.id if trigger else None})
-        try:
-            appended = await self._append(
-                saga, SagaState(name, instance, stream), decision, trigger
-            )
+        entry = self.sagas[name]
+        try:  # started, and its first step announced with it: one append
+            state = await self._commit(entry, SagaState(name, instance, stream), decision, trigger)
         except ConcurrencyError:
             return await self.instance(name, instance), False
         if self.metrics is not None:
             self.metrics.outcome(name, "started")
-        self._kick(self.sagas[name], instance)
-        return fold(saga, instance, appended.events), True  # as started, whatever comes next
+        self._kick(entry, instance)
+        return state, True
 
     def _instance_id(self, saga: SagaDef, data: dict[str, Any]) -> str:
         if saga.start_id is None:
@@ -305,13 +307,14 @@ class SagaRunner:
         wanted: str,
         data: dict[str, Any] | None = None,
     ) -> SagaState:
-        saga = self.definition(name)
+        self.definition(name)
         for _ in range(10):
             state = await self.instance(name, instance)
             if state.status not in allowed or (kind == CANCELLED and state.cancelling):
                 raise SagaConflict(name, instance, state.status, wanted)
             try:
-                await self._append(saga, state, Decide(kind, dict(data or {})), None)
+                decision = Decide(kind, dict(data or {}))
+                await self._commit(self.sagas[name], state, decision, None, ahead=False)
             except ConcurrencyError:
                 continue  # the driver moved it meanwhile: look again
             self._kick(self.sagas[name], instance)
@@ -321,14 +324,16 @@ class SagaRunner:
     async def settled(self, name: str, instance: str) -> SagaState:
         """Wait until the instance exists and is completed, compensated or failed (tests,
         tools; bound it with asyncio.timeout)."""
-        while True:
-            self._changed.clear()  # before reading: a decision after the read wakes us
-            try:
+        entry = self.sagas.get(name)
+        if entry is None:
+            raise SagaNotFound("saga", name)
+        done = ("completed", "compensated", "failed")
+        while True:  # the index follows every decision: the store is read when it says done
+            self._changed.clear()
+            known = entry.index.get(instance)
+            if known is not None and known.status in done:
                 state = await self.instance(name, instance)
-            except SagaNotFound:  # not started yet (its start event is on its way)
-                pass
-            else:
-                if state.status in ("completed", "compensated", "failed"):
+                if state.status in done:  # the index may lag behind (a retry just asked)
                     return state
             await self._changed.wait()
 
@@ -370,12 +375,19 @@ class SagaRunner:
                 state = entry.index.get(instance)
                 if state is None:
                     state = entry.index[instance] = SagaState(entry.saga.name, instance, subject)
+                was = state.status
                 evolve(entry.saga, state, event)
+                if state.status != was:
+                    if was is not None:
+                        entry.counts[was] -= 1
+                    entry.counts[str(state.status)] += 1
                 if event.type == STARTED:
                     entry.starts.pop(instance, None)
                 if state.status == "running" and state.sent is None:
                     entry.arrived.pop(instance, None)  # the step it answered is done
-                if self._caught_up.is_set():
+                if event.id in self._mine:  # its driver wrote it, and drives on
+                    self._mine.discard(event.id)
+                elif self._caught_up.is_set():
                     self._kick(entry, instance)
                 return
 
@@ -485,9 +497,11 @@ class SagaRunner:
             entry.drivers.pop(instance, None)
 
     async def _drive_once(self, entry: _Saga, instance: str) -> None:
+        """Drive the instance until it waits, ends or fails: read once, then keep the state in
+        hand, each decision applied to it as appended (re-read after a conflict only)."""
         saga = entry.saga
+        state = await self.instance(saga.name, instance)
         while self._leading(entry):
-            state = await self.instance(saga.name, instance)
             arrived = entry.arrived.get(instance)
             try:
                 action = next_action(saga, state, self.clock.now(), arrived)
@@ -503,12 +517,11 @@ class SagaRunner:
                 return
             try:
                 if isinstance(action, Decide):
-                    await self._append(saga, state, action, None)
-                    self._count(saga, action)
+                    state = await self._commit(entry, state, action, None)
                 else:
-                    await self._send_and_record(entry, saga, state, action)
-            except ConcurrencyError:
-                continue  # moved elsewhere meanwhile: decide again on what is stored
+                    state = await self._send_and_record(entry, saga, state, action)
+            except ConcurrencyError:  # moved elsewhere meanwhile: decide again on what is stored
+                state = await self.instance(saga.name, instance)
 
     def _rule_failed(self, saga: SagaDef, state: SagaState, exc: SagaRuleError) -> Decide:
         reason = f"{exc.where}: {exc.why}"
@@ -519,39 +532,35 @@ class SagaRunner:
             STEP_FAILED, {"step": state.step, "name": state.current_step(saga), "reason": reason}
         )
 
-    def _count(self, saga: SagaDef, action: Decide) -> None:
+    def _count(self, saga: SagaDef, kind: str) -> None:
         if self.metrics is None:
             return
         outcome = {
             COMPLETED: "completed",
             COMPENSATED: "compensated",
             COMPENSATION_FAILED: "failed",
-        }.get(action.type)
+        }.get(kind)
         if outcome is not None:
             self.metrics.outcome(saga.name, outcome)
 
     async def _send_and_record(
         self, entry: _Saga, saga: SagaDef, state: SagaState, action: Send
-    ) -> None:
-        cause = state.cause
+    ) -> SagaState:
+        """Announce (if not yet), send, and record the outcome with what follows from it."""
         if action.announce is not None:
-            appended = await self._append(saga, state, action.announce, None)
-            state = await self.instance(saga.name, state.id)
-            cause = appended.events[0].id if appended.events else cause
-        outcome, result, reason, status = await self._send(saga, state, action, cause)
+            state = await self._commit(entry, state, action.announce, None, ahead=False)
+        outcome, result, reason, status = await self._send(saga, state, action, state.cause)
         if outcome == "accepted":
             assert result is not None
-            events = result.events
             decision = answered(saga, state, action, _events(result))
             if decision.type == STEP_ACCEPTED:
-                for event in events:  # the command itself may carry the awaited outcome
+                for event in result.events:  # the command itself may carry the awaited outcome
                     if awaited(saga, state, _correlated(event, state)) is not None:
                         entry.arrived.setdefault(state.id, _correlated(event, state))
                         break
         else:
             decision = refused(saga, state, action, reason or "failed", status)
-        await self._append(saga, state, decision, None)
-        self._count(saga, decision)
+        return await self._commit(entry, state, decision, None)
 
     async def _send(
         self, saga: SagaDef, state: SagaState, action: Send, cause: str | None
@@ -605,9 +614,47 @@ class SagaRunner:
                 await self.clock.wait(asyncio.Event(), self.clock.now() + delay)
         return "failed", None, f"{reason} (after {attempts} attempts)", 503
 
-    async def _append(
-        self, saga: SagaDef, state: SagaState, decision: Decide, trigger: Envelope | None
-    ) -> AppendResult:
+    async def _commit(
+        self,
+        entry: _Saga,
+        state: SagaState,
+        decision: Decide,
+        trigger: Envelope | None,
+        *,
+        ahead: bool = True,
+    ) -> SagaState:
+        """Append `decision` and, with `ahead`, every decision that follows from it without
+        I/O, up to the announcement of the next command: one append per command sent. The
+        decisions are applied to `state` (in place) as they are made; on any error the
+        caller reads the instance again."""
+        saga = entry.saga
+        expected = state.version
+        made = [self._decision(state, decision, trigger)]
+        while ahead:
+            try:
+                then = next_action(saga, state, self.clock.now(), entry.arrived.get(state.id))
+            except SagaRuleError:
+                break  # the driver meets it again, and records it
+            if isinstance(then, Decide):
+                made.append(self._decision(state, then, None))
+            elif isinstance(then, Send) and then.announce is not None:
+                made.append(self._decision(state, then.announce, None))
+                break
+            else:
+                break
+        result = await self.store.append(
+            state.stream, made, expected_version=expected, command_id=made[0].id
+        )
+        if result.duplicate:
+            raise ConcurrencyError(state.stream, expected, result.version)
+        self._mine.update(e.id for e in made)
+        for envelope in made:
+            self._count(saga, envelope.type)
+        self.loop.notify(result.events[-1].position if result.events else None)
+        return state
+
+    def _decision(self, state: SagaState, decision: Decide, trigger: Envelope | None) -> Envelope:
+        """The decision's envelope, at the next version of `state`, applied to it."""
         version = state.version + 1
         decision_id = str(uuid.uuid5(_DECISION_IDS, f"{state.stream}/{version}"))
         envelope = Envelope(
@@ -619,13 +666,8 @@ class SagaRunner:
             correlationid=state.correlation,
             causationid=trigger.id if trigger is not None else state.cause,
         )
-        result = await self.store.append(
-            state.stream, [envelope], expected_version=state.version, command_id=decision_id
-        )
-        if result.duplicate:
-            raise ConcurrencyError(state.stream, state.version, result.version)
-        self.loop.notify(result.events[-1].position if result.events else None)
-        return result
+        evolve(self.sagas[state.saga].saga, state, envelope)
+        return envelope
 
     # -- timers -----------------------------------------------------------------------------------
 
@@ -647,11 +689,7 @@ class SagaRunner:
     # -- metrics ----------------------------------------------------------------------------------
 
     def _counts(self, entry: _Saga) -> dict[str, int]:
-        counts = dict.fromkeys(("running", "compensating", "failed"), 0)
-        for state in entry.index.values():
-            if state.status in counts:
-                counts[str(state.status)] += 1
-        return counts
+        return {status: entry.counts[status] for status in ("running", "compensating", "failed")}
 
     def _refresh_metrics(self) -> None:
         if self.metrics is not None:

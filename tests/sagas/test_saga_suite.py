@@ -191,19 +191,23 @@ async def test_a_restarted_runner_resumes_with_the_same_command_ids(
     async with BACKENDS[backend](tmp_path) as store:
         async with shop(store, config, drive=False) as idle:
             await idle.place("o1", amount=3000)
-            saga = idle.runner.definition("Place")
             order = {"order_id": "o1", "qty": 1, "amount": 3000, "address": "x"}
             state, _ = await idle.runner.begin("Place", order)
-            # announce the first step by hand, as a runner that died right after would have
-            action = next_action(saga, state, idle.clock.now())
-            assert isinstance(action, Send) and action.announce is not None
-            await idle.runner._append(saga, state, action.announce, None)
+            # started with its first step announced, and nobody driving: as a crash leaves it
+            assert state.sent is not None and state.accepted is None
+            announced = state.sent["command_id"]
+            assert announced == command_id("Saga-Place-o1", "step", 0)
+            assert await store.read("Reservation-o1") == []
+            action = next_action(idle.runner.definition("Place"), state, idle.clock.now())
+            assert isinstance(action, Send) and action.announce is None  # sent again, as is
         async with shop(store, config) as s:
             await s.waiting("o1", "pay")
             state = await s.runner.instance("Place", "o1")
             sent = [e for e in state.log if e["decision"] == "StepSent"]
-            assert sent[0]["command_id"] == action.command_id
-            assert len([e for e in state.log if e["decision"] == "StepSent"]) == 2
+            assert [e["command_id"] for e in sent] == [
+                announced,
+                command_id("Saga-Place-o1", "step", 1),
+            ]
             reserved = await store.read("Reservation-o1")
             assert len(reserved) == 1, "the re-sent step took effect once"
-            assert reserved[0].causationid == action.command_id
+            assert reserved[0].id and reserved[0].causationid == announced
