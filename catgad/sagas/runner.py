@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -40,8 +39,9 @@ from catgad.config.model import Config
 from catgad.engine.commands import CommandResult
 from catgad.envelope import Envelope, new_id
 from catgad.errors import CatgadError, ConcurrencyError, InvalidPayload, NotFound
+from catgad.ids import event_id
 from catgad.observability.logs import get_logger
-from catgad.reactors.clock import Clock, SystemClock
+from catgad.reactors.clock import Clock, SystemClock, rfc3339
 from catgad.reactors.loop import LogReader, LoopSettings
 from catgad.reactors.send import CommandSender, Outgoing
 from catgad.sagas.metrics import SagaMetrics
@@ -71,7 +71,6 @@ from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
 log = get_logger("catgad.sagas")
-_DECISION_IDS = uuid.UUID("0b9b3f4e-8f5a-4a43-9e51-2f3f0b7c1d22")
 
 
 class SagaNotFound(NotFound):
@@ -629,21 +628,25 @@ class SagaRunner:
         caller reads the instance again."""
         saga = entry.saga
         expected = state.version
-        made = [self._decision(state, decision, trigger)]
+        # ids derived from a command id fixed by the stream and version (catgad.ids): a commit
+        # made again after a crash is the same command, kept once; a NATS store needs no claims
+        commit = f"{state.stream}@{expected}"
+        now = self.clock.now()
+        made = [self._decision(state, decision, trigger, commit, 0, now)]
         while ahead:
             try:
                 then = next_action(saga, state, self.clock.now(), entry.arrived.get(state.id))
             except SagaRuleError:
                 break  # the driver meets it again, and records it
             if isinstance(then, Decide):
-                made.append(self._decision(state, then, None))
+                made.append(self._decision(state, then, None, commit, len(made), now))
             elif isinstance(then, Send) and then.announce is not None:
-                made.append(self._decision(state, then.announce, None))
+                made.append(self._decision(state, then.announce, None, commit, len(made), now))
                 break
             else:
                 break
         result = await self.store.append(
-            state.stream, made, expected_version=expected, command_id=made[0].id
+            state.stream, made, expected_version=expected, command_id=commit
         )
         if result.duplicate:
             raise ConcurrencyError(state.stream, expected, result.version)
@@ -653,16 +656,23 @@ class SagaRunner:
         self.loop.notify(result.events[-1].position if result.events else None)
         return state
 
-    def _decision(self, state: SagaState, decision: Decide, trigger: Envelope | None) -> Envelope:
-        """The decision's envelope, at the next version of `state`, applied to it."""
-        version = state.version + 1
-        decision_id = str(uuid.uuid5(_DECISION_IDS, f"{state.stream}/{version}"))
+    def _decision(
+        self,
+        state: SagaState,
+        decision: Decide,
+        trigger: Envelope | None,
+        commit: str,
+        index: int,
+        now: float,
+    ) -> Envelope:
+        """The decision's envelope, the `index`-th of `commit`, applied to `state`."""
         envelope = Envelope(
             type=decision.type,
-            data={**decision.data, "at": self.clock.now()},
-            id=decision_id,
+            data={**decision.data, "at": now},
+            id=event_id(commit, index),
             source=self.config.service.name,
             subject=state.stream,
+            time=rfc3339(now),
             correlationid=state.correlation,
             causationid=trigger.id if trigger is not None else state.cause,
         )
