@@ -28,9 +28,12 @@ Normaliser = Callable[[Any], Any]
 _EXACT = 2**53
 
 
+_INT64 = 2**63
+
+
 def _to_int(value: Any) -> Any:
-    if type(value) is float and value.is_integer():
-        return int(value)  # -0.0 becomes 0
+    if type(value) is float and value.is_integer() and -_INT64 <= value < _INT64:
+        return int(value)  # -0.0 becomes 0; beyond 64 bits no store holds it as an int
     return value
 
 
@@ -96,16 +99,14 @@ class _Compiler:
             found = self.node(sub, seen)
             if found is not None:
                 named[name] = found
-        patterns: list[tuple[re.Pattern[str], Normaliser]] = []
-        for pattern, sub in (schema.get("patternProperties") or {}).items():
-            found = self.node(sub, seen)
-            if found is not None:
-                try:
-                    patterns.append((re.compile(pattern), found))
-                except re.error:  # a dialect Python lacks: the validator judged it already
-                    continue
+        patterns: list[tuple[re.Pattern[str], Normaliser | None]] = []  # every one: they all
+        for pattern, sub in (schema.get("patternProperties") or {}).items():  # exclude `extra`
+            try:
+                patterns.append((re.compile(pattern), self.node(sub, seen)))
+            except re.error:  # a dialect Python lacks: the validator judged it already
+                continue
         extra = self.node(schema.get("additionalProperties"), seen)
-        if not named and not patterns and extra is None:
+        if not named and not any(n for _, n in patterns) and extra is None:
             return None
         declared = set(schema.get("properties") or ())
 
@@ -120,8 +121,9 @@ class _Compiler:
                 matched = False
                 for pattern, by_pattern in patterns:
                     if pattern.search(name):
-                        member = value[name] = by_pattern(member)
                         matched = True
+                        if by_pattern is not None:
+                            member = value[name] = by_pattern(member)
                 if extra is not None and not matched and name not in declared:
                     value[name] = extra(member)
             return value

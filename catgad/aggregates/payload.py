@@ -69,11 +69,38 @@ def _pointer(error: ValidationError) -> str:
     return _join(parts)
 
 
+# What a store can keep of an integer: JSON readers and orjson stop at 64 bits.
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+def _too_big(value: Any, at: str = "") -> str | None:
+    """The JSON Pointer of the first integer no store can keep, if any."""
+    kind = type(value)
+    if kind is int:
+        return None if _INT_RANGE[0] <= value <= _INT_RANGE[1] else at or "/"
+    if kind is dict:
+        for key, member in value.items():
+            found = _too_big(member, f"{at}/{_join([key])[1:]}")
+            if found is not None:
+                return found
+    elif kind is list:
+        for index, member in enumerate(value):
+            found = _too_big(member, f"{at}/{index}")
+            if found is not None:
+                return found
+    return None
+
+
 def check_payload(command: str, schema: PayloadSchema, data: Any) -> Any:
     """`data` normalised (see PayloadSchema.normalise); InvalidPayload naming each field that
-    breaks the schema and why."""
+    breaks the schema and why, or holds an integer beyond 64 bits."""
     if schema.is_valid(data):
-        return schema.normalise(data)
+        data = schema.normalise(data)
+        pointer = _too_big(data)
+        if pointer is not None:
+            why = "an integer beyond 64 bits cannot be stored"
+            raise InvalidPayload(f"{command}: {pointer}: {why}", [FieldError(pointer, why)])
+        return data
     errors = schema.errors(data)
     listed = "; ".join(f"{e.pointer or '/'}: {e.message}" for e in errors[:5])
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""

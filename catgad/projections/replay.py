@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from catgad.envelope import Envelope
 from catgad.errors import CatgadError, HandlerUnavailable
 from catgad.projections import deadletters
 from catgad.projections.deadletters import DeadLetter
@@ -44,7 +45,7 @@ async def replay_letters(
     mapper = Mapper(projection)
     for letter in letters:
         try:
-            await _replay_one(mapper, target, letter)
+            await _replay_one(mapper, target, letter, await _as_stored(store, letter.event))
         except (MappingError, TargetError, CatgadError) as exc:
             if isinstance(exc, HandlerUnavailable):
                 raise
@@ -56,10 +57,21 @@ async def replay_letters(
     return {"projection": projection.name, "replayed": replayed, "failed": failed}
 
 
+async def _as_stored(store: EventStore, event: Envelope) -> Envelope:
+    """The event as the store holds it now (a repair, `catgad migrate`, may have rewritten it
+    since it was dead-lettered); the letter's copy when it cannot be found."""
+    if not event.position:
+        return event
+    found = await store.read_all(after=event.position - 1, limit=1)
+    return found[0] if found and found[0].id == event.id else event
+
+
 async def _replay_one(
-    mapper: Mapper, target: ProjectionTarget | HandlerTarget, letter: DeadLetter
+    mapper: Mapper,
+    target: ProjectionTarget | HandlerTarget,
+    letter: DeadLetter,
+    event: Envelope,
 ) -> None:
-    event = letter.event
     if isinstance(target, HandlerTarget):
         await target.deliver(event)
         return

@@ -10,17 +10,16 @@ is the same as it was read (upcast) before the migration.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers.daemon import run_cli
+from helpers.stores import BACKEND_PARAMS, BACKENDS
 
 from catgad.config import load_config
 from catgad.config.model import Config
@@ -28,68 +27,11 @@ from catgad.engine.commands import CommandEngine
 from catgad.evolution.migrate import migrate
 from catgad.evolution.upcast import Upcasters
 from catgad.handlers.registry import load_plugins
-from catgad.store.memory import MemoryStore
 from catgad.store.protocol import EventStore, RewritableStore
-from catgad.store.sqlite import SQLiteStore
 
 from .configs import write
 
 CUSTOMERS = [f"c{i}" for i in range(12)]
-Opener = Callable[[Path], AbstractAsyncContextManager[EventStore]]
-
-
-@contextlib.asynccontextmanager
-async def memory(tmp_path: Path) -> AsyncIterator[EventStore]:
-    store = MemoryStore()
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@contextlib.asynccontextmanager
-async def sqlite(tmp_path: Path) -> AsyncIterator[EventStore]:
-    store = SQLiteStore(tmp_path / "m.db", synchronous="normal")
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@contextlib.asynccontextmanager
-async def postgres(tmp_path: Path) -> AsyncIterator[EventStore]:
-    from tests.servers.postgres import postgres_store
-
-    async with postgres_store() as store:
-        yield store
-
-
-@contextlib.asynccontextmanager
-async def redis(tmp_path: Path) -> AsyncIterator[EventStore]:
-    from tests.servers.redis import redis_store
-
-    async with redis_store() as store:
-        yield store
-
-
-@contextlib.asynccontextmanager
-async def nats(tmp_path: Path) -> AsyncIterator[EventStore]:
-    from tests.servers.nats import nats_store, server_url
-
-    async with nats_store(server_url("2.9")) as store:
-        yield store
-
-
-BACKENDS: dict[str, Opener] = {
-    "memory": memory,
-    "sqlite": sqlite,
-    "postgres": postgres,
-    "redis": redis,
-    "nats": nats,
-}
-MARKS = {name: getattr(pytest.mark, name) for name in ("sqlite", "postgres", "redis", "nats")}
 
 
 async def written_by_v1(config: Config, store: EventStore) -> None:
@@ -117,10 +59,7 @@ async def seen(config: Config, store: EventStore) -> tuple[list[Any], dict[str, 
     return events, states
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [pytest.param(name, marks=MARKS[name]) if name in MARKS else name for name in BACKENDS],
-)
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 async def test_migration(backend: str, tmp_path: Path) -> None:
     v1 = load_config(write(tmp_path, 1, "memory"), env={})
     v3 = load_config(write(tmp_path, 3, "memory"), env={})
