@@ -52,6 +52,10 @@ class CatgadError(Exception):
         """Machine-readable members added to the problem body."""
         return {}
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries (a 401's WWW-Authenticate)."""
+        return {}
+
     def problem(self, instance: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": PROBLEM_BASE + self.slug,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import signal
 import socket
 import sys
@@ -20,7 +21,7 @@ import uvicorn
 
 from catgad.config import load_config
 from catgad.config.model import Config
-from catgad.errors import CatgadError
+from catgad.errors import CatgadError, UsageError
 from catgad.http.app import create_app
 from catgad.observability.logs import configure_logging, get_logger
 from catgad.runtime import Runtime
@@ -63,6 +64,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="address to listen on (default: service.listen of the config); port 0 picks one",
     )
     parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve an API without access tokens on an address other than loopback",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         type=str.lower,
@@ -86,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
     if args.listen is not None:
         host = args.listen[0] or host
         port = args.listen[1]
+    if not config.service.auth and not args.insecure and not is_loopback(host):
+        raise UsageError(
+            f"refusing to listen on {_hostport(host, port)} with no access tokens: the API "
+            "would be open to anyone who can reach it. Declare service.auth.tokens (README, "
+            "Access), listen on loopback (127.0.0.1), or pass --insecure to mean it"
+        )
     sock = bind(host, port)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -93,6 +105,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` names is on this machine only."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: what it resolves to decides
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except (socket.gaierror, UnicodeError):
+            return False
+        return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -9,6 +9,7 @@ are reported, and the rest of the model is still built so later checks can run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from catgad.config.cel import CelCompileError, CelExpr
 from catgad.config.loader import Path, Reporter, format_path
 from catgad.config.model import (
     AggregateDef,
+    AuthToken,
     BusConfig,
     CommandDef,
     Config,
@@ -186,7 +188,40 @@ class _Build:
             else:
                 service.host = host.removeprefix("[").removesuffix("]")
                 service.port = int(port)
+        service.auth = self._tokens((raw.get("auth") or {}).get("tokens") or [])
         return service
+
+    def _tokens(self, raw: list[dict[str, Any]]) -> list[AuthToken]:
+        tokens: list[AuthToken] = []
+        names: dict[str, int] = {}
+        digests: dict[bytes, str] = {}
+        for index, item in enumerate(raw):
+            path: Path = ("service", "auth", "tokens", index)
+            secret = str(item["secret"])
+            if secret.startswith("sha256:"):
+                hexed = secret.removeprefix("sha256:")
+                if len(hexed) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hexed):
+                    self.reporter.error((*path, "secret"), "a sha256: secret is 64 hex digits")
+                    continue
+                digest = bytes.fromhex(hexed)
+            elif not secret.strip():
+                self.reporter.error((*path, "secret"), "the secret is empty (is its ${VAR} set?)")
+                continue
+            else:
+                digest = hashlib.sha256(secret.encode()).digest()
+            if item["name"] in names:
+                first = names[item["name"]]
+                self.reporter.error((*path, "name"), f"tokens[{first}] has this name too")
+                continue
+            if digest in digests:
+                self.reporter.error(
+                    (*path, "secret"), f"token {digests[digest]!r} has this secret too"
+                )
+                continue
+            names[item["name"]] = index
+            digests[digest] = item["name"]
+            tokens.append(AuthToken(item["name"], digest, frozenset(item["scopes"])))
+        return tokens
 
     def _store(self, raw: str | dict[str, Any]) -> StoreConfig:
         spec: dict[str, Any] = {"kind": raw} if isinstance(raw, str) else raw

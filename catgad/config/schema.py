@@ -559,7 +559,7 @@ SCHEMA: Schema = {
             "items": {"type": "string", "minLength": 1},
         },
         "service": _closed(
-            "The service's name and HTTP address.",
+            "The service's name, HTTP address and access tokens.",
             {
                 "name": _text("Used as the CloudEvents source.", pattern=_or_env(TYPE_NAME)),
                 "listen": _text(
@@ -567,6 +567,36 @@ SCHEMA: Schema = {
                     default="127.0.0.1:8080",
                     pattern=_or_env(LISTEN),
                     patternErrorMessage="expected host:port, e.g. 127.0.0.1:8080",
+                ),
+                "auth": _closed(
+                    "Bearer tokens and their scopes (SPEC section 12). Without it the API is "
+                    "open, and `catgad run` listens on loopback only unless --insecure.",
+                    {
+                        "tokens": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": _closed(
+                                "A token: who holds it, its secret and what it may do.",
+                                {
+                                    "name": _text("who holds it; named in 403s, never the secret"),
+                                    "secret": _text(
+                                        "the bearer secret, e.g. ${FRONTEND_TOKEN}, or its "
+                                        "digest `sha256:<64 hex>` so the config holds no plaintext"
+                                    ),
+                                    "scopes": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "uniqueItems": True,
+                                        "items": {
+                                            "enum": ["commands", "read", "approve", "manage"]
+                                        },
+                                    },
+                                },
+                                ("name", "secret", "scopes"),
+                            ),
+                        }
+                    },
+                    ("tokens",),
                 ),
             },
         ),

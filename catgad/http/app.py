@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Route
 
 from catgad.errors import CatgadError
+from catgad.http.access import OPEN, Access
 from catgad.http.openapi import build_openapi
 from catgad.http.problems import RequestContext, catgad_error_handler, http_error_handler
 from catgad.http.projections import ProjectionEndpoints
@@ -15,14 +20,61 @@ from catgad.http.sagas import SagaEndpoints
 from catgad.runtime import Runtime
 
 
+def secure(document: dict[str, Any], routes: list[BaseRoute], access: Access) -> None:
+    """Declare the bearer scheme, and on every operation the scope its route asks for."""
+    if not access.enabled:
+        return
+    document.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Authorization: Bearer <token>; each operation names the scope "
+            "its token needs (commands, read, approve, manage). 401 without a known token, "
+            "403 without the scope.",
+        }
+    }
+    for path, operations in document.get("paths", {}).items():
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        for method, operation in operations.items():
+            scope = _scope_of(routes, access, method.upper(), concrete)
+            if scope is None or scope == OPEN:
+                operation["security"] = []
+                continue
+            operation["security"] = [{"bearer": [scope]}]
+            operation["x-catgad-scope"] = scope
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("401", {"$ref": "#/components/responses/Unauthorized"})
+            responses.setdefault("403", {"$ref": "#/components/responses/Forbidden"})
+    document["components"].setdefault("responses", {}).update(
+        {
+            "Unauthorized": _problem("No token, or an unknown one (WWW-Authenticate: Bearer)."),
+            "Forbidden": _problem("The token lacks the scope: `scope` names it."),
+        }
+    )
+
+
+def _problem(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {"description": description, "content": {"application/problem+json": {"schema": schema}}}
+
+
+def _scope_of(routes: list[BaseRoute], access: Access, method: str, path: str) -> str | None:
+    for route in routes:
+        if isinstance(route, Route) and route.methods and method in route.methods:
+            if route.path_regex.fullmatch(path):
+                return access.declared.get((method, route.path))
+    return None
+
+
 def create_app(runtime: Runtime) -> Starlette:
     """The HTTP face of `runtime`; the caller opens and closes the runtime and its store."""
     endpoints = Endpoints(runtime, build_openapi(runtime.config))
+    access = Access(runtime.config.service.auth)  # no tokens: the API is open
     app = Starlette(
         routes=[
-            *endpoints.routes(),
-            *ProjectionEndpoints(runtime.projections).routes(),
-            *SagaEndpoints(runtime.sagas).routes(),
+            *endpoints.routes(access),
+            *ProjectionEndpoints(runtime.projections).routes(access),
+            *SagaEndpoints(runtime.sagas).routes(access),
         ],
         middleware=[Middleware(RequestContext)],
         exception_handlers={
@@ -31,4 +83,6 @@ def create_app(runtime: Runtime) -> Starlette:
         },
     )
     app.state.runtime = runtime
+    app.state.access = access
+    secure(endpoints.openapi_document, app.routes, access)
     return app

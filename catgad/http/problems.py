@@ -77,9 +77,9 @@ async def catgad_error_handler(request: Request, exc: Exception) -> Response:
     """The one handler for the whole error tree (starlette looks handlers up along the MRO)."""
     assert isinstance(exc, CatgadError)
     body = exc.problem(request.url.path)
-    headers: dict[str, str] | None = None
+    headers: dict[str, str] | None = exc.headers() or None
     if exc.retryable:
-        headers = {"Retry-After": RETRY_AFTER}
+        headers = {**(headers or {}), "Retry-After": RETRY_AFTER}
     if exc.status >= 500:
         rid = request_id(request)
         body["request_id"] = rid

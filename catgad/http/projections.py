@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from catgad.http.access import Access
 from catgad.http.problems import MalformedRequest
 from catgad.http.routes import json_response, query_int
 from catgad.projections.manager import ProjectionManager
@@ -34,16 +35,17 @@ class ProjectionEndpoints:
     def __init__(self, manager: ProjectionManager) -> None:
         self.manager = manager
 
-    def routes(self) -> list[Route]:
+    def routes(self, access: Access) -> list[Route]:
+        route = access.route
         return [
-            Route("/projections", self.list, methods=["GET"]),
-            Route("/projections/{name}", self.one, methods=["GET"]),
-            Route("/projections/{name}/rebuild", self.rebuild, methods=["POST"]),
-            Route("/projections/{name}/stop", self.stop, methods=["POST"]),
-            Route("/projections/{name}/start", self.start, methods=["POST"]),
-            Route("/projections/{name}/replay", self.replay, methods=["POST"]),
-            Route("/read/{projection}", self.find, methods=["GET"]),
-            Route("/read/{projection}/{key:path}", self.get, methods=["GET"]),
+            route("read", "/projections", self.list, "GET"),
+            route("read", "/projections/{name}", self.one, "GET"),
+            route("manage", "/projections/{name}/rebuild", self.rebuild, "POST"),
+            route("manage", "/projections/{name}/stop", self.stop, "POST"),
+            route("manage", "/projections/{name}/start", self.start, "POST"),
+            route("manage", "/projections/{name}/replay", self.replay, "POST"),
+            route("read", "/read/{projection}", self.find, "GET"),
+            route("read", "/read/{projection}/{key:path}", self.get, "GET"),
         ]
 
     async def list(self, request: Request) -> Response:

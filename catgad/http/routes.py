@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from catgad.envelope import is_cloudevent
 from catgad.errors import NotFound, Unavailable
+from catgad.http.access import OPEN, Access
 from catgad.http.problems import MalformedRequest, PayloadTooLarge
 from catgad.observability.metrics import CONTENT_TYPE_LATEST
 from catgad.runtime import Runtime
@@ -121,19 +122,19 @@ class Endpoints:
         self.runtime = runtime
         self.engine = runtime.engine
         self.store = runtime.store
-        self._openapi = orjson.dumps(openapi)
+        self.openapi_document = openapi  # the app adds who may call what (its access)
+        self._openapi: bytes | None = None
 
-    def routes(self) -> list[Route]:
+    def routes(self, access: Access) -> list[Route]:
+        route = access.route
         return [
-            Route("/commands/{command_type}", self.command, methods=["POST"]),
-            Route("/streams/{stream_id:path}", self.stream, methods=["GET"]),
-            Route(
-                "/aggregates/{aggregate_type}/{instance_id:path}", self.aggregate, methods=["GET"]
-            ),
-            Route("/healthz", self.healthz, methods=["GET"]),
-            Route("/readyz", self.readyz, methods=["GET"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
-            Route("/openapi.json", self.openapi, methods=["GET"]),
+            route("commands", "/commands/{command_type}", self.command, "POST"),
+            route("read", "/streams/{stream_id:path}", self.stream, "GET"),
+            route("read", "/aggregates/{aggregate_type}/{instance_id:path}", self.aggregate, "GET"),
+            route(OPEN, "/healthz", self.healthz, "GET"),
+            route(OPEN, "/readyz", self.readyz, "GET"),
+            route("read", "/metrics", self.metrics, "GET"),
+            route("read", "/openapi.json", self.openapi, "GET"),
         ]
 
     async def command(self, request: Request) -> Response:
@@ -213,4 +214,6 @@ class Endpoints:
         )
 
     async def openapi(self, request: Request) -> Response:
+        if self._openapi is None:
+            self._openapi = orjson.dumps(self.openapi_document)
         return Response(self._openapi, media_type=JSON)

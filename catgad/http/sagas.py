@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from catgad.http.access import Access
 from catgad.http.problems import MalformedRequest
 from catgad.http.routes import json_response, parse_idempotency_key, parse_json, read_body
 from catgad.sagas.runner import SagaRunner
@@ -34,13 +35,14 @@ class SagaEndpoints:
     def __init__(self, runner: SagaRunner) -> None:
         self.runner = runner
 
-    def routes(self) -> list[Route]:
+    def routes(self, access: Access) -> list[Route]:
+        route = access.route
         return [
-            Route("/sagas/{name}", self.start, methods=["POST"]),
-            Route("/sagas/{name}", self.listing, methods=["GET"]),
-            Route("/sagas/{name}/{id}/retry", self.retry, methods=["POST"]),
-            Route("/sagas/{name}/{id}/cancel", self.cancel, methods=["POST"]),
-            Route("/sagas/{name}/{id}", self.one, methods=["GET"]),
+            route("commands", "/sagas/{name}", self.start, "POST"),
+            route("read", "/sagas/{name}", self.listing, "GET"),
+            route("manage", "/sagas/{name}/{id}/retry", self.retry, "POST"),
+            route("manage", "/sagas/{name}/{id}/cancel", self.cancel, "POST"),
+            route("read", "/sagas/{name}/{id}", self.one, "GET"),
         ]
 
     async def start(self, request: Request) -> Response:

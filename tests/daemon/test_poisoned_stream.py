@@ -140,7 +140,7 @@ def test_a_stream_poisoned_before_answers_500_until_migrate_repairs_it(tmp_path:
         rebuilt = run_cli("rebuild", str(ORDERS_YAML), "orders", "--timeout", "60", env=daemon.env)
         assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
         row = eventually(
-            lambda: (r if (r := read_row(client, "o2")()) and r["status"] == "paid" else None),
+            lambda: r if (r := read_row(client, "o2")()) and r["status"] == "paid" else None,
             "the orders row of o2, paid",
         )
         assert (row["status"], row["total"]) == ("paid", 15)

@@ -1,0 +1,107 @@
+"""Access (SPEC section 12): bearer tokens with scopes, checked on every route but the probes.
+
+    access = Access(config.service.auth)    # no tokens in the config: the API is open
+    access.route("read", "/streams/{id}", endpoint, "GET")
+
+Each token is kept as the SHA-256 digest of its secret (catgad.config.build;
+a secret written `sha256:<hex>` is such a digest already, so the config need
+hold no plaintext). A presented token is hashed once and compared with every digest
+in constant time, all of them, so the time taken says nothing about which
+one matched or how much of one did. Secrets are never logged: problems name
+the token (by its `name`) or the scope, never the secret.
+
+- no `Authorization: Bearer <secret>`, or an unknown one: 401 with
+  `WWW-Authenticate: Bearer`;
+- a known token without the route's scope: 403 naming the scope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from catgad.config.model import SCOPES, AuthToken
+from catgad.errors import CatgadError
+
+OPEN = "open"  # the probes: /healthz, /readyz
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class Unauthorized(CatgadError):
+    status = 401
+    slug = "unauthorized"
+    title = "Authentication required"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="catgad"'}
+
+
+class Forbidden(CatgadError):
+    status = 403
+    slug = "forbidden"
+    title = "The token lacks the scope this needs"
+
+    def __init__(self, token: str, scope: str) -> None:
+        super().__init__(f"token {token!r} does not have the scope {scope!r} this needs")
+        self.token = token
+        self.scope = scope
+
+    def extensions(self) -> dict[str, Any]:
+        return {"scope": self.scope, "token": self.token}
+
+
+class Access:
+    """The tokens of a service, and the guard every endpoint is wrapped in."""
+
+    def __init__(self, tokens: Iterable[AuthToken] = ()) -> None:
+        self.tokens = list(tokens)
+        self.declared: dict[tuple[str, str], str] = {}  # (method, path) -> scope
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens)
+
+    def route(self, scope: str, path: str, endpoint: Endpoint, method: str) -> Route:
+        """A route answering only requests whose token holds `scope` (OPEN: anyone). Every
+        route is made here, so `declared` lists each one with its scope."""
+        if scope != OPEN and scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}")
+        self.declared[(method, path)] = scope
+        if scope == OPEN or not self.tokens:  # nothing to check: not a coroutine more
+            return Route(path, endpoint, methods=[method])
+
+        async def guarded(request: Request) -> Response:
+            self.check(request, scope)
+            return await endpoint(request)
+
+        return Route(path, guarded, methods=[method])
+
+    def check(self, request: Request, scope: str) -> AuthToken:
+        token = self.authenticate(request.headers.get("authorization"))
+        if scope not in token.scopes:
+            raise Forbidden(token.name, scope)
+        return token
+
+    def authenticate(self, header: str | None) -> AuthToken:
+        if header is None:
+            raise Unauthorized("send the header Authorization: Bearer <token>")
+        kind, _, secret = header.strip().partition(" ")
+        if kind.lower() != "bearer" or not secret.strip():
+            raise Unauthorized("the Authorization header must be: Bearer <token>")
+        presented = hashlib.sha256(secret.strip().encode()).digest()
+        found: AuthToken | None = None
+        for token in self.tokens:  # every one, matched or not: no early way out
+            if hmac.compare_digest(presented, token.digest):
+                found = token
+        if found is None:
+            raise Unauthorized("the token is not known")
+        return found
