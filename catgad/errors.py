@@ -4,9 +4,13 @@
     ├── UsageError                    exit 2                     (CLI misuse)
     ├── ConfigError(issues)           exit 1                     (file:line:col: path: expected)
     ├── InvalidPayload(errors)        400  invalid-payload
+    ├── Unauthorized                  401  unauthorized          (no known bearer token)
+    ├── Forbidden(token, scope)       403  forbidden             (the token lacks the scope)
     ├── NotFound(what, name)          404  not-found
+    │   └── SagaNotFound              404  saga-not-found
     ├── CommandRejected(reason)       409  command-rejected      (a handler said no)
     ├── IdempotencyKeyReused          409  idempotency-key-reused
+    ├── SagaConflict(saga, id)        409  saga-conflict         (retry or cancel not allowed)
     ├── PreconditionFailed(rule, msg) 422  precondition-failed   (a `require` rule is false)
     ├── EventRuleFailed(rule, field)  422  event-rule-failed     (a rule cannot apply the
     │                                                             command's own events)
@@ -273,6 +277,52 @@ class UnreadableStream(RuleError):
 
     def extensions(self) -> dict[str, Any]:
         return super().extensions() | {"stream": self.stream, "version": self.version}
+
+
+class SagaNotFound(NotFound):
+    slug = "saga-not-found"
+    title = "Unknown saga or instance"
+
+
+class SagaConflict(CatgadError):
+    status = 409
+    slug = "saga-conflict"
+    title = "The saga instance is not in a state that allows this"
+
+    def __init__(self, saga: str, instance: str, status: str | None, wanted: str) -> None:
+        super().__init__(f"saga {saga} instance {instance!r} is {status}; {wanted}")
+        self.saga = saga
+        self.instance = instance
+        self.state = status
+
+    def extensions(self) -> dict[str, Any]:
+        return {"saga": self.saga, "id": self.instance, "saga_status": self.state}
+
+
+class Unauthorized(CatgadError):
+    status = 401
+    slug = "unauthorized"
+    title = "Authentication required"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="catgad"'}
+
+
+class Forbidden(CatgadError):
+    status = 403
+    slug = "forbidden"
+    title = "The token lacks the scope this needs"
+
+    def __init__(self, token: str, scope: str) -> None:
+        super().__init__(f"token {token!r} does not have the scope {scope!r} this needs")
+        self.token = token
+        self.scope = scope
+
+    def extensions(self) -> dict[str, Any]:
+        return {"scope": self.scope, "token": self.token}
 
 
 class HandlerError(CatgadError):

@@ -47,15 +47,17 @@ def as_pattern(expected: str) -> re.Pattern[str]:
     return re.compile(".*?".join(re.escape(part) for part in expected.split("…")), re.DOTALL)
 
 
-def test_readme_session_is_what_the_daemon_answers(tmp_path: Path) -> None:
+def replay_session(pairs: list[tuple[str, str]], daemon: Daemon, *, settle: float = 0) -> None:
+    """Run each curl against `daemon` and compare with the README's answer. With `settle`,
+    a GET is asked again for up to that many seconds until it answers so (a saga moves on
+    after the request that started it)."""
     if shutil.which("curl") is None:
         pytest.fail("curl is needed to replay the README session")
-    pairs = console_session()
-    assert len(pairs) >= 8, "the README's session went missing"
-    with Daemon(ORDERS_YAML, tmp_path) as daemon:
-        address = f"{daemon.host}:{daemon.port}"
-        for command, expected in pairs:
-            assert command.startswith("curl "), command
+    address = f"{daemon.host}:{daemon.port}"
+    for command, expected in pairs:
+        assert command.startswith("curl "), command
+        deadline = time.monotonic() + (settle if "XPOST" not in command else 0)
+        while True:
             done = subprocess.run(
                 command.replace("localhost:8080", address),
                 shell=True,
@@ -65,15 +67,23 @@ def test_readme_session_is_what_the_daemon_answers(tmp_path: Path) -> None:
                 check=False,
             )
             assert done.returncode == 0, (command, done.stderr)
-            assert as_pattern(expected).fullmatch(done.stdout.strip()), (
+            if as_pattern(expected).fullmatch(done.stdout.strip()):
+                break
+            assert time.monotonic() < deadline, (
                 f"README says:\n{expected}\nthe daemon says:\n{done.stdout}"
             )
+            time.sleep(0.1)
+
+
+def test_readme_session_is_what_the_daemon_answers(tmp_path: Path) -> None:
+    pairs = console_session()
+    assert len(pairs) >= 8, "the README's session went missing"
+    with Daemon(ORDERS_YAML, tmp_path) as daemon:
+        replay_session(pairs, daemon)
 
 
 def test_readme_saga_session_is_what_the_daemon_answers(tmp_path: Path) -> None:
-    """The Sagas section's session, on the order saga example and its payments webhook.
-    A saga moves on after the request that started it: a GET is asked again (for up to
-    10 s) until it answers what the README shows."""
+    """The Sagas section's session, on the order saga example and its payments webhook."""
     from handlers.servers import WebhookServer
 
     pairs = console_session("## Sagas")
@@ -82,23 +92,4 @@ def test_readme_saga_session_is_what_the_daemon_answers(tmp_path: Path) -> None:
     with WebhookServer.python_example(secret) as payments:
         env = {"PAYMENTS_WEBHOOK_URL": payments.url("/payment"), "ORDERS_WEBHOOK_SECRET": secret}
         with Daemon(SAGA_YAML, tmp_path, env=env) as daemon:
-            address = f"{daemon.host}:{daemon.port}"
-            for command, expected in pairs:
-                assert command.startswith("curl "), command
-                deadline = time.monotonic() + (10 if "XPOST" not in command else 0)
-                while True:
-                    done = subprocess.run(
-                        command.replace("localhost:8080", address),
-                        shell=True,
-                        capture_output=True,
-                        text=True,
-                        timeout=30,
-                        check=False,
-                    )
-                    assert done.returncode == 0, (command, done.stderr)
-                    if as_pattern(expected).fullmatch(done.stdout.strip()):
-                        break
-                    assert time.monotonic() < deadline, (
-                        f"README says:\n{expected}\nthe daemon says:\n{done.stdout}"
-                    )
-                    time.sleep(0.1)
+            replay_session(pairs, daemon, settle=10)

@@ -20,43 +20,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from catgad.config.model import SCOPES, AuthToken
-from catgad.errors import CatgadError
+from catgad.errors import Forbidden, Unauthorized
 
 OPEN = "open"  # the probes: /healthz, /readyz
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class Unauthorized(CatgadError):
-    status = 401
-    slug = "unauthorized"
-    title = "Authentication required"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Bearer realm="catgad"'}
-
-
-class Forbidden(CatgadError):
-    status = 403
-    slug = "forbidden"
-    title = "The token lacks the scope this needs"
-
-    def __init__(self, token: str, scope: str) -> None:
-        super().__init__(f"token {token!r} does not have the scope {scope!r} this needs")
-        self.token = token
-        self.scope = scope
-
-    def extensions(self) -> dict[str, Any]:
-        return {"scope": self.scope, "token": self.token}
 
 
 class Access:

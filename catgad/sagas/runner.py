@@ -38,7 +38,13 @@ from catgad.config.cel import CelEvalError
 from catgad.config.model import Config
 from catgad.engine.commands import CommandResult
 from catgad.envelope import Envelope, new_id
-from catgad.errors import CatgadError, ConcurrencyError, InvalidPayload, NotFound
+from catgad.errors import (
+    CatgadError,
+    ConcurrencyError,
+    InvalidPayload,
+    SagaConflict,
+    SagaNotFound,
+)
 from catgad.ids import event_id
 from catgad.observability.logs import get_logger
 from catgad.reactors.clock import Clock, SystemClock, rfc3339
@@ -71,26 +77,6 @@ from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
 log = get_logger("catgad.sagas")
-
-
-class SagaNotFound(NotFound):
-    slug = "saga-not-found"
-    title = "Unknown saga or instance"
-
-
-class SagaConflict(CatgadError):
-    status = 409
-    slug = "saga-conflict"
-    title = "The saga instance is not in a state that allows this"
-
-    def __init__(self, saga: str, instance: str, status: str | None, wanted: str) -> None:
-        super().__init__(f"saga {saga} instance {instance!r} is {status}; {wanted}")
-        self.saga = saga
-        self.instance = instance
-        self.state = status
-
-    def extensions(self) -> dict[str, Any]:
-        return {"saga": self.saga, "id": self.instance, "saga_status": self.state}
 
 
 class _Saga:
@@ -516,7 +502,7 @@ class SagaRunner:
                 return
             try:
                 if isinstance(action, Decide):
-                    state = await self._commit(entry, state, action, None)
+                    state = await self._commit(entry, state, action, None, driving=True)
                 else:
                     state = await self._send_and_record(entry, saga, state, action)
             except ConcurrencyError:  # moved elsewhere meanwhile: decide again on what is stored
@@ -547,7 +533,9 @@ class SagaRunner:
     ) -> SagaState:
         """Announce (if not yet), send, and record the outcome with what follows from it."""
         if action.announce is not None:
-            state = await self._commit(entry, state, action.announce, None, ahead=False)
+            state = await self._commit(
+                entry, state, action.announce, None, ahead=False, driving=True
+            )
         outcome, result, reason, status = await self._send(saga, state, action, state.cause)
         if outcome == "accepted":
             assert result is not None
@@ -559,7 +547,7 @@ class SagaRunner:
                         break
         else:
             decision = refused(saga, state, action, reason or "failed", status)
-        return await self._commit(entry, state, decision, None)
+        return await self._commit(entry, state, decision, None, driving=True)
 
     async def _send(
         self, saga: SagaDef, state: SagaState, action: Send, cause: str | None
@@ -621,6 +609,7 @@ class SagaRunner:
         trigger: Envelope | None,
         *,
         ahead: bool = True,
+        driving: bool = False,
     ) -> SagaState:
         """Append `decision` and, with `ahead`, every decision that follows from it without
         I/O, up to the announcement of the next command: one append per command sent. The
@@ -650,7 +639,8 @@ class SagaRunner:
         )
         if result.duplicate:
             raise ConcurrencyError(state.stream, expected, result.version)
-        self._mine.update(e.id for e in made)
+        if driving:  # its driver goes on from here: the follower need not wake it for these
+            self._mine.update(e.id for e in made)
         for envelope in made:
             self._count(saga, envelope.type)
         self.loop.notify(result.events[-1].position if result.events else None)

@@ -20,31 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from catgad.store.memory import MemoryStore
 from catgad.store.protocol import EventStore
-from catgad.store.sqlite import SQLiteStore
+from tests.store.backends import memory_store, sqlite_store
 
 Opener = Callable[[Path], AbstractAsyncContextManager[EventStore]]
 
 
-@contextlib.asynccontextmanager
-async def memory(tmp_path: Path) -> AsyncIterator[EventStore]:
-    store = MemoryStore()
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
+def memory(tmp_path: Path) -> AbstractAsyncContextManager[EventStore]:
+    return memory_store()
 
 
-@contextlib.asynccontextmanager
-async def sqlite(tmp_path: Path) -> AsyncIterator[EventStore]:
-    store = SQLiteStore(tmp_path / "m.db", synchronous="normal")
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
+def sqlite(tmp_path: Path) -> AbstractAsyncContextManager[EventStore]:
+    return sqlite_store("normal", tmp_path / "m.db")
 
 
 @contextlib.asynccontextmanager

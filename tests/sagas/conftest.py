@@ -23,10 +23,11 @@ from catgad.config import load_config
 from catgad.config.model import Config
 from catgad.engine.commands import CommandEngine
 from catgad.engine.routing import CommandRouter
+from catgad.errors import SagaNotFound
 from catgad.reactors.clock import ManualClock
 from catgad.reactors.send import RouterSender
 from catgad.sagas.model import SagaSettings
-from catgad.sagas.runner import SagaNotFound, SagaRunner
+from catgad.sagas.runner import SagaRunner
 from catgad.sagas.state import SagaState
 from catgad.store.protocol import EventStore
 

@@ -1,16 +1,20 @@
 """The order saga workload of the crash tests: its orders, their expected compensations, the
-slow payments webhook (a fixture in conftest.py) and a bounded wait."""
+slow payments webhook (a fixture in conftest.py), a bounded wait, and the checks of the end:
+every saga settled as its order says, nothing done twice, payments re-sent under one id."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from helpers.daemon import REPO
 
 SAGA_YAML = REPO / "config" / "examples" / "order-saga.yaml"
@@ -65,3 +69,40 @@ def expected_undo(order: dict[str, Any]) -> list[str] | None:
     if order["address"] == "nowhere":
         return ["RefundPayment", "ReleaseStock"]
     return None
+
+
+def settle_and_check(client: httpx.Client, placed: list[dict[str, Any]], within: float) -> None:
+    """Wait until every saga is completed or compensated, then check each: its status and
+    compensations (newest first) as its order says, and no command taking effect twice."""
+
+    def all_settled() -> bool:
+        listed = client.get("/sagas/PlaceOrder").json()["instances"]
+        done = [i for i in listed if i["status"] in ("completed", "compensated")]
+        return len(done) == len(placed)
+
+    wait_for(all_settled, within, "every saga to settle")
+    for order in placed:
+        saga = client.get(f"/sagas/PlaceOrder/{order['order_id']}").json()
+        undo = expected_undo(order)
+        assert saga["status"] == ("completed" if undo is None else "compensated"), saga
+        sent = [e["command"] for e in saga["log"] if e["decision"] == "CompensationSent"]
+        assert sent == (undo or [])
+        for kind in ("Reservation", "Payment", "Shipment", "Order"):
+            stream = client.get(f"/streams/{kind}-{order['order_id']}")
+            if stream.status_code == 404:
+                continue
+            causes = [e["causationid"] for e in stream.json()["events"]]
+            assert len(causes) == len(set(causes)), f"a command took effect twice in {kind}"
+
+
+def payment_requests(record: Path, placed: list[dict[str, Any]]) -> Counter[str]:
+    """Requests per order, as the webhook recorded them; each order's all carry one id."""
+    ids: dict[str, set[str]] = defaultdict(set)
+    counts: Counter[str] = Counter()
+    for line in record.read_text().splitlines():
+        entry = json.loads(line)
+        ids[entry["order_id"]].add(entry["command_id"])
+        counts[entry["order_id"]] += 1
+    assert all(len(one) == 1 for one in ids.values()), "a re-sent payment had a new id"
+    assert len(ids) == len(placed)
+    return counts

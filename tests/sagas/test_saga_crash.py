@@ -5,15 +5,20 @@ the webhook's side)."""
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers.daemon import Daemon
 
-from .orders import DEADLINE, SAGA_YAML, SECRET, expected_undo, orders, wait_for
+from .orders import (
+    DEADLINE,
+    SAGA_YAML,
+    SECRET,
+    orders,
+    payment_requests,
+    settle_and_check,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,35 +38,9 @@ def test_sagas_survive_a_kill_mid_flight(tmp_path: Path, payments: tuple[str, Pa
         seen_before = len(record.read_text().splitlines())
         daemon.start()
         with daemon.client(timeout=10) as client:
-
-            def all_settled() -> list[dict[str, Any]] | None:
-                listed = client.get("/sagas/PlaceOrder").json()["instances"]
-                done = [i for i in listed if i["status"] in ("completed", "compensated")]
-                return listed if len(done) == len(placed) else None
-
-            wait_for(all_settled, DEADLINE, "every saga to settle")
-            for order in placed:
-                saga = client.get(f"/sagas/PlaceOrder/{order['order_id']}").json()
-                undo = expected_undo(order)
-                assert saga["status"] == ("completed" if undo is None else "compensated"), saga
-                sent = [e["command"] for e in saga["log"] if e["decision"] == "CompensationSent"]
-                assert sent == (undo or [])
-                for kind in ("Reservation", "Payment", "Shipment", "Order"):
-                    stream = client.get(f"/streams/{kind}-{order['order_id']}")
-                    if stream.status_code == 404:
-                        continue
-                    events = stream.json()["events"]
-                    causes = [e["causationid"] for e in events]
-                    assert len(causes) == len(set(causes)), f"a command took effect twice: {events}"
+            settle_and_check(client, placed, DEADLINE)
             payment = client.get("/aggregates/Payment/o2").json()["state"]
             assert payment["status"] == "refunded"
-    requests: dict[str, set[str]] = defaultdict(set)
-    counts: dict[str, int] = defaultdict(int)
-    for line in record.read_text().splitlines():
-        entry = json.loads(line)
-        requests[entry["order_id"]].add(entry["command_id"])
-        counts[entry["order_id"]] += 1
-    assert all(len(ids) == 1 for ids in requests.values()), "a re-sent payment had a new id"
-    assert len(requests) == len(placed)
+    counts = payment_requests(record, placed)
     resent = [order for order, n in counts.items() if n > 1]
     assert resent, f"no payment was re-sent after the crash ({seen_before} before it)"

@@ -13,7 +13,7 @@ from bus.outbox import until
 from helpers.stores import BACKEND_PARAMS, BACKENDS
 
 from catgad.envelope import Envelope
-from catgad.sagas.runner import SagaConflict, SagaNotFound
+from catgad.errors import SagaConflict, SagaNotFound
 from catgad.sagas.state import Send, command_id, next_action
 
 from .conftest import Shop, shop, shop_config

@@ -6,8 +6,6 @@ compensated newest first, no command taking effect twice, a re-sent payment keep
 from __future__ import annotations
 
 import asyncio
-import json
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from tests.cluster.deployments import unique
 from tests.servers import nats as nats_servers
 from tests.servers import redis as redis_servers
 
-from .orders import SAGA_YAML, SECRET, expected_undo, orders, wait_for
+from .orders import SAGA_YAML, SECRET, orders, payment_requests, settle_and_check, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.nats]
 
@@ -94,33 +92,10 @@ def test_two_daemons_one_killed_mid_flight(tmp_path: Path, payments: tuple[str, 
         wait_for(lambda: len(record.read_text().splitlines()) >= 12, 30, "payments in flight")
         first.kill()
         with other.client(timeout=10) as client:
-
-            def all_settled() -> bool:
-                listed = client.get("/sagas/PlaceOrder").json()["instances"]
-                done = [i for i in listed if i["status"] in ("completed", "compensated")]
-                return len(done) == len(placed)
-
-            wait_for(all_settled, 90, "every saga to settle on the surviving daemon")
-            for order in placed:
-                saga = client.get(f"/sagas/PlaceOrder/{order['order_id']}").json()
-                undo = expected_undo(order)
-                assert saga["status"] == ("completed" if undo is None else "compensated"), saga
-                sent = [e["command"] for e in saga["log"] if e["decision"] == "CompensationSent"]
-                assert sent == (undo or [])
-                for kind in ("Reservation", "Payment", "Shipment", "Order"):
-                    stream = client.get(f"/streams/{kind}-{order['order_id']}")
-                    if stream.status_code == 404:
-                        continue
-                    causes = [e["causationid"] for e in stream.json()["events"]]
-                    assert len(causes) == len(set(causes)), f"twice in {kind}: {causes}"
+            settle_and_check(client, placed, 90)
         assert "driving saga instances" in other.logs()
     finally:
         for daemon in daemons:
             daemon.stop()
         asyncio.run(_wipe(redis_url, prefix))
-    requests: dict[str, set[str]] = defaultdict(set)
-    for line in record.read_text().splitlines():
-        entry = json.loads(line)
-        requests[entry["order_id"]].add(entry["command_id"])
-    assert all(len(ids) == 1 for ids in requests.values()), "a re-sent payment had a new id"
-    assert len(requests) == len(placed)
+    payment_requests(record, placed)

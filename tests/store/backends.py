@@ -23,10 +23,12 @@ async def memory_store() -> AsyncIterator[EventStore]:
 
 
 @asynccontextmanager
-async def sqlite_store(synchronous: Synchronous = "full") -> AsyncIterator[EventStore]:
+async def sqlite_store(
+    synchronous: Synchronous = "full", path: Path | None = None
+) -> AsyncIterator[EventStore]:
+    """At `path`, or in a directory of its own that does not exist yet (the store makes it)."""
     with tempfile.TemporaryDirectory(prefix="catgad-store-") as tmp:
-        # a directory that does not exist yet: the store creates it
-        store = SQLiteStore(Path(tmp) / "data" / "events.db", synchronous=synchronous)
+        store = SQLiteStore(path or Path(tmp) / "data" / "events.db", synchronous=synchronous)
         await store.open()
         try:
             yield store
