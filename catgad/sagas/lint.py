@@ -14,11 +14,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from catgad.config.cel import CelExpr
 from catgad.config.loader import Path, Reporter, did_you_mean
+from catgad.reactors.lint import fields_of, fits_command, listing
 
 STEP_VARIABLES = ("input", "id", "steps")
 COMPENSATION_VARIABLES = ("input", "id", "steps", "event")
@@ -46,16 +47,6 @@ def lint_sagas(
             _Saga(name, raw, exprs, reporter, resolves, schema_of, emits).run()
 
 
-def _fields(schema: dict[str, Any] | None) -> set[str] | None:
-    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
-        return set(schema["properties"])
-    return None
-
-
-def _known(what: str, names: Collection[str]) -> str:
-    return f" ({what}: {', '.join(sorted(names))})" if names else f" ({what}: none)"
-
-
 class _Saga:
     def __init__(
         self,
@@ -77,13 +68,13 @@ class _Saga:
         self.base: Path = ("sagas", name)
         self.steps = [s for s in raw.get("steps") or [] if isinstance(s, dict)]
         self.step_names = {s["name"] for s in self.steps}
-        self.input_fields = self._input_fields()
+        self.input_fields = self._inputfields_of()
 
-    def _input_fields(self) -> set[str] | None:
+    def _inputfields_of(self) -> set[str] | None:
         if isinstance(self.raw.get("schema"), dict):
-            return _fields(self.raw["schema"])
+            return fields_of(self.raw["schema"])
         event = (self.raw.get("start") or {}).get("event")
-        return _fields(self.schema_of("events", event)) if event else None
+        return fields_of(self.schema_of("events", event)) if event else None
 
     def run(self) -> None:
         start = self.raw.get("start") or {}
@@ -120,7 +111,7 @@ class _Saga:
             known = self.resolves(path, "events", event, "event")
             if known and not anything and event not in producible:
                 self.error(path, f"no step of saga {self.name!r} can produce {event}"
-                           + _known("they produce", producible), at=path)  # fmt: skip
+                           + listing("they produce", producible), at=path)  # fmt: skip
             if isinstance(comp, dict):
                 self._command_data(path, comp, COMPENSATION_VARIABLES, event if known else None)
 
@@ -144,7 +135,7 @@ class _Saga:
                     named.setdefault(key, []).append(event)
         match_fields: set[str] | None = set()
         for event in [*named.get("success", []), *named.get("failure", [])]:
-            fields = _fields(self.schema_of("events", event))
+            fields = fields_of(self.schema_of("events", event))
             match_fields = None if fields is None or match_fields is None else match_fields | fields
         self._cel((*apath, "match"), MATCH_VARIABLES, data=match_fields)
         if produced is None:
@@ -164,7 +155,7 @@ class _Saga:
         whether the command exists. `earlier`: the steps a step's `steps.<name>` may read."""
         command = raw["command"]
         data = raw.get("data") or {}
-        event_fields = _fields(self.schema_of("events", undone)) if undone else None
+        event_fields = fields_of(self.schema_of("events", undone)) if undone else None
         known = self.resolves((*path, "command"), "commands", command, "command")
         if known:
             self._fits(path, raw, command, data)
@@ -173,25 +164,8 @@ class _Saga:
         return known
 
     def _fits(self, path: Path, raw: dict[str, Any], command: str, data: dict[str, Any]) -> None:
-        """No field the command's closed schema lacks; every required one given."""
         schema = self.schema_of("commands", command) or {}
-        fields = _fields(schema)
-        for field in data:
-            if (
-                fields is not None
-                and field not in fields
-                and schema.get("additionalProperties") is False
-            ):
-                hint = did_you_mean(field, fields) or _known(f"{command} has", fields)
-                where: Path = (*path, "data", field)
-                self.error(where, f"{command} has no field {field!r}{hint}", at=where)
-        missing = [f for f in schema.get("required") or [] if f not in data]
-        if missing:
-            given = "data" in raw
-            self.error((*path, "data") if given else path,
-                       f"{command} requires {', '.join(map(repr, missing))}, "
-                       + ("which `data` does not give" if given else "but there is no `data`"),
-                       at=(*path, "data") if given else (*path, "command"))  # fmt: skip
+        fits_command(self.error, schema, path, raw, command, data)
 
     def _cel(
         self,
@@ -206,7 +180,7 @@ class _Saga:
         if expr is None:
             return
         for root in sorted(expr.roots - set(variables)):
-            hint = did_you_mean(root, variables) or _known("known here", variables)
+            hint = did_you_mean(root, variables) or listing("known here", variables)
             self.error(path, f"unknown variable {root!r}{hint}")
         for ref in sorted(expr.fields, key=str):
             if not ref.path:
@@ -214,15 +188,15 @@ class _Saga:
             first = ref.path[0]
             if ref.root == "input" and self.input_fields is not None:
                 if first not in self.input_fields:
-                    hint = did_you_mean(first, self.input_fields) or _known(
+                    hint = did_you_mean(first, self.input_fields) or listing(
                         "the start data has", self.input_fields
                     )
                     self.error(path, f"unknown input field {first!r}{hint}")
             elif ref.root == "steps" and first not in self.step_names:
-                hint = did_you_mean(first, self.step_names) or _known("steps", self.step_names)
+                hint = did_you_mean(first, self.step_names) or listing("steps", self.step_names)
                 self.error(path, f"unknown step {first!r}{hint}")
             elif ref.root == "steps" and earlier is not None and first not in earlier:
-                hint = _known("earlier steps", earlier)
+                hint = listing("earlier steps", earlier)
                 self.error(path, f"steps.{first} is not set yet when this step is sent: "
                            f"a step reads only earlier steps{hint}")  # fmt: skip
             elif (
@@ -231,7 +205,7 @@ class _Saga:
                 and first not in data
                 and "data" in variables
             ):
-                hint = did_you_mean(first, data) or _known("the event has", data)
+                hint = did_you_mean(first, data) or listing("the event has", data)
                 self.error(path, f"unknown field {first!r}{hint}")
             elif (
                 ref.root == "event"
@@ -240,5 +214,5 @@ class _Saga:
                 and len(ref.path) > 1
                 and ref.path[1] not in event_data
             ):
-                hint = did_you_mean(ref.path[1], event_data) or _known("the event has", event_data)
+                hint = did_you_mean(ref.path[1], event_data) or listing("the event has", event_data)
                 self.error(path, f"unknown event field {ref.path[1]!r}{hint}")
