@@ -92,11 +92,17 @@ def run(args: argparse.Namespace) -> int:
     if args.listen is not None:
         host = args.listen[0] or host
         port = args.listen[1]
-    if not config.service.auth and not args.insecure and not is_loopback(host):
+    if not config.service.auth and not args.insecure and exposed(host):
         raise UsageError(
             f"refusing to listen on {_hostport(host, port)} with no access tokens: the API "
             "would be open to anyone who can reach it. Declare service.auth.tokens (README, "
             "Access), listen on loopback (127.0.0.1), or pass --insecure to mean it"
+        )
+    if config.processes:  # said once, at start: nothing else would tell
+        log.warning(
+            "processes are checked (catgad validate, catgad test) but not run by this "
+            "release: their instances do not advance",
+            processes=sorted(config.processes),
         )
     sock = bind(host, port)
     try:
@@ -107,18 +113,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def is_loopback(host: str) -> bool:
-    """Whether every address `host` names is on this machine only."""
+def exposed(host: str) -> bool:
+    """Whether `host` names an address other machines may reach (not loopback). A name that
+    does not resolve is not: binding it fails, and says so."""
     if host in ("localhost", "ip6-localhost"):
-        return True
+        return False
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:  # a name: what it resolves to decides
         try:
             infos = socket.getaddrinfo(host, None)
         except (socket.gaierror, UnicodeError):
             return False
-        return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+        return any(not ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
 def bind(host: str, port: int) -> socket.socket:

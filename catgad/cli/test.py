@@ -7,6 +7,8 @@ import asyncio
 
 from catgad.config import load_config
 from catgad.handlers.registry import load_plugins
+from catgad.processes.scenarios import build_scenarios as build_process_scenarios
+from catgad.processes.scenarios import run_process_scenario
 from catgad.sagas.scenarios import build_scenarios, run_saga_scenario
 from catgad.testing.scenarios import Outcome, run_scenario, tap_lines
 
@@ -34,16 +36,23 @@ def run(args: argparse.Namespace) -> int:
         for s in build_scenarios(saga)
         if args.pattern is None or args.pattern in s.name
     ]
+    process_scenarios = [
+        (process, s)
+        for process in config.processes.values()
+        for s in build_process_scenarios(process)
+        if args.pattern is None or args.pattern in s.name
+    ]
     plugins = load_plugins(config)
 
     async def run_all() -> list[Outcome]:
         outcomes = [await run_scenario(config, s, plugins) for s in scenarios]
-        return outcomes + [await run_saga_scenario(config, s, plugins) for s in saga_scenarios]
+        outcomes += [await run_saga_scenario(config, s, plugins) for s in saga_scenarios]
+        return outcomes + [run_process_scenario(p, s) for p, s in process_scenarios]
 
     outcomes = asyncio.run(run_all())
     for line in tap_lines(outcomes):
         print(line)
-    if not scenarios and not saga_scenarios:
+    if not scenarios and not saga_scenarios and not process_scenarios:
         print("# no scenarios found")
         return 1
     return 0 if all(o.passed for o in outcomes) else 1

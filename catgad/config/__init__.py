@@ -26,7 +26,16 @@ from catgad.errors import ConfigError
 
 __all__ = ["load_config"]
 
-_NAMED = ("handlers", "aggregates", "commands", "events", "tests", "projections", "sagas")
+_NAMED = (
+    "handlers",
+    "aggregates",
+    "commands",
+    "events",
+    "tests",
+    "projections",
+    "sagas",
+    "processes",
+)
 _TYPE_NAMES = {
     "object": "a mapping",
     "array": "a list",

@@ -44,6 +44,7 @@ from catgad.config.model import (
     UpcastStep,
     Where,
 )
+from catgad.processes.build import build_processes
 from catgad.projections.build import build_projections
 from catgad.sagas.build import build_sagas
 from catgad.sagas.model import SagaSettings
@@ -150,7 +151,7 @@ class _Build:
         config.sagas = build_sagas(
             data.get("sagas") or {}, self._cel, self._where, payload_validator
         )
-        config.extra = {k: data[k] for k in ("processes",) if k in data}
+        config.processes = build_processes(data.get("processes") or {}, self._cel, self._where)
         return Built(config, self.exprs)
 
     def _where(self, path: Path) -> Where:

@@ -15,6 +15,7 @@ from catgad.config.build import Built
 from catgad.config.cel import CelExpr
 from catgad.config.loader import Path, Reporter, did_you_mean
 from catgad.handlers.signing import SecretError, secret_key
+from catgad.processes.lint import lint_processes
 from catgad.projections.lint import lint_projections
 from catgad.projections.model import KEY_COLUMN
 from catgad.sagas.lint import lint_sagas
@@ -72,6 +73,7 @@ class _Lint:
             lambda event: properties(self._event_schema(event)),
         )  # fmt: skip
         lint_sagas(self.data, self.exprs, self.reporter, self._resolves, self._schema, self._emits)
+        lint_processes(self.data, self.exprs, self.reporter, self._resolves, self._schema)
 
     def _schema(self, section: str, name: str) -> dict[str, Any] | None:
         raw = self._section(section).get(name)

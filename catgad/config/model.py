@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from catgad.aggregates.payload import PayloadSchema
 from catgad.config.cel import CelExpr
+from catgad.processes.model import ProcessDef
 from catgad.projections.model import ProjectionDef
 from catgad.sagas.model import SagaDef, SagaSettings
 
@@ -235,5 +236,4 @@ class Config:
     projections: dict[str, ProjectionDef] = field(default_factory=dict)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     sagas: dict[str, SagaDef] = field(default_factory=dict)
-    # sections later releases run (processes), kept as loaded
-    extra: dict[str, Any] = field(default_factory=dict)
+    processes: dict[str, ProcessDef] = field(default_factory=dict)

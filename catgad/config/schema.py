@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from catgad.processes import schema as process_schema
 from catgad.projections import schema as projection_schema
 from catgad.sagas import schema as saga_schema
 
@@ -538,7 +539,6 @@ _SCENARIO = _closed(
     ],
 )
 
-_LATER = "Accepted and kept as written; run by a later release."
 
 SCHEMA: Schema = {
     "$schema": META_SCHEMA,
@@ -615,7 +615,7 @@ SCHEMA: Schema = {
             {"projections": projection_schema.RUNTIME, "sagas": saga_schema.RUNTIME},
         ),
         "sagas": saga_schema.SECTION,
-        "processes": {"type": "object", "description": _LATER},
+        "processes": process_schema.SECTION,
     },
     "patternProperties": {"^x-": {"description": "Free space, e.g. for YAML anchors; ignored."}},
     "additionalProperties": False,

@@ -1,17 +1,19 @@
-"""Durations as users write them: `30s`, `15m`, `24h`, `2d`, `500ms`, or ISO 8601 (`PT24H`)."""
+"""Durations as users write them: `30s`, `15m`, `24h`, `2d`, `500ms`, `1h30m`, or ISO 8601
+(`PT24H`)."""
 
 from __future__ import annotations
 
 import re
 
-_SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_SHORT = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*)+$")
 _ISO = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?"
     r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _NUM = r"\d+(\.\d+)?"
-PATTERN = rf"^({_NUM}\s*(ms|s|m|h|d)|P({_NUM}D)?(T({_NUM}H)?({_NUM}M)?({_NUM}S)?)?)$"
+PATTERN = rf"^(({_NUM}\s*(ms|s|m|h|d)\s*)+|P({_NUM}D)?(T({_NUM}H)?({_NUM}M)?({_NUM}S)?)?)$"
 """For the JSON Schema: what `parse` accepts (a bare number of seconds is accepted too)."""
 
 
@@ -24,9 +26,8 @@ def parse_duration(value: object) -> float:
             raise ValueError(f"a duration cannot be negative: {value!r}")
         return float(value)
     if isinstance(value, str):
-        short = _SHORT.match(value)
-        if short:
-            return float(short.group(1)) * _UNITS[short.group(2)]
+        if _SHORT.match(value):  # 30s, 24h, 1h30m
+            return sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(value))
         iso = _ISO.match(value.strip())
         if iso and value.strip() not in ("P", "PT") and not value.strip().endswith("T"):
             parts = iso.groupdict()

@@ -115,7 +115,7 @@ class TestOrdersExample:
             "GiftNoteAdded",
         ]
         assert len(config.tests) == 19
-        assert config.extra == {}
+        assert config.sagas == {} and config.processes == {}
         assert order.where is not None and (order.where.line, order.where.path) == (
             19,
             "aggregates.Order",
@@ -206,7 +206,7 @@ class TestMinimal:
             "circuit_breaker": {"failures": 5, "reset_after": 30},
         }
         assert config.handlers["planner"].entry_point == "planner"
-        assert config.extra == {}
+        assert config.sagas == {} and config.processes == {}
         by_count = config.projections["by_count"]
         assert (by_count.target.kind, by_count.target.table) == ("sqlite", "by_count")
         assert by_count.events == ["Incremented"] and by_count.reads_rows

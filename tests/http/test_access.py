@@ -16,7 +16,7 @@ from helpers.daemon import ORDERS_YAML, edited_example, run_cli
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
-from catgad.cli.run import is_loopback
+from catgad.cli.run import exposed
 from catgad.config import load_config
 from catgad.http import create_app
 from catgad.observability.logs import configure_logging
@@ -201,8 +201,9 @@ def test_tokens_that_clash_or_are_malformed(tmp_path: Path) -> None:
 
 
 def test_an_open_api_listens_on_loopback_only(tmp_path: Path) -> None:
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+    assert not exposed("127.0.0.1") and not exposed("::1") and not exposed("localhost")
+    assert exposed("0.0.0.0") and exposed("10.1.2.3")
+    assert not exposed("no-such-host.invalid"), "binding it fails and says why"
     done = run_cli("run", str(ORDERS_YAML), "--listen", "0.0.0.0:0", cwd=tmp_path)
     assert done.returncode == 2
     assert "refusing to listen on 0.0.0.0:0 with no access tokens" in done.stderr
