@@ -13,7 +13,7 @@ from catgad.cli.bench import SUITES, run_suite
 from catgad.errors import CatgadError, ConfigError
 
 # verb -> module under catgad.cli; each module has add_parser(subparsers) and run(args) -> int
-VERBS = ("run", "validate", "test", "send", "bench", "migrate", "rebuild", "replay")
+VERBS = ("run", "validate", "test", "send", "bench", "migrate", "rebuild", "replay", "diagram")
 
 
 class VerbModule(Protocol):

@@ -14,6 +14,7 @@ from catgad.errors import CatgadError
 from catgad.http.access import OPEN, Access
 from catgad.http.openapi import build_openapi
 from catgad.http.problems import RequestContext, catgad_error_handler, http_error_handler
+from catgad.http.processes import ProcessEndpoints
 from catgad.http.projections import ProjectionEndpoints
 from catgad.http.routes import Endpoints
 from catgad.http.sagas import SagaEndpoints
@@ -75,6 +76,7 @@ def create_app(runtime: Runtime) -> Starlette:
             *endpoints.routes(access),
             *ProjectionEndpoints(runtime.projections).routes(access),
             *SagaEndpoints(runtime.sagas).routes(access),
+            *ProcessEndpoints(runtime.config).routes(access),
         ],
         middleware=[Middleware(RequestContext)],
         exception_handlers={

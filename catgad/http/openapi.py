@@ -8,7 +8,7 @@ from typing import Any
 from catgad import __version__
 from catgad.config.model import Config
 from catgad.http.openapi_projections import projection_paths, projection_schemas
-from catgad.http.openapi_sagas import saga_paths, saga_schemas
+from catgad.http.openapi_sagas import process_paths, saga_paths, saga_schemas
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
@@ -357,6 +357,7 @@ def build_openapi(config: Config) -> dict[str, Any]:
     paths.update(projection_paths(config))
     schemas.update(projection_schemas(config))
     paths.update(saga_paths(config))
+    paths.update(process_paths(config))
     schemas.update(saga_schemas(config))
     return {
         "openapi": "3.1.0",
@@ -373,6 +374,7 @@ def build_openapi(config: Config) -> dict[str, Any]:
             {"name": "projections", "description": "Projection status and control"},
             {"name": "read", "description": "Query read models"},
             {"name": "sagas", "description": "Start, follow, retry and cancel sagas"},
+            {"name": "processes", "description": "Process state machines"},
             {"name": "operations", "description": "Health, readiness, metrics"},
         ],
         "paths": paths,

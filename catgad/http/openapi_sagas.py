@@ -167,6 +167,12 @@ def saga_paths(config: Config) -> dict[str, Any]:
                 },
             },
         }
+        paths[f"{base}/diagram"] = diagram_path(
+            f"sagas.{name}.diagram",
+            "sagas",
+            f"The {name} saga's steps and compensations as a Mermaid flowchart",
+            instance=True,
+        )
         paths[f"{base}/{{id}}"] = {
             "get": {
                 "operationId": f"sagas.{name}.get",
@@ -195,3 +201,44 @@ def saga_paths(config: Config) -> dict[str, Any]:
                 }
             }
     return paths
+
+
+def diagram_path(operation: str, tag: str, summary: str, *, instance: bool) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": "format", "in": "query", "schema": {"enum": ["mermaid"], "default": "mermaid"}}
+    ]
+    if instance:
+        parameters.append(
+            {
+                "name": "instance",
+                "in": "query",
+                "schema": {"type": "string"},
+                "description": "highlight where this instance stands, and the way it came",
+            }
+        )
+    responses: dict[str, Any] = {
+        "200": {"description": "Mermaid text.", "content": {"text/vnd.mermaid": {}}},
+        "400": _ref("responses", "BadRequest"),
+        "404": _ref("responses", "NotFound"),
+    }
+    return {
+        "get": {
+            "operationId": operation,
+            "tags": [tag],
+            "summary": summary,
+            "parameters": parameters,
+            "responses": responses,
+        }
+    }
+
+
+def process_paths(config: Config) -> dict[str, Any]:
+    return {
+        f"/processes/{name}/diagram": diagram_path(
+            f"processes.{name}.diagram",
+            "processes",
+            f"The {name} process's state machine as a Mermaid stateDiagram-v2",
+            instance=False,
+        )
+        for name in sorted(config.processes)
+    }

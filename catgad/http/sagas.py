@@ -20,7 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from catgad.diagrams.mermaid import emits, saga_diagram
 from catgad.http.access import Access
+from catgad.http.diagrams import MERMAID, diagram_format
 from catgad.http.problems import MalformedRequest
 from catgad.http.routes import json_response, parse_idempotency_key, parse_json, read_body
 from catgad.sagas.runner import SagaRunner
@@ -42,8 +44,31 @@ class SagaEndpoints:
             route("read", "/sagas/{name}", self.listing, "GET"),
             route("manage", "/sagas/{name}/{id}/retry", self.retry, "POST"),
             route("manage", "/sagas/{name}/{id}/cancel", self.cancel, "POST"),
+            route("read", "/sagas/{name}/diagram", self.diagram, "GET"),
             route("read", "/sagas/{name}/{id}", self.one, "GET"),
         ]
+
+    async def diagram(self, request: Request) -> Response:
+        """The saga's steps as Mermaid; `?instance=` highlights where that instance stands."""
+        name: str = request.path_params["name"]
+        saga = self.runner.definition(name)
+        diagram_format(request)
+        instance = request.query_params.get("instance")
+        current, visited, failed = None, [], None
+        if instance is not None:
+            state = await self.runner.instance(name, instance)
+            done = [saga.steps[i].name for i in range(min(state.step, len(saga.steps)))]
+            step = state.current_step(saga)
+            if state.status == "running":
+                current, visited = step, done
+            elif state.status == "completed":
+                current, visited = "done", done
+            else:  # compensating, compensated, failed: the step that failed, and the way there
+                failed, visited = step, done
+        text = saga_diagram(
+            saga, emits(self.runner.config), current=current, visited=visited, failed=failed
+        )
+        return Response(text, media_type=MERMAID)
 
     async def start(self, request: Request) -> Response:
         name: str = request.path_params["name"]

@@ -165,18 +165,21 @@ class WebhookServer:
         self.stop()
 
 
-def npm_install(cache_root: Path) -> Path:
-    """The example's node_modules, installed once per lockfile with `npm ci`."""
+def npm_install(
+    cache_root: Path, project: Path = NODE_EXAMPLE, marker: str = "standardwebhooks"
+) -> Path:
+    """The node_modules of `project` (the example webhook's by default), installed once per
+    lockfile with `npm ci`; `marker` is a package that shows the install finished."""
     if shutil.which("node") is None or shutil.which("npm") is None:
-        raise ServerError("node and npm are needed for the Node.js webhook tests")
-    lock = (NODE_EXAMPLE / "package-lock.json").read_bytes()
+        raise ServerError("node and npm are needed for the Node.js tests")
+    lock = (project / "package-lock.json").read_bytes()
     target = cache_root / f"node-{hashlib.sha256(lock).hexdigest()[:16]}"
     modules = target / "node_modules"
-    if (modules / "standardwebhooks" / "package.json").exists():
+    if (modules / marker / "package.json").exists():
         return modules
     target.mkdir(parents=True, exist_ok=True)
     for name in ("package.json", "package-lock.json"):
-        shutil.copyfile(NODE_EXAMPLE / name, target / name)
+        shutil.copyfile(project / name, target / name)
     done = subprocess.run(
         ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
         cwd=target,

@@ -1,0 +1,49 @@
+"""`catgad diagram CONFIG NAME`: a process's state machine or a saga's steps, as Mermaid."""
+
+from __future__ import annotations
+
+import argparse
+
+from catgad.config import load_config
+from catgad.config.model import Config
+from catgad.diagrams.mermaid import emits, process_diagram, saga_diagram
+from catgad.errors import NotFound, UsageError
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "diagram",
+        help="draw a process or a saga (Mermaid)",
+        description="Print the state machine of process NAME (a Mermaid stateDiagram-v2), or "
+        "the steps and compensations of saga NAME (a Mermaid flowchart), as GitHub renders "
+        "them in Markdown.",
+    )
+    parser.add_argument("config", metavar="CONFIG", help="path to the YAML config")
+    parser.add_argument("name", metavar="NAME", help="a process or a saga of CONFIG")
+    parser.add_argument(
+        "--format",
+        choices=["mermaid", "svg"],
+        default="mermaid",
+        help="mermaid (default); svg is not drawn by this release",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.format == "svg":
+        raise UsageError(
+            "--format svg is not drawn by this release; paste the Mermaid text into a "
+            "Markdown file (GitHub draws it) or the Mermaid live editor"
+        )
+    print(diagram(load_config(args.config), args.name), end="")
+    return 0
+
+
+def diagram(config: Config, name: str) -> str:
+    if name in config.processes:
+        return process_diagram(config.processes[name])
+    if name in config.sagas:
+        return saga_diagram(config.sagas[name], emits(config))
+    missing = NotFound("process or saga", name)
+    known = sorted([*config.processes, *config.sagas])
+    missing.detail += f" (known: {', '.join(known) or 'none'})"
+    raise missing

@@ -1,0 +1,1 @@
+"""Pictures of sagas and processes: Mermaid text (catgad diagram, GET .../diagram)."""

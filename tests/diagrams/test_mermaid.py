@@ -1,0 +1,155 @@
+"""The diagrams as a person gets them: Mermaid text that the real Mermaid parser (the npm
+package, under Node) accepts, showing every state, transition, guard, timer, approval,
+command and end; a saga's steps and compensations; an instance's place highlighted. The
+examples' diagrams are checked in (golden/) and must not change unnoticed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from handlers.servers import ServerError, npm_install
+from helpers.daemon import REPO
+
+from catgad.config import load_config
+from catgad.diagrams.mermaid import emits, label, process_diagram, saga_diagram
+from catgad.http import create_app
+from catgad.runtime import Runtime
+from catgad.store.memory import MemoryStore
+
+HERE = Path(__file__).parent
+EXAMPLES = REPO / "config" / "examples"
+GOLDEN = HERE / "golden"
+
+
+@pytest.fixture(scope="session")
+def mermaid_modules() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "catgad-tests"
+    try:
+        return npm_install(cache, HERE / "mermaid", marker="mermaid")
+    except ServerError as exc:
+        pytest.skip(str(exc))
+
+
+def parse(modules: Path, texts: dict[str, str], folder: Path) -> dict[str, dict[str, object]]:
+    """Each text through mermaid.parse; its verdict by name."""
+    files = []
+    for name, text in texts.items():
+        path = folder / f"{name}.mmd"
+        path.write_text(text)
+        files.append(str(path))
+    script = modules.parent / "check.mjs"  # ES modules resolve beside the script, not NODE_PATH
+    shutil.copyfile(HERE / "mermaid" / "check.mjs", script)
+    done = subprocess.run(
+        ["node", str(script), *files],
+        cwd=modules.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    verdicts = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(verdicts) == len(files), done.stdout + done.stderr
+    return {Path(str(v["file"])).stem: v for v in verdicts}
+
+
+def every_diagram() -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for path in sorted(p for p in EXAMPLES.glob("*.yaml") if ".tests." not in p.name):
+        config = load_config(path, env={})
+        for name, process in config.processes.items():
+            texts[f"{path.stem}.{name}"] = process_diagram(process)
+            states = list(process.states)
+            texts[f"{path.stem}.{name}.instance"] = process_diagram(
+                process, current=states[-1], visited=states[:2]
+            )
+        for name, saga in config.sagas.items():
+            texts[f"{path.stem}.{name}"] = saga_diagram(saga, emits(config))
+            steps = [s.name for s in saga.steps]
+            texts[f"{path.stem}.{name}.instance"] = saga_diagram(
+                saga, emits(config), current=steps[1], visited=steps[:1]
+            )
+            texts[f"{path.stem}.{name}.failed"] = saga_diagram(
+                saga, emits(config), failed=steps[-1], visited=steps[:-1]
+            )
+    return texts
+
+
+def test_the_real_mermaid_parser_accepts_every_diagram(
+    mermaid_modules: Path, tmp_path: Path
+) -> None:
+    texts = every_diagram()
+    assert len(texts) >= 5
+    verdicts = parse(mermaid_modules, texts, tmp_path)
+    for name, verdict in verdicts.items():
+        assert verdict["ok"], (name, verdict, texts[name])
+        expected = "stateDiagram" if "Fulfilment" in name else "flowchart-v2"
+        assert verdict["type"] == expected, name
+
+
+def test_the_parser_check_can_fail(mermaid_modules: Path, tmp_path: Path) -> None:
+    verdicts = parse(mermaid_modules, {"broken": "stateDiagram-v2\n  a --> : oops\n"}, tmp_path)
+    assert verdicts["broken"]["ok"] is False
+
+
+def test_a_process_diagram_shows_the_whole_machine() -> None:
+    config = load_config(EXAMPLES / "fulfilment.yaml", env={})
+    text = process_diagram(config.processes["Fulfilment"])
+    for line in (
+        "    [*] --> awaiting_payment: OrderPlaced",
+        "    awaiting_payment --> review: PaymentCaptured [process.data.total #62;= 100000]",
+        "    awaiting_payment --> expired: after 1d",
+        "    review: waits for approval (scope approve)",
+        "    review --> shipping: approved",
+        "    review --> refunding: rejected",
+        "    review --> refunding: after 2d",
+        "    shipping: sends BookShipment",
+        "    done --> [*]",
+    ):
+        assert line in text.splitlines(), line
+    for state in config.processes["Fulfilment"].states:
+        assert f"    {state} " in text or f" {state}:" in text or f"--> {state}" in text
+
+
+def test_labels_cannot_break_out() -> None:
+    assert (
+        label('a "b"; c # d <e> {f} | `g`')
+        == "a #34;b#34;#59; c #35; d #60;e#62; #123;f#125; #124; #96;g#96;"
+    )
+
+
+@pytest.mark.parametrize("golden", sorted(GOLDEN.glob("*.mmd")), ids=lambda p: p.stem)
+def test_the_examples_diagrams_are_as_checked_in(golden: Path) -> None:
+    example, name = golden.stem.split(".")
+    config = load_config(EXAMPLES / f"{example}.yaml", env={})
+    text = (
+        process_diagram(config.processes[name])
+        if name in config.processes
+        else saga_diagram(config.sagas[name], emits(config))
+    )
+    assert text == golden.read_text(), f"regenerate with: catgad diagram {example}.yaml {name}"
+
+
+async def test_the_diagram_endpoints(tmp_path: Path) -> None:
+    config = load_config(EXAMPLES / "order-saga.yaml", env={})
+    async with Runtime.start(config, store=MemoryStore()) as runtime:
+        order = {"order_id": "o1", "sku": "b", "qty": 1, "amount": 5, "address": "x"}
+        await runtime.sagas.begin("PlaceOrder", order)  # not driven here: at its first step
+        transport = httpx.ASGITransport(app=create_app(runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://catgad") as client:
+            plain = await client.get("/sagas/PlaceOrder/diagram")
+            assert plain.status_code == 200
+            assert plain.headers["content-type"].startswith("text/vnd.mermaid")
+            assert plain.text == saga_diagram(config.sagas["PlaceOrder"], emits(config))
+            placed = await client.get("/sagas/PlaceOrder/diagram", params={"instance": "o1"})
+            assert "    class reserve current" in placed.text.splitlines()
+            assert (
+                await client.get("/sagas/PlaceOrder/diagram?instance=nobody")
+            ).status_code == 404
+            assert (await client.get("/sagas/PlaceOrder/diagram?format=svg")).status_code == 400
+            assert (await client.get("/processes/Nope/diagram")).status_code == 404
