@@ -153,3 +153,9 @@ async def test_the_diagram_endpoints(tmp_path: Path) -> None:
             ).status_code == 404
             assert (await client.get("/sagas/PlaceOrder/diagram?format=svg")).status_code == 400
             assert (await client.get("/processes/Nope/diagram")).status_code == 404
+
+
+def test_the_readme_shows_the_fulfilment_diagram_as_it_is() -> None:
+    readme = (REPO / "README.md").read_text()
+    golden = (GOLDEN / "fulfilment.Fulfilment.mmd").read_text()
+    assert f"```mermaid\n{golden}```" in readme
