@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from catgad.config.cel import CelExpr
 from catgad.config.loader import Path
 from catgad.processes.model import ApprovalDef, ProcessDef, SendDef, StateDef, TimerDef, Transition
+from catgad.reactors.build import Cel, cel_map
 from catgad.reactors.durations import parse_duration
 
-Cel = Callable[[Any, Path], CelExpr | None]
 Located = Callable[[Path], Any]
 
 
@@ -30,7 +29,7 @@ def build_processes(raw: Mapping[str, Any], cel: Cel, where: Located) -> dict[st
                 state: _state(state, raw_state or {}, (*base, "states", state), cel)
                 for state, raw_state in (spec.get("states") or {}).items()
             },
-            data=_map(spec.get("data") or {}, (*base, "data"), cel),
+            data=cel_map(spec.get("data") or {}, (*base, "data"), cel),
             description=spec.get("description"),
             where=where(base),
             tests=[
@@ -52,13 +51,15 @@ def _state(name: str, raw: dict[str, Any], path: Path, cel: Cel) -> StateDef:
                 event=item["event"],
                 goto=item["goto"],
                 when=cel(item["if"], (*path, "on", index, "if")) if "if" in item else None,
-                set=_map(item.get("set") or {}, (*path, "on", index, "set"), cel),
+                set=cel_map(item.get("set") or {}, (*path, "on", index, "set"), cel),
                 index=index,
             )
             for index, item in enumerate(raw.get("on") or [])
         ],
         send=[
-            SendDef(item["command"], _map(item.get("data") or {}, (*path, "send", i, "data"), cel))
+            SendDef(
+                item["command"], cel_map(item.get("data") or {}, (*path, "send", i, "data"), cel)
+            )
             for i, item in enumerate(raw.get("send") or [])
         ],
         after=TimerDef(parse_duration(after["in"]), after["goto"]) if after else None,
@@ -69,12 +70,3 @@ def _state(name: str, raw: dict[str, Any], path: Path, cel: Cel) -> StateDef:
         else None,
         final=bool(raw.get("final", False)),
     )
-
-
-def _map(raw: Mapping[str, Any], path: Path, cel: Cel) -> dict[str, CelExpr]:
-    out: dict[str, CelExpr] = {}
-    for field, source in raw.items():
-        expr = cel(source, (*path, field))
-        if expr is not None:
-            out[field] = expr
-    return out

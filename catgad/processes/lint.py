@@ -17,7 +17,7 @@ from typing import Any
 
 from catgad.config.cel import CelExpr
 from catgad.config.loader import Path, Reporter, did_you_mean
-from catgad.reactors.lint import fields_of, fits_command, listing
+from catgad.reactors.lint import fields_of, fits_command, listing, unknown_variables
 
 Resolves = Callable[[Path, str, str, str], bool]
 Schema = Callable[[str, str], dict[str, Any] | None]
@@ -186,9 +186,7 @@ class _Process:
         expr = self.exprs.get(path)
         if expr is None:
             return
-        for root in sorted(expr.roots - set(variables)):
-            hint = did_you_mean(root, variables) or listing("known here", variables)
-            self.error(path, f"unknown variable {root!r}{hint}")
+        unknown_variables(self.error, path, expr, variables)
         for ref in sorted(expr.fields, key=str):
             if not ref.path:
                 continue

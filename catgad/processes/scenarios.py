@@ -24,7 +24,6 @@ from typing import Any
 from catgad.envelope import Envelope
 from catgad.processes.model import ProcessDef
 from catgad.processes.state import (
-    Decide,
     NotWaiting,
     ProcessRuleError,
     ProcessState,
@@ -36,6 +35,7 @@ from catgad.processes.state import (
     on_event,
     on_time,
 )
+from catgad.reactors.decisions import Decide
 from catgad.reactors.durations import parse_duration
 from catgad.testing.scenarios import SOURCE, Outcome
 

@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from catgad.config.model import SCOPES
+from catgad.reactors.schema import IDENT, Schema
+from catgad.reactors.schema import closed as _closed
+from catgad.reactors.schema import ref as _ref
 from catgad.sagas.schema import DURATION
-
-Schema = dict[str, Any]
-IDENT = "^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-def _ref(name: str, description: str | None = None) -> Schema:
-    schema: Schema = {"$ref": f"#/$defs/{name}"}
-    if description:
-        schema["description"] = description
-    return schema
-
-
-def _closed(description: str, properties: Schema, *required: str) -> Schema:
-    schema: Schema = {"type": "object", "description": description, "properties": properties}
-    if required:
-        schema["required"] = list(required)
-    schema["additionalProperties"] = False
-    return schema
-
 
 _STATE_NAME: Schema = {"type": "string", "pattern": IDENT, "description": "a state's name"}
 _TRANSITION = _closed(

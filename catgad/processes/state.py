@@ -19,7 +19,6 @@ stream takes first wins, and the other is decided again on the new state.
 from __future__ import annotations
 
 import copy
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from catgad.config.cel import CelEvalError, CelExpr
 from catgad.envelope import Envelope
 from catgad.processes.model import DECISION_PREFIX, ProcessDef
 from catgad.reactors.clock import rfc3339
+from catgad.reactors.decisions import Decide, command_id
 
 Status = Literal["running", "finished"]
 
@@ -39,19 +39,6 @@ TIMER_CANCELLED = DECISION_PREFIX + "TimerCancelled"
 APPROVAL_REQUESTED = DECISION_PREFIX + "ApprovalRequested"
 DECIDED = DECISION_PREFIX + "Decided"
 FINISHED = DECISION_PREFIX + "Finished"
-
-_NAMESPACE = uuid.UUID("2a1f6c0e-7b0d-4c55-9b0e-5d7c1e2f3a44")
-
-
-def command_id(stream: str, entry: int, index: int) -> str:
-    """The id of the `index`-th command sent on the `entry`-th state entry of an instance."""
-    return str(uuid.uuid5(_NAMESPACE, f"{stream}/{entry}/{index}"))
-
-
-@dataclass(frozen=True, slots=True)
-class Decide:
-    type: str
-    data: dict[str, Any]
 
 
 class ProcessRuleError(Exception):
@@ -305,7 +292,7 @@ def _enter(process: ProcessDef, draft: _Draft, event: Envelope | None) -> None:
         commands = []
         for index, send in enumerate(target.send):
             data = _evaluate(send.data, activation, f"{where}.send[{index}].data")
-            cid = command_id(state.stream, state.entries, index)
+            cid = command_id(state.stream, "enter", state.entries, index)
             commands.append({"command": send.command, "command_id": cid, "data": data})
         draft.add(COMMANDS_SENT, {"state": state.state, "commands": commands})
     if target.after is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+from catgad.config.cel import CelExpr
 from catgad.config.loader import Path, did_you_mean
 
 Report = Callable[..., None]  # reporter.error(path, message, at=...)
@@ -53,3 +54,10 @@ def fits_command(
             message,
             at=(*path, "data") if given else (*path, "command"),
         )
+
+
+def unknown_variables(error: Report, path: Path, expr: CelExpr, variables: tuple[str, ...]) -> None:
+    """Report each variable `expr` reads that is not one of `variables`."""
+    for root in sorted(expr.roots - set(variables)):
+        hint = did_you_mean(root, variables) or listing("known here", variables)
+        error(path, f"unknown variable {root!r}{hint}")

@@ -6,12 +6,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from catgad.aggregates.payload import PayloadSchema
-from catgad.config.cel import CelExpr
 from catgad.config.loader import Path
+from catgad.reactors.build import Cel, cel_map
 from catgad.reactors.durations import parse_duration
 from catgad.sagas.model import AwaitDef, CompensationDef, RetryPolicy, SagaDef, StepDef
 
-Cel = Callable[[Any, Path], CelExpr | None]
 Located = Callable[[Path], Any]
 Validator = Callable[[dict[str, Any]], PayloadSchema]
 
@@ -37,7 +36,7 @@ def build_sagas(
                 event: CompensationDef(
                     event,
                     comp["command"],
-                    _map(comp.get("data") or {}, (*base, "compensate", event, "data"), cel),
+                    cel_map(comp.get("data") or {}, (*base, "compensate", event, "data"), cel),
                 )
                 for event, comp in (spec.get("compensate") or {}).items()
             },
@@ -66,7 +65,7 @@ def _step(index: int, raw: dict[str, Any], path: Path, cel: Cel) -> StepDef:
         index=index,
         name=raw["name"],
         command=raw["command"],
-        data=_map(raw.get("data") or {}, (*path, "data"), cel),
+        data=cel_map(raw.get("data") or {}, (*path, "data"), cel),
         awaits=_await(awaits, (*path, "await"), cel) if isinstance(awaits, dict) else None,
         compensate_none=raw.get("compensate") == "none",
     )
@@ -85,12 +84,3 @@ def _types(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     return (value,) if isinstance(value, str) else tuple(value)
-
-
-def _map(raw: Mapping[str, Any], path: Path, cel: Cel) -> dict[str, CelExpr]:
-    out: dict[str, CelExpr] = {}
-    for field, source in raw.items():
-        expr = cel(source, (*path, field))
-        if expr is not None:
-            out[field] = expr
-    return out

@@ -19,7 +19,7 @@ from typing import Any
 
 from catgad.config.cel import CelExpr
 from catgad.config.loader import Path, Reporter, did_you_mean
-from catgad.reactors.lint import fields_of, fits_command, listing
+from catgad.reactors.lint import fields_of, fits_command, listing, unknown_variables
 
 STEP_VARIABLES = ("input", "id", "steps")
 COMPENSATION_VARIABLES = ("input", "id", "steps", "event")
@@ -179,9 +179,7 @@ class _Saga:
         expr = self.exprs.get(path)
         if expr is None:
             return
-        for root in sorted(expr.roots - set(variables)):
-            hint = did_you_mean(root, variables) or listing("known here", variables)
-            self.error(path, f"unknown variable {root!r}{hint}")
+        unknown_variables(self.error, path, expr, variables)
         for ref in sorted(expr.fields, key=str):
             if not ref.path:
                 continue

@@ -48,6 +48,7 @@ from catgad.errors import (
 from catgad.ids import event_id
 from catgad.observability.logs import get_logger
 from catgad.reactors.clock import Clock, SystemClock, rfc3339
+from catgad.reactors.decisions import Decide
 from catgad.reactors.loop import LogReader, LoopSettings
 from catgad.reactors.send import CommandSender, Outgoing
 from catgad.sagas.metrics import SagaMetrics
@@ -61,7 +62,6 @@ from catgad.sagas.state import (
     STARTED,
     STEP_ACCEPTED,
     STEP_FAILED,
-    Decide,
     SagaRuleError,
     SagaState,
     Send,

@@ -31,11 +31,11 @@ from catgad.errors import CatgadError
 from catgad.handlers.plugin import PluginHandler
 from catgad.handlers.protocol import Handler
 from catgad.handlers.registry import StubHandler
+from catgad.reactors.decisions import Decide
 from catgad.reactors.durations import parse_duration
 from catgad.sagas.model import SagaDef
 from catgad.sagas.state import (
     STARTED,
-    Decide,
     SagaRuleError,
     SagaState,
     Send,

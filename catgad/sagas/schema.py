@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from catgad.reactors.durations import PATTERN as DURATION_PATTERN
-
-Schema = dict[str, Any]
-IDENT = "^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-def _ref(name: str, description: str | None = None) -> Schema:
-    schema: Schema = {"$ref": f"#/$defs/{name}"}
-    if description:
-        schema["description"] = description
-    return schema
-
-
-def _closed(description: str, properties: Schema, *required: str) -> Schema:
-    schema: Schema = {"type": "object", "description": description, "properties": properties}
-    if required:
-        schema["required"] = list(required)
-    schema["additionalProperties"] = False
-    return schema
-
+from catgad.reactors.schema import IDENT, Schema
+from catgad.reactors.schema import closed as _closed
+from catgad.reactors.schema import ref as _ref
 
 DURATION: Schema = {
     "description": "A duration: 30s, 15m, 24h, 2d, 500ms, ISO 8601 (PT24H), or seconds.",

@@ -16,13 +16,13 @@ compensation that keeps failing → failed, until an operator's retry.
 from __future__ import annotations
 
 import copy
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from catgad.config.cel import CelEvalError, CelExpr
 from catgad.envelope import Envelope
 from catgad.reactors.clock import rfc3339
+from catgad.reactors.decisions import Decide, command_id
 from catgad.sagas.model import DECISION_PREFIX, SagaDef
 
 Status = Literal["running", "completed", "compensating", "compensated", "failed"]
@@ -42,13 +42,6 @@ COMPENSATION_FAILED = DECISION_PREFIX + "CompensationFailed"
 RETRIED = DECISION_PREFIX + "RetryRequested"
 COMPLETED = DECISION_PREFIX + "Completed"
 COMPENSATED = DECISION_PREFIX + "Compensated"
-
-_NAMESPACE = uuid.UUID("6f1c7d52-9d7e-4b8a-a1f7-3a0c2f5d9e10")
-
-
-def command_id(stream: str, *parts: object) -> str:
-    """A command id fixed by the instance and the decision: the same on every re-send."""
-    return str(uuid.uuid5(_NAMESPACE, "/".join((stream, *map(str, parts)))))
 
 
 @dataclass(slots=True)
@@ -234,14 +227,6 @@ def _pick(data: dict[str, Any], *names: str) -> dict[str, Any]:
 
 
 # -- what to do next ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Decide:
-    """Append this decision (and nothing else)."""
-
-    type: str
-    data: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,6 @@ from catgad.processes.state import (
     FINISHED,
     TIMER_CANCELLED,
     TIMER_SCHEDULED,
-    Decide,
     NotWaiting,
     ProcessState,
     begin,
@@ -32,6 +31,7 @@ from catgad.processes.state import (
     on_event,
     on_time,
 )
+from catgad.reactors.decisions import Decide
 
 FULFILMENT = REPO / "config" / "examples" / "fulfilment.yaml"
 T0 = 1_000_000.0
@@ -104,7 +104,7 @@ def test_leaving_a_state_cancels_its_timer(process: ProcessDef) -> None:
     assert state.sent == [
         {
             "command": "BookShipment",
-            "command_id": command_id(state.stream, 2, 0),
+            "command_id": command_id(state.stream, "enter", 2, 0),
             "data": {"order_id": "o1", "address": "on file"},
         }
     ]

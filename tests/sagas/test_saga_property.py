@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from catgad.config import load_config
 from catgad.envelope import Envelope
+from catgad.reactors.decisions import Decide
 from catgad.sagas.model import SagaDef
 from catgad.sagas.state import (
     STARTED,
-    Decide,
     SagaState,
     Send,
     Wait,
