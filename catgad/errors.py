@@ -7,10 +7,12 @@
     ├── Unauthorized                  401  unauthorized          (no known bearer token)
     ├── Forbidden(token, scope)       403  forbidden             (the token lacks the scope)
     ├── NotFound(what, name)          404  not-found
-    │   └── SagaNotFound              404  saga-not-found
+    │   ├── SagaNotFound              404  saga-not-found
+    │   └── ProcessNotFound           404  process-not-found
     ├── CommandRejected(reason)       409  command-rejected      (a handler said no)
     ├── IdempotencyKeyReused          409  idempotency-key-reused
     ├── SagaConflict(saga, id)        409  saga-conflict         (retry or cancel not allowed)
+    ├── NotAwaitingDecision           409  not-awaiting-decision (no approval is waited for)
     ├── PreconditionFailed(rule, msg) 422  precondition-failed   (a `require` rule is false)
     ├── EventRuleFailed(rule, field)  422  event-rule-failed     (a rule cannot apply the
     │                                                             command's own events)
@@ -297,6 +299,31 @@ class SagaConflict(CatgadError):
 
     def extensions(self) -> dict[str, Any]:
         return {"saga": self.saga, "id": self.instance, "saga_status": self.state}
+
+
+class ProcessNotFound(NotFound):
+    slug = "process-not-found"
+    title = "Unknown process or process instance"
+
+
+class NotAwaitingDecision(CatgadError):
+    """An approval or rejection for a process instance that waits for none: 409."""
+
+    status = 409
+    slug = "not-awaiting-decision"
+    title = "The process instance waits for no decision"
+
+    def __init__(self, process: str, instance: str, state: str | None) -> None:
+        super().__init__(
+            f"process {process} instance {instance!r} waits for no decision (it is in state "
+            f"{state}: decided already, timed out, or finished)"
+        )
+        self.process = process
+        self.instance = instance
+        self.state = state
+
+    def extensions(self) -> dict[str, Any]:
+        return {"process": self.process, "id": self.instance, "state": self.state}
 
 
 class Unauthorized(CatgadError):

@@ -33,6 +33,7 @@ from catgad.handlers.protocol import Handler
 from catgad.handlers.registry import HandlerRegistry, load_plugins
 from catgad.observability.logs import get_logger
 from catgad.observability.metrics import Metrics
+from catgad.processes.runner import ProcessRunner
 from catgad.projections.manager import ProjectionManager
 from catgad.projections.metrics import ProjectionMetrics
 from catgad.projections.precheck import ProjectionPrecheck
@@ -92,6 +93,14 @@ class Runtime:
             registry=self.metrics.registry,
             settings=config.runtime.sagas,
         )
+        self.processes = ProcessRunner(
+            config,
+            store,
+            RouterSender(self.router, config.service.name),
+            owner=self.projections.owner,
+            registry=self.metrics.registry,
+            settings=config.runtime.processes,
+        )
         self.components: list[Component] = []  # started in order, stopped in reverse
 
     def _appended(self, result: AppendResult) -> None:
@@ -126,6 +135,8 @@ class Runtime:
         )
         if projections and self.sagas:  # the daemon's reactors run where its projections do
             parts.append(self.sagas)
+        if projections and self.processes:
+            parts.append(self.processes)
         if commands:
             parts.append(Hooked("commands", self.router.start, self.router.stop))
         return parts

@@ -43,12 +43,25 @@ class PayloadSchema:
             return []
         found = sorted(self.full.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
         if found:
-            return [FieldError(_pointer(e), e.message) for e in found]
+            return [FieldError(_pointer(e), _shorten(e.message)) for e in found]
         # the two engines' regex dialects may disagree: trust the one that said no
         return [
-            FieldError(_join(list(e.instance_path)), e.message)
+            FieldError(_join(list(e.instance_path)), _shorten(e.message))
             for e in self._fast.iter_errors(data)
         ]
+
+
+# A message quotes the value it is about; a long value is cut in the middle, keeping the
+# verdict at the end ("'xxx … xxx' is too long"): an answer never echoes a whole body.
+_MESSAGE_MAX = 200
+_MESSAGE_KEEP = 90
+
+
+def _shorten(message: str) -> str:
+    if len(message) <= _MESSAGE_MAX:
+        return message
+    cut = len(message) - 2 * _MESSAGE_KEEP
+    return f"{message[:_MESSAGE_KEEP]} … ({cut} characters) … {message[-_MESSAGE_KEEP:]}"
 
 
 def _join(parts: list[Any]) -> str:
@@ -73,19 +86,20 @@ def _pointer(error: ValidationError) -> str:
 _INT_RANGE = (-(2**63), 2**64 - 1)
 
 
-def _too_big(value: Any, at: str = "") -> str | None:
-    """The JSON Pointer of the first integer no store can keep, if any."""
+def beyond_64_bits(value: Any, at: str = "") -> str | None:
+    """The JSON Pointer of the first integer no store can keep, if any (`value` nests as
+    deep as the recursion limit allows: an HTTP body at most 128 levels)."""
     kind = type(value)
     if kind is int:
         return None if _INT_RANGE[0] <= value <= _INT_RANGE[1] else at or "/"
     if kind is dict:
         for key, member in value.items():
-            found = _too_big(member, f"{at}/{_join([key])[1:]}")
+            found = beyond_64_bits(member, f"{at}/{_join([key])[1:]}")
             if found is not None:
                 return found
     elif kind is list:
         for index, member in enumerate(value):
-            found = _too_big(member, f"{at}/{index}")
+            found = beyond_64_bits(member, f"{at}/{index}")
             if found is not None:
                 return found
     return None
@@ -93,15 +107,20 @@ def _too_big(value: Any, at: str = "") -> str | None:
 
 def check_payload(command: str, schema: PayloadSchema, data: Any) -> Any:
     """`data` normalised (see PayloadSchema.normalise); InvalidPayload naming each field that
-    breaks the schema and why, or holds an integer beyond 64 bits."""
-    if schema.is_valid(data):
-        data = schema.normalise(data)
-        pointer = _too_big(data)
-        if pointer is not None:
-            why = "an integer beyond 64 bits cannot be stored"
-            raise InvalidPayload(f"{command}: {pointer}: {why}", [FieldError(pointer, why)])
-        return data
-    errors = schema.errors(data)
+    breaks the schema and why, or holds an integer beyond 64 bits, or saying that it nests
+    too deep for the checks (which recurse in Python) to walk it."""
+    try:
+        if schema.is_valid(data):
+            data = schema.normalise(data)
+            pointer = beyond_64_bits(data)
+            if pointer is not None:
+                why = "an integer beyond 64 bits cannot be stored"
+                raise InvalidPayload(f"{command}: {pointer}: {why}", [FieldError(pointer, why)])
+            return data
+        errors = schema.errors(data)
+    except RecursionError:
+        why = "the data nests too deep to be checked"
+        raise InvalidPayload(f"{command}: {why}", [FieldError("", why)]) from None
     listed = "; ".join(f"{e.pointer or '/'}: {e.message}" for e in errors[:5])
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     raise InvalidPayload(f"{command}: {listed}{more}", errors)

@@ -98,12 +98,6 @@ def run(args: argparse.Namespace) -> int:
             "would be open to anyone who can reach it. Declare service.auth.tokens (README, "
             "Access), listen on loopback (127.0.0.1), or pass --insecure to mean it"
         )
-    if config.processes:  # said once, at start: nothing else would tell
-        log.warning(
-            "processes are checked (catgad validate, catgad test) but not run by this "
-            "release: their instances do not advance",
-            processes=sorted(config.processes),
-        )
     sock = bind(host, port)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

@@ -245,6 +245,7 @@ class _Build:
         return RuntimeConfig(
             projections=self._leased(raw, "projections", ProjectionSettings()),
             sagas=self._leased(raw, "sagas", SagaSettings()),
+            processes=self._leased(raw, "processes", SagaSettings()),
         )
 
     def _leased(self, raw: dict[str, Any], part: str, default: Leased) -> Leased:

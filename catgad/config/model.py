@@ -79,6 +79,7 @@ class ProjectionSettings:
 class RuntimeConfig:
     projections: ProjectionSettings = field(default_factory=ProjectionSettings)
     sagas: SagaSettings = field(default_factory=SagaSettings)
+    processes: SagaSettings = field(default_factory=SagaSettings)  # the same knobs
 
 
 @dataclass(slots=True)

@@ -612,7 +612,16 @@ SCHEMA: Schema = {
         "projections": projection_schema.SECTION,
         "runtime": _closed(
             "How the daemon runs its background work.",
-            {"projections": projection_schema.RUNTIME, "sagas": saga_schema.RUNTIME},
+            {
+                "projections": projection_schema.RUNTIME,
+                "sagas": saga_schema.RUNTIME,
+                "processes": {
+                    **saga_schema.RUNTIME,
+                    "description": "How the daemons sharing a store hand the driving of "
+                    "processes over (timers, events, commands: the holder of each process's "
+                    "lease); the same knobs as runtime.sagas.",
+                },
+            },
         ),
         "sagas": saga_schema.SECTION,
         "processes": process_schema.SECTION,

@@ -53,10 +53,15 @@ class Access:
             return Route(path, endpoint, methods=[method])
 
         async def guarded(request: Request) -> Response:
-            self.check(request, scope)
+            request.state.token = self.check(request, scope)
             return await endpoint(request)
 
         return Route(path, guarded, methods=[method])
+
+    def token_name(self, request: Request) -> str:
+        """Who is asking, by the name of their token (`anonymous` on an open API)."""
+        token = getattr(request.state, "token", None)
+        return token.name if isinstance(token, AuthToken) else "anonymous"
 
     def check(self, request: Request, scope: str) -> AuthToken:
         token = self.authenticate(request.headers.get("authorization"))

@@ -76,7 +76,7 @@ def create_app(runtime: Runtime) -> Starlette:
             *endpoints.routes(access),
             *ProjectionEndpoints(runtime.projections).routes(access),
             *SagaEndpoints(runtime.sagas).routes(access),
-            *ProcessEndpoints(runtime.config).routes(access),
+            *ProcessEndpoints(runtime.processes, access).routes(access),
         ],
         middleware=[Middleware(RequestContext)],
         exception_handlers={

@@ -13,6 +13,8 @@ Behaviour decisions (also stated in the OpenAPI document):
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -21,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from catgad.aggregates.payload import beyond_64_bits
 from catgad.envelope import is_cloudevent
-from catgad.errors import NotFound, Unavailable
+from catgad.errors import FieldError, InvalidPayload, NotFound, Unavailable
 from catgad.http.access import OPEN, Access
 from catgad.http.problems import MalformedRequest, PayloadTooLarge
 from catgad.observability.metrics import CONTENT_TYPE_LATEST
@@ -35,6 +38,13 @@ DEFAULT_PAGE = 1000
 MAX_PAGE = 10_000
 READY_TIMEOUT = 2.0  # seconds a dependency may take to answer /readyz
 _MAX_VERSION_DIGITS = 18  # fits an int64; longer is a malformed header, not a version
+MAX_IDEMPOTENCY_KEY = 200
+# Deepest body accepted: far beyond any command, and well within what is needed after it
+# (orjson writes at most 255 levels, the schema messages recurse in Python).
+MAX_DEPTH = 128
+_BOM = b"\xef\xbb\xbf"
+# 19 digits in a row: where an integer orjson turned into a float may be (2**63 has 19)
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -69,17 +79,21 @@ def parse_idempotency_key(value: str | None) -> str | None:
     if value is None:
         return None
     key = value.strip()
-    if not key or len(key) > 200:
+    if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or not (key.isascii() and key.isprintable()):
         raise MalformedRequest(
-            "header Idempotency-Key", "Idempotency-Key must be 1 to 200 characters"
+            "header Idempotency-Key",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
         )
     return key
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int | None = None) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
+    given = request.query_params.getlist(name)
+    if not given:
         return default
+    if len(given) > 1:
+        raise MalformedRequest(f"query {name}", f"{name} is given {len(given)} times; give it once")
+    raw = given[0]
     if not (raw.isascii() and raw.isdigit() and len(raw) <= _MAX_VERSION_DIGITS):
         raise MalformedRequest(
             f"query {name}", f"{name} must be a non-negative integer, got {raw!r}"
@@ -107,12 +121,69 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 
 
 def parse_json(raw: bytes) -> Any:
+    """The JSON body; 400 for one that is empty, not UTF-8, not JSON, nested deeper than
+    MAX_DEPTH, or holding an integer beyond 64 bits (which no store keeps)."""
     if not raw:
         raise MalformedRequest("body", "the body is empty; send the command's data as JSON")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise MalformedRequest("body", f"the body is not valid JSON: {exc}") from None
+        raise MalformedRequest("body", _not_json(raw, exc)) from None
+    # cheap guards first: fewer brackets than MAX_DEPTH, or no long run of digits, is the rule
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(body, MAX_DEPTH):
+        raise MalformedRequest("body", _TOO_DEEP)
+    if _LONG_DIGITS.search(raw) is not None:
+        _refuse_huge_integers(raw)
+    return body
+
+
+_TOO_DEEP = f"the body nests deeper than {MAX_DEPTH} levels"
+
+
+def _not_json(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    """Why orjson refused `raw`, said without its internals where a better word exists."""
+    if raw.startswith(_BOM):
+        return "the body starts with a UTF-8 byte order mark; send the JSON without it"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"the body is not UTF-8: byte 0x{raw[bad.start]:02x} at offset {bad.start}"
+    if "depth limit" in str(exc):
+        return _TOO_DEEP
+    return f"the body is not valid JSON: {exc}"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether `value` nests arrays and objects more than `limit` levels (without recursion)."""
+    level: list[Any] = [value] if type(value) is dict or type(value) is list else []
+    for _ in range(limit):
+        if not level:
+            return False
+        level = [
+            member
+            for node in level
+            for member in (node.values() if type(node) is dict else node)
+            if type(member) is dict or type(member) is list
+        ]
+    return bool(level)
+
+
+def _big_int(digits: str) -> int:
+    # only whether it fits matters: a long run of digits need not be converted at all
+    return int(digits) if len(digits) <= 21 else 2**64
+
+
+def _refuse_huge_integers(raw: bytes) -> None:
+    """InvalidPayload for an integer beyond 64 bits, which orjson reads as a float.
+
+    The body is read again, exactly, only when it holds 19 digits in a row; its depth is
+    already known to be within MAX_DEPTH, and orjson accepted it.
+    """
+    exact = json.loads(raw, parse_int=_big_int)
+    pointer = beyond_64_bits(exact)
+    if pointer is not None:
+        why = "an integer beyond 64 bits cannot be stored"
+        raise InvalidPayload(f"{pointer}: {why}", [FieldError(pointer, why)])
 
 
 class Endpoints:

@@ -39,6 +39,7 @@ TIMER_CANCELLED = DECISION_PREFIX + "TimerCancelled"
 APPROVAL_REQUESTED = DECISION_PREFIX + "ApprovalRequested"
 DECIDED = DECISION_PREFIX + "Decided"
 FINISHED = DECISION_PREFIX + "Finished"
+DELIVERED = DECISION_PREFIX + "CommandsDelivered"
 
 
 class ProcessRuleError(Exception):
@@ -67,6 +68,8 @@ class ProcessState:
     timer: dict[str, Any] | None = None  # {state, due, goto} while one is pending
     approval: dict[str, Any] | None = None  # {state, scope, at} while one is asked
     sent: list[dict[str, Any]] = field(default_factory=list)  # {command, command_id, data}
+    undelivered: list[dict[str, Any]] = field(default_factory=list)  # announced, not yet sent
+    upto: int = 0  # events of the log up to here have been decided on for this instance
     history: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = 0.0
     updated_at: float = 0.0
@@ -112,6 +115,8 @@ def evolve(state: ProcessState, decision: Envelope) -> ProcessState:
     at = float(data.get("at", 0.0))
     state.version = decision.streamversion or state.version + 1
     state.updated_at = at
+    cause = data.get("event") or {}
+    state.upto = max(state.upto, int(data.get("upto") or 0), int(cause.get("position") or 0))
     entry: dict[str, Any] = {"decision": kind.removeprefix(DECISION_PREFIX), "at": at}
     if kind == STARTED:
         state.status = "running"
@@ -127,8 +132,14 @@ def evolve(state: ProcessState, decision: Envelope) -> ProcessState:
         state.approval = None
         entry |= {k: data[k] for k in ("from", "to", "by", "event", "set") if k in data}
     elif kind == COMMANDS_SENT:
-        state.sent.extend(data.get("commands") or [])
-        entry |= {"state": data.get("state"), "commands": data.get("commands")}
+        commands = data.get("commands") or []
+        state.sent.extend(commands)
+        state.undelivered.extend(commands)
+        entry |= {"state": data.get("state"), "commands": commands}
+    elif kind == DELIVERED:
+        done = {c.get("command_id") for c in data.get("commands") or []}
+        state.undelivered = [c for c in state.undelivered if c["command_id"] not in done]
+        entry |= {"commands": data.get("commands")}
     elif kind == TIMER_SCHEDULED:
         state.timer = {"state": data["state"], "due": data["due"], "goto": data["goto"]}
         entry |= {"state": data["state"], "due": rfc3339(float(data["due"])), "goto": data["goto"]}
@@ -233,15 +244,16 @@ def due(state: ProcessState) -> float | None:
     return float(state.timer["due"])
 
 
-def on_time(process: ProcessDef, state: ProcessState, now: float) -> list[Decide]:
-    """The pending timer fires, once it is due: never early."""
+def on_time(process: ProcessDef, state: ProcessState, now: float, upto: int = 0) -> list[Decide]:
+    """The pending timer fires, once it is due: never early. `upto`: the log position up to
+    which events were decided on when it fired (so none of them is decided again)."""
     when = due(state)
     if when is None or now < when:
         return []
     assert state.timer is not None
     draft = _Draft(state, now)
     target = state.timer["goto"]
-    draft.add(TIMER_FIRED, {"state": state.state, "due": when})
+    draft.add(TIMER_FIRED, {"state": state.state, "due": when, "upto": upto})
     draft.add(TRANSITIONED, {"from": state.state, "to": target, "by": "timer"})
     _enter(process, draft, None)
     return draft.made
@@ -254,6 +266,7 @@ def on_approval(
     token: str,
     comment: str | None,
     now: float,
+    upto: int = 0,
 ) -> list[Decide]:
     """A person's decision on the approval the instance waits for; NotWaiting if it waits for
     none (decided already, timed out, finished)."""
@@ -264,7 +277,7 @@ def on_approval(
     target = approval.approve if approve else approval.reject
     draft = _Draft(state, now)
     outcome = "approve" if approve else "reject"
-    draft.add(DECIDED, {"outcome": outcome, "token": token, "comment": comment})
+    draft.add(DECIDED, {"outcome": outcome, "token": token, "comment": comment, "upto": upto})
     _leave(draft)
     draft.add(TRANSITIONED, {"from": state.state, "to": target, "by": outcome})
     _enter(process, draft, None)
@@ -321,7 +334,12 @@ def _evaluate(exprs: dict[str, CelExpr], activation: dict[str, Any], where: str)
 
 
 def _cause(event: Envelope) -> dict[str, Any]:
-    return {"id": event.id, "type": event.type, "subject": event.subject}
+    return {
+        "id": event.id,
+        "type": event.type,
+        "subject": event.subject,
+        "position": event.position,
+    }
 
 
 def _event_view(event: Envelope) -> dict[str, Any]:
