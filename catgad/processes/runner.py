@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import heapq
 from collections.abc import Callable
 from typing import Any
@@ -383,7 +384,9 @@ class ProcessRunner:
     async def _commit(
         self, entry: _Process, state: ProcessState, made: list[Decide]
     ) -> ProcessState:
-        """Append `made` at the version `state` was read at; apply them to it (and the index)."""
+        """Append `made` at the version `state` was read at: the state after them, which the
+        index holds once they are stored (never before: readers of the index read the store)."""
+        state = copy.deepcopy(state)
         expected = state.version
         commit = f"{state.stream}@{expected}"
         now = self.clock.now()
