@@ -197,3 +197,39 @@ async def test_a_restart_decides_each_event_once(
             await asyncio.sleep(0.2)
             again = await third.runner.instance("Fulfilment", "o4")
             assert again.version == done.version, "nothing decided twice"
+
+
+async def test_an_approval_racing_its_timer_one_wins(
+    backend: str, tmp_path: Path, config: Config
+) -> None:
+    """The approval and the timer decided at the same moment, many times: each instance leaves
+    review once; the loser is a 409 (the approval) or a timer found stale."""
+    async with BACKENDS[backend](tmp_path) as store, shop(store, config) as s:
+        orders = [f"r{i}" for i in range(12)]
+        for order in orders:
+            await s.engine.execute("PlaceOrder", {"order_id": order, "total": 250_000})
+            await s.state(order, "awaiting_payment")
+            await s.engine.execute("CapturePayment", {"order_id": order, "amount": 250_000})
+            await s.state(order, "review")
+
+        async def approve(order: str) -> str:
+            try:
+                await s.runner.decide("Fulfilment", order, approve=True, token="t", comment=None)
+            except NotAwaitingDecision:
+                return "409"
+            return "approved"
+
+        s.clock.advance(2 * DAY)  # every review timer is due now, as the approvals come
+        answers = await asyncio.gather(*(approve(order) for order in orders))
+        for order, answer in zip(orders, answers, strict=True):
+            final = await s.state(order, "done" if answer == "approved" else "refunding")
+            left = [
+                h
+                for h in final.history
+                if h["decision"] == "Transitioned" and h.get("from") == "review"
+            ]
+            assert len(left) == 1, (order, answer, final.history)
+            fired = any(
+                h["decision"] == "TimerFired" and h.get("state") == "review" for h in final.history
+            )
+            assert fired == (answer == "409"), (order, answer)
