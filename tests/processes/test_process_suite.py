@@ -51,7 +51,9 @@ class Shop:
 
 
 @asynccontextmanager
-async def shop(store: EventStore, config: Config, *, owner: str = "d1") -> AsyncIterator[Shop]:
+async def shop(
+    store: EventStore, config: Config, *, owner: str = "d1", drive: bool = True
+) -> AsyncIterator[Shop]:
     clock, registry = ManualClock(), CollectorRegistry()
     box: list[ProcessRunner] = []
     engine = CommandEngine(config, store, on_appended=lambda r: box[0].notify(r) if box else None)
@@ -202,9 +204,14 @@ async def test_a_restart_decides_each_event_once(
 async def test_an_approval_racing_its_timer_one_wins(
     backend: str, tmp_path: Path, config: Config
 ) -> None:
-    """The approval and the timer decided at the same moment, many times: each instance leaves
-    review once; the loser is a 409 (the approval) or a timer found stale."""
-    async with BACKENDS[backend](tmp_path) as store, shop(store, config) as s:
+    """The approval (taken by another daemon, as an HTTP call would be) and the timer decided
+    at the same moment, many times: each instance leaves review once; the loser is a 409 (the
+    approval) or a timer found stale. Only the store's version check keeps them apart."""
+    async with (
+        BACKENDS[backend](tmp_path) as store,
+        shop(store, config) as s,
+        shop(store, config, owner="d2", drive=False) as other,
+    ):
         orders = [f"r{i}" for i in range(12)]
         for order in orders:
             await s.engine.execute("PlaceOrder", {"order_id": order, "total": 250_000})
@@ -214,13 +221,18 @@ async def test_an_approval_racing_its_timer_one_wins(
 
         async def approve(order: str) -> str:
             try:
-                await s.runner.decide("Fulfilment", order, approve=True, token="t", comment=None)
+                await other.runner.decide(
+                    "Fulfilment", order, approve=True, token="t", comment=None
+                )
             except NotAwaitingDecision:
                 return "409"
             return "approved"
 
-        s.clock.advance(2 * DAY)  # every review timer is due now, as the approvals come
-        answers = await asyncio.gather(*(approve(order) for order in orders))
+        # the approvals set off, and the review timers fall due while they are on their way
+        racing = [asyncio.ensure_future(approve(order)) for order in orders]
+        await asyncio.sleep(0)
+        s.clock.advance(2 * DAY)
+        answers = await asyncio.gather(*racing)
         for order, answer in zip(orders, answers, strict=True):
             final = await s.state(order, "done" if answer == "approved" else "refunding")
             left = [
