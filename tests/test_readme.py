@@ -93,3 +93,11 @@ def test_readme_saga_session_is_what_the_daemon_answers(tmp_path: Path) -> None:
         env = {"PAYMENTS_WEBHOOK_URL": payments.url("/payment"), "ORDERS_WEBHOOK_SECRET": secret}
         with Daemon(SAGA_YAML, tmp_path, env=env) as daemon:
             replay_session(pairs, daemon, settle=10)
+
+
+def test_readme_process_session_is_what_the_daemon_answers(tmp_path: Path) -> None:
+    """The Processes section's session: an approval on the fulfilment example."""
+    pairs = console_session("## Processes")
+    assert len(pairs) >= 5, "the README's process session went missing"
+    with Daemon(REPO / "config" / "examples" / "fulfilment.yaml", tmp_path) as daemon:
+        replay_session(pairs, daemon, settle=10)

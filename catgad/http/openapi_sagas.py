@@ -233,12 +233,75 @@ def diagram_path(operation: str, tag: str, summary: str, *, instance: bool) -> d
 
 
 def process_paths(config: Config) -> dict[str, Any]:
-    return {
-        f"/processes/{name}/diagram": diagram_path(
+    paths: dict[str, Any] = {}
+    instance_ok = {
+        "description": "The instance: state, data, status, history with times, "
+        "the pending timer and the approval waited for.",
+        "content": {JSON: {"schema": {"type": "object"}}},
+    }
+    not_found = _ref("responses", "NotFound")
+    conflict = {
+        "description": "The instance waits for no decision (decided, timed out, finished).",
+        "content": {PROBLEM: {"schema": _ref("schemas", "Problem")}},
+    }
+    instance = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    for name, process in sorted(config.processes.items()):
+        base = f"/processes/{name}"
+        paths[f"{base}/diagram"] = diagram_path(
             f"processes.{name}.diagram",
             "processes",
             f"The {name} process's state machine as a Mermaid stateDiagram-v2",
-            instance=False,
+            instance=True,
         )
-        for name in sorted(config.processes)
-    }
+        paths[base] = {
+            "get": {
+                "operationId": f"processes.{name}.list",
+                "tags": ["processes"],
+                "summary": f"{name} instances this daemon knows of",
+                "parameters": [
+                    {"name": "state", "in": "query", "schema": {"enum": sorted(process.states)}}
+                ],
+                "responses": {
+                    "200": {"description": "Instances.", "content": {JSON: {}}},
+                    "400": _ref("responses", "BadRequest"),
+                },
+            }
+        }
+        paths[f"{base}/{{id}}"] = {
+            "get": {
+                "operationId": f"processes.{name}.get",
+                "tags": ["processes"],
+                "summary": f"A {name} instance",
+                "parameters": [instance],
+                "responses": {"200": instance_ok, "404": not_found},
+            }
+        }
+        for verb in ("approve", "reject"):
+            paths[f"{base}/{{id}}/{verb}"] = {
+                "post": {
+                    "operationId": f"processes.{name}.{verb}",
+                    "tags": ["processes"],
+                    "summary": f"A person's decision: {verb}",
+                    "parameters": [instance],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {"comment": {"type": "string"}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": instance_ok,
+                        "400": _ref("responses", "BadRequest"),
+                        "404": not_found,
+                        "409": conflict,
+                        "503": _ref("responses", "Unavailable"),
+                    },
+                }
+            }
+    return paths

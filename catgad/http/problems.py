@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -126,7 +126,8 @@ def _title(status: int) -> str:
 
 
 class RequestContext:
-    """Pure ASGI middleware: gives each request an id and turns stray exceptions into a 500.
+    """Pure ASGI middleware: gives each request an id and turns stray exceptions into a 500
+    (but for a client gone before its request was read: logged, and not answered).
 
     The id is the client's `X-Request-Id` when it sent a short one, else a
     process-unique counter; it comes back on every response.
@@ -155,6 +156,15 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # gone before its body arrived (a stalled upload, a killed client): no one to
+            # answer, and nothing went wrong here
+            log.info(
+                "client disconnected before its request was read",
+                request_id=rid,
+                method=scope.get("method"),
+                path=scope.get("path", ""),
+            )
         except Exception:
             path = scope.get("path", "")
             log.exception("unhandled error", request_id=rid, method=scope.get("method"), path=path)
