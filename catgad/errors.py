@@ -25,6 +25,7 @@
     │       ├── WebhookFailed(handler, attempts)   503  handler-unavailable
     │       └── CircuitOpen(handler, retry_after)  503  handler-circuit-open
     ├── UpcastFailed(event, step)     500  upcast-failed         (an upcaster failed on read)
+    ├── NoGraphviz                    503  svg-unavailable       (no `dot` to draw SVG with)
     └── StoreError                    500  store-error
         ├── ConcurrencyError(stream, expected, actual)   409  version-conflict
         └── Unavailable(dependency, why)                 503  unavailable      (retryable)
@@ -324,6 +325,14 @@ class NotAwaitingDecision(CatgadError):
 
     def extensions(self) -> dict[str, Any]:
         return {"process": self.process, "id": self.instance, "state": self.state}
+
+
+class NoGraphviz(CatgadError):
+    """An SVG diagram was asked for and Graphviz's `dot` is not installed."""
+
+    status = 503
+    slug = "svg-unavailable"
+    title = "SVG diagrams need Graphviz"
 
 
 class Unauthorized(CatgadError):

@@ -85,7 +85,7 @@ def saga_diagram(
         previous = step.name
     lines.append('    done(["completed"])')
     lines.append(f"    {previous} --> done")
-    produced = _producers(saga, emits)
+    produced = producers(saga, emits)
     for index, (event, comp) in enumerate(saga.compensate.items()):
         node = f"undo{index}"
         lines.append(f'    {node}[/"{label(comp.command)}"/]')
@@ -105,7 +105,7 @@ def emits(config: Config) -> dict[str, list[str] | None]:
     }
 
 
-def _producers(saga: SagaDef, emits: Mapping[str, list[str] | None]) -> dict[str, list[str]]:
+def producers(saga: SagaDef, emits: Mapping[str, list[str] | None]) -> dict[str, list[str]]:
     """Event type -> the steps that produce it: a rule command's emits, an awaited success;
     a handler's command (its events not declared) for what no other step produces."""
     out: dict[str, list[str]] = {}

@@ -20,9 +20,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from catgad.diagrams.mermaid import process_diagram
+from catgad.diagrams.svg import process_svg
 from catgad.errors import Forbidden
 from catgad.http.access import Access
-from catgad.http.diagrams import MERMAID, diagram_format
+from catgad.http.diagrams import diagram_format, diagram_response
 from catgad.http.problems import MalformedRequest
 from catgad.http.routes import json_response, read_body
 from catgad.processes.runner import ProcessRunner
@@ -45,7 +46,7 @@ class ProcessEndpoints:
 
     async def diagram(self, request: Request) -> Response:
         process = self.runner.definition(request.path_params["name"])
-        diagram_format(request)
+        form = diagram_format(request)
         instance = request.query_params.get("instance")
         current, visited = None, []
         if instance is not None:
@@ -53,9 +54,8 @@ class ProcessEndpoints:
             current = state.state
             visited = [h["to"] for h in state.history if "to" in h]
             visited = [process.initial, *visited]
-        return Response(
-            process_diagram(process, current=current, visited=visited), media_type=MERMAID
-        )
+        draw = process_svg if form == "svg" else process_diagram
+        return diagram_response(draw(process, current=current, visited=visited), form)
 
     async def listing(self, request: Request) -> Response:
         name: str = request.path_params["name"]

@@ -21,8 +21,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from catgad.diagrams.mermaid import emits, saga_diagram
+from catgad.diagrams.svg import saga_svg
 from catgad.http.access import Access
-from catgad.http.diagrams import MERMAID, diagram_format
+from catgad.http.diagrams import diagram_format, diagram_response
 from catgad.http.problems import MalformedRequest
 from catgad.http.routes import json_response, parse_idempotency_key, parse_json, read_body
 from catgad.sagas.runner import SagaRunner
@@ -52,7 +53,7 @@ class SagaEndpoints:
         """The saga's steps as Mermaid; `?instance=` highlights where that instance stands."""
         name: str = request.path_params["name"]
         saga = self.runner.definition(name)
-        diagram_format(request)
+        form = diagram_format(request)
         instance = request.query_params.get("instance")
         current, visited, failed = None, [], None
         if instance is not None:
@@ -65,10 +66,11 @@ class SagaEndpoints:
                 current, visited = "done", done
             else:  # compensating, compensated, failed: the step that failed, and the way there
                 failed, visited = step, done
-        text = saga_diagram(
+        draw = saga_svg if form == "svg" else saga_diagram
+        text = draw(
             saga, emits(self.runner.config), current=current, visited=visited, failed=failed
         )
-        return Response(text, media_type=MERMAID)
+        return diagram_response(text, form)
 
     async def start(self, request: Request) -> Response:
         name: str = request.path_params["name"]
