@@ -205,7 +205,12 @@ def saga_paths(config: Config) -> dict[str, Any]:
 
 def diagram_path(operation: str, tag: str, summary: str, *, instance: bool) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
-        {"name": "format", "in": "query", "schema": {"enum": ["mermaid"], "default": "mermaid"}}
+        {
+            "name": "format",
+            "in": "query",
+            "schema": {"enum": ["mermaid", "svg"], "default": "mermaid"},
+            "description": "mermaid text, or an SVG drawn by Graphviz on the server",
+        }
     ]
     if instance:
         parameters.append(
@@ -217,7 +222,11 @@ def diagram_path(operation: str, tag: str, summary: str, *, instance: bool) -> d
             }
         )
     responses: dict[str, Any] = {
-        "200": {"description": "Mermaid text.", "content": {"text/vnd.mermaid": {}}},
+        "200": {
+            "description": "Mermaid text, or SVG.",
+            "content": {"text/vnd.mermaid": {}, "image/svg+xml": {}},
+        },
+        "503": _ref("responses", "Unavailable"),
         "400": _ref("responses", "BadRequest"),
         "404": _ref("responses", "NotFound"),
     }

@@ -550,10 +550,24 @@ class ProcessRunner:
             ["process"],
             registry=registry,
         )
+        oldest = Gauge(
+            "catgad_process_approval_age_seconds",
+            "How long the oldest pending approval has waited.",
+            ["process"],
+            registry=registry,
+        )
         for name, entry in self.processes.items():
             for state in entry.process.states:
                 gauge.labels(name, state).set_function(_in_state(entry, state))
             approvals.labels(name).set_function(_awaiting(entry))
+            oldest.labels(name).set_function(self._oldest_approval(entry))
+
+    def _oldest_approval(self, entry: _Process) -> Callable[[], float]:
+        def age() -> float:
+            asked = [float(x.approval["at"]) for x in entry.index.values() if x.approval]
+            return max(0.0, self.clock.now() - min(asked)) if asked else 0.0
+
+        return age
 
     def _count(self, process: ProcessDef, made: list[Decide], now: float) -> None:
         for decision in made:
