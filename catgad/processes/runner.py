@@ -45,6 +45,7 @@ from catgad.processes.model import DECISION_PREFIX, ProcessDef
 from catgad.processes.state import (
     DELIVERED,
     TIMER_FIRED,
+    TIMER_SCHEDULED,
     NotWaiting,
     ProcessRuleError,
     ProcessState,
@@ -425,7 +426,7 @@ class ProcessRunner:
                 data=command.get("data") or {},
                 id=command["command_id"],
                 correlationid=state.stream,
-                causationid=state.stream,
+                causationid=command.get("cause") or state.stream,  # the event, or the instance
             )
             try:
                 result = await self.sender.send(outgoing)
@@ -522,6 +523,12 @@ class ProcessRunner:
             ["process", "by"],
             registry=registry,
         )
+        self._timers_scheduled = Counting(
+            "catgad_process_timers_scheduled",
+            "Timers scheduled on entering a state.",
+            ["process"],
+            registry=registry,
+        )
         self._timers_fired = Counting(
             "catgad_process_timers_fired", "Timers that fired.", ["process"], registry=registry
         )
@@ -573,6 +580,8 @@ class ProcessRunner:
         for decision in made:
             if decision.type.endswith("Transitioned"):
                 self._transitions.labels(process.name, str(decision.data.get("by"))).inc()
+            elif decision.type == TIMER_SCHEDULED:
+                self._timers_scheduled.labels(process.name).inc()
             elif decision.type == TIMER_FIRED:
                 self._timers_fired.labels(process.name).inc()
                 self._lateness.labels(process.name).observe(

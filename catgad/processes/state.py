@@ -306,7 +306,10 @@ def _enter(process: ProcessDef, draft: _Draft, event: Envelope | None) -> None:
         for index, send in enumerate(target.send):
             data = _evaluate(send.data, activation, f"{where}.send[{index}].data")
             cid = command_id(state.stream, "enter", state.entries, index)
-            commands.append({"command": send.command, "command_id": cid, "data": data})
+            cause = event.id if event is not None else None  # else: a timer, an approval
+            commands.append(
+                {"command": send.command, "command_id": cid, "data": data, "cause": cause}
+            )
         draft.add(COMMANDS_SENT, {"state": state.state, "commands": commands})
     if target.after is not None:
         draft.add(

@@ -97,7 +97,8 @@ def test_a_timer_never_fires_early_and_fires_once(process: ProcessDef) -> None:
 
 def test_leaving_a_state_cancels_its_timer(process: ProcessDef) -> None:
     state = started(process)
-    made = on_event(process, state, event("PaymentCaptured", order_id="o1", amount=2500), T0 + 60)
+    paid = event("PaymentCaptured", order_id="o1", amount=2500)
+    made = on_event(process, state, paid, T0 + 60)
     assert made[0].type == TIMER_CANCELLED
     applied(state, made, T0 + 60)
     assert state.state == "shipping" and due(state) is None
@@ -106,6 +107,7 @@ def test_leaving_a_state_cancels_its_timer(process: ProcessDef) -> None:
             "command": "BookShipment",
             "command_id": command_id(state.stream, "enter", 2, 0),
             "data": {"order_id": "o1", "address": "on file"},
+            "cause": paid.id,  # the command's causationid: the event that moved the instance
         }
     ]
 

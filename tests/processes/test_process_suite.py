@@ -94,6 +94,9 @@ async def test_an_order_paid_in_time_is_shipped(
         assert [(e.type, e.causationid, e.correlationid) for e in shipment] == [
             ("ShipmentBooked", sent, "Process-Fulfilment-o1")
         ]
+        booked = next(c for c in done.sent if c["command"] == "BookShipment")
+        payment = (await store.read("Payment-o1"))[0]
+        assert booked["cause"] == payment.id, "the command's causation: the triggering event"
         assert s.metric("catgad_process_transitions_total", process="Fulfilment", by="event") == 2
 
 
