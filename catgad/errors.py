@@ -152,9 +152,10 @@ class NotFound(CatgadError):
     title = "Not found"
 
     def __init__(self, what: str, name: str) -> None:
-        super().__init__(f"unknown {what} {name!r}")
+        shown = name if len(name) <= 200 else f"{name[:100]}…{name[-20:]}"  # not echoed whole
+        super().__init__(f"unknown {what} {shown!r}")
         self.what = what
-        self.name = name
+        self.name = shown
 
     def extensions(self) -> dict[str, Any]:
         return {"kind": self.what, "name": self.name}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -25,7 +24,7 @@ from catgad.errors import Forbidden
 from catgad.http.access import Access
 from catgad.http.diagrams import diagram_format, diagram_response
 from catgad.http.problems import MalformedRequest
-from catgad.http.routes import json_response, read_body
+from catgad.http.routes import json_response, parse_json, read_body
 from catgad.processes.runner import ProcessRunner
 
 
@@ -93,12 +92,10 @@ class ProcessEndpoints:
 
 
 def _comment(raw: bytes) -> str | None:
+    """The optional `{"comment": "..."}` body (read as every body is: catgad.http.routes)."""
     if not raw.strip():
         return None
-    try:
-        body: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest("body", f"the body is not valid JSON: {exc}") from None
+    body: Any = parse_json(raw)
     if not isinstance(body, dict) or set(body) - {"comment"}:
         raise MalformedRequest("body", 'the body is {"comment": "..."} or empty')
     comment = body.get("comment")
