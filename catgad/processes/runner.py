@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import heapq
 from collections.abc import Callable
 from typing import Any
@@ -67,6 +66,7 @@ from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
 log = get_logger("catgad.processes")
+TIMERS_AT_ONCE = 64  # due timers fired side by side
 
 
 class _Process:
@@ -385,15 +385,13 @@ class ProcessRunner:
     async def _commit(
         self, entry: _Process, state: ProcessState, made: list[Decide]
     ) -> ProcessState:
-        """Append `made` at the version `state` was read at: the state after them, which the
-        index holds once they are stored (never before: readers of the index read the store)."""
-        state = copy.deepcopy(state)
+        """Append `made` at the version `state` was read at; once they are stored (never
+        before: readers of the index read the store), the state after them, in the index."""
         expected = state.version
         commit = f"{state.stream}@{expected}"
         now = self.clock.now()
-        envelopes = []
-        for index, decision in enumerate(made):
-            envelope = Envelope(
+        envelopes = [
+            Envelope(
                 type=decision.type,
                 data={**decision.data, "at": now},
                 id=event_id(commit, index),
@@ -402,14 +400,19 @@ class ProcessRunner:
                 time=rfc3339(now),
                 correlationid=state.stream,
             )
-            evolve(state, envelope)
-            envelopes.append(envelope)
+            for index, decision in enumerate(made)
+        ]
         result = await self.store.append(
             state.stream, envelopes, expected_version=expected, command_id=commit
         )
         if result.duplicate:
             raise ConcurrencyError(state.stream, expected, result.version)
-        entry.index[state.id] = state
+        for stored in result.events:  # the follower may have applied them meanwhile
+            if (stored.streamversion or 0) > state.version:
+                evolve(state, stored)
+        known = entry.index.get(state.id)
+        if known is None or known.version <= state.version:
+            entry.index[state.id] = state
         self._indexed(entry, state)
         self._count(entry.process, made, now)
         self.loop.notify(result.events[-1].position if result.events else None)
@@ -481,18 +484,26 @@ class ProcessRunner:
             for entry in self.processes.values():
                 if not self._leading(entry):
                     continue
+                due_now: list[str] = []
                 while entry.timers and entry.timers[0][0] <= now:
-                    _, instance = heapq.heappop(entry.timers)
-                    try:
-                        await self._fire(entry, instance)
-                    except Exception as exc:  # the store failed: try again shortly
-                        log.warning(
-                            "process timer not fired yet",
-                            process=entry.process.name,
-                            instance=instance,
-                            error=getattr(exc, "detail", repr(exc)),
-                        )
-                        self._retry_at(entry, instance, now + 1.0)
+                    due_now.append(heapq.heappop(entry.timers)[1])
+                # fired side by side, a bounded number at once: their appends share the
+                # store's round trips (one instance is still decided one at a time: its lock)
+                for start in range(0, len(due_now), TIMERS_AT_ONCE):
+                    batch = dict.fromkeys(due_now[start : start + TIMERS_AT_ONCE])
+                    await asyncio.gather(*(self._fire_or_retry(entry, i, now) for i in batch))
+
+    async def _fire_or_retry(self, entry: _Process, instance: str, now: float) -> None:
+        try:
+            await self._fire(entry, instance)
+        except Exception as exc:  # the store failed: try again shortly
+            log.warning(
+                "process timer not fired yet",
+                process=entry.process.name,
+                instance=instance,
+                error=getattr(exc, "detail", repr(exc)),
+            )
+            self._retry_at(entry, instance, now + 1.0)
 
     async def _fire(self, entry: _Process, instance: str) -> None:
         async with entry.lock_of(instance):

@@ -19,6 +19,7 @@ stream takes first wins, and the other is decided again on the new state.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -169,7 +170,14 @@ class _Draft:
     so the next one sees what the previous did (entering a state reads its new data)."""
 
     def __init__(self, state: ProcessState, now: float) -> None:
-        self.state = copy.deepcopy(state)
+        # evolve replaces the data and appends to the lists, never changes what is in them:
+        # fresh lists are copy enough (a deep copy of the history cost more than the rest)
+        self.state = dataclasses.replace(
+            state,
+            sent=list(state.sent),
+            undelivered=list(state.undelivered),
+            history=list(state.history),
+        )
         self.now = now
         self.made: list[Decide] = []
 
