@@ -32,6 +32,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "projections": ("projections", "rebuild of 1,000,000 events and live lag per target"),
     "replicas": ("replicas", "two `catgad run` against one on a shared store and bus"),
     "sagas": ("sagas", "a 3-step saga against a client sending the same 3 commands"),
+    "processes": ("processes", "transitions/s, 10,000 timers at once, lateness at 1,000/s"),
 }
 
 
