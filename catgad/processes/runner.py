@@ -27,7 +27,6 @@ catgad.processes.state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +37,6 @@ from prometheus_client import Counter as Counting
 from catgad.config.model import Config
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, ConcurrencyError, NotAwaitingDecision, ProcessNotFound
-from catgad.ids import event_id
 from catgad.observability.logs import get_logger
 from catgad.processes.model import DECISION_PREFIX, ProcessDef
 from catgad.processes.state import (
@@ -57,13 +55,13 @@ from catgad.processes.state import (
     on_event,
     on_time,
 )
-from catgad.reactors.clock import Clock, SystemClock, rfc3339
+from catgad.reactors.clock import Clock, rfc3339
 from catgad.reactors.decisions import Decide
-from catgad.reactors.loop import LogReader, LoopSettings
+from catgad.reactors.runner import ReactorRunner
 from catgad.reactors.send import CommandSender, Outgoing
 from catgad.sagas.model import SagaSettings
 from catgad.store.lease import LeaseKeeper
-from catgad.store.protocol import AppendResult, Coordination, EventStore
+from catgad.store.protocol import EventStore
 
 log = get_logger("catgad.processes")
 TIMERS_AT_ONCE = 64  # due timers fired side by side
@@ -78,6 +76,10 @@ class _Process:
         self.timers: list[tuple[float, str]] = []  # (due, instance), a heap; stale entries ok
         self.lock: dict[str, asyncio.Lock] = {}  # one decision at a time per instance, here
 
+    @property
+    def name(self) -> str:
+        return self.process.name
+
     def lock_of(self, instance: str) -> asyncio.Lock:
         lock = self.lock.get(instance)
         if lock is None:
@@ -85,10 +87,11 @@ class _Process:
         return lock
 
 
-class ProcessRunner:
+class ProcessRunner(ReactorRunner):
     """The processes of one service on one daemon; see the module docstring."""
 
     name = "processes"
+    lease_kind = "process"
 
     def __init__(
         self,
@@ -102,77 +105,24 @@ class ProcessRunner:
         settings: SagaSettings | None = None,
         drive: bool = True,
     ) -> None:
-        self.config = config
-        self.store = store
-        self.sender = sender
-        self.owner = owner
-        self.clock = clock or SystemClock()
-        self.settings = settings or SagaSettings()
-        self.drive = drive
         self.processes = {name: _Process(p) for name, p in config.processes.items()}
+        super().__init__(
+            config,
+            store,
+            sender,
+            self.processes,
+            owner=owner,
+            clock=clock,
+            settings=settings,
+            drive=drive,
+        )
         self._by_prefix = {p.process.stream_prefix: p for p in self.processes.values()}
         self._reading: dict[str, list[_Process]] = {}
         for entry in self.processes.values():
             for event_type in entry.process.events():
                 self._reading.setdefault(event_type, []).append(entry)
-        self.loop = LogReader(
-            store,
-            self,
-            name="processes",
-            settings=LoopSettings(poll_interval=self.settings.poll_interval),
-            on_idle=self._idle,
-        )
-        self._caught_up = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._running = False
-        self._stopping = False
-        self._tasks: list[asyncio.Task[None]] = []
         self._handled = 0  # log position up to which events were decided on here
         self._metrics(registry)
-
-    def __bool__(self) -> bool:
-        return bool(self.processes)
-
-    # -- component ------------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        if not self.processes:
-            return
-        self.loop.start()
-        self._running = True
-        if not self.drive:
-            return
-        for entry in self.processes.values():
-            if isinstance(self.store, Coordination):
-                name = f"process:{entry.process.name}"
-                entry.lease = LeaseKeeper(self.store, name, self.owner, self.settings.lease_ttl)
-                entry.lease.start()
-            self._tasks.append(
-                asyncio.create_task(self._supervise(entry), name=f"process:{entry.process.name}")
-            )
-        self._tasks.append(asyncio.create_task(self._timers(), name="process-timers"))
-
-    async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        for entry in self.processes.values():
-            if entry.lease is not None:
-                entry.lease.nudge()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.loop.stop()
-        for entry in self.processes.values():
-            if entry.lease is not None:
-                await entry.lease.stop(release=True)
-
-    def notify(self, result: AppendResult | None = None) -> None:
-        if self.processes:
-            last = result.events[-1].position if result is not None and result.events else None
-            self.loop.notify(last)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -258,11 +208,6 @@ class ProcessRunner:
             self._idle()
         return len(events)
 
-    def _idle(self) -> None:
-        if not self._caught_up.is_set():
-            self._caught_up.set()
-            log.info("processes caught up with the log", position=self.loop.position)
-
     def _decided(self, subject: str, event: Envelope) -> None:
         self._changed.set()
         for prefix, entry in self._by_prefix.items():
@@ -344,11 +289,6 @@ class ProcessRunner:
 
     # -- acting ----------------------------------------------------------------------------------
 
-    def _leading(self, entry: _Process) -> bool:
-        if not self.drive or self._stopping or not self._running:
-            return False
-        return entry.lease is None or entry.lease.held()
-
     async def _supervise(self, entry: _Process) -> None:
         """On every gain of the lease (once caught up): decide on the events kept meanwhile,
         and send what was announced but not delivered."""
@@ -391,22 +331,10 @@ class ProcessRunner:
         commit = f"{state.stream}@{expected}"
         now = self.clock.now()
         envelopes = [
-            Envelope(
-                type=decision.type,
-                data={**decision.data, "at": now},
-                id=event_id(commit, index),
-                source=self.config.service.name,
-                subject=state.stream,
-                time=rfc3339(now),
-                correlationid=state.stream,
-            )
+            self.decision(state.stream, commit, index, decision, now, None)
             for index, decision in enumerate(made)
         ]
-        result = await self.store.append(
-            state.stream, envelopes, expected_version=expected, command_id=commit
-        )
-        if result.duplicate:
-            raise ConcurrencyError(state.stream, expected, result.version)
+        result = await self.append_decisions(state.stream, envelopes, expected, commit)
         for stored in result.events:  # the follower may have applied them meanwhile
             if (stored.streamversion or 0) > state.version:
                 evolve(state, stored)
@@ -415,7 +343,6 @@ class ProcessRunner:
             entry.index[state.id] = state
         self._indexed(entry, state)
         self._count(entry.process, made, now)
-        self.loop.notify(result.events[-1].position if result.events else None)
         return state
 
     async def _deliver(self, entry: _Process, state: ProcessState) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from catgad.reactors.settings import LeasedSettings
+
 if TYPE_CHECKING:  # config.model imports this module: no run-time import back
     from catgad.aggregates.payload import PayloadSchema
     from catgad.config.cel import CelExpr
@@ -14,12 +16,7 @@ STREAM_PREFIX = "Saga-"
 DECISION_PREFIX = "saga."
 
 
-@dataclass(frozen=True, slots=True)
-class SagaSettings:
-    """`runtime.sagas`: how the daemons sharing a store hand the driving of sagas over."""
-
-    lease_ttl: float = 10.0  # seconds; a dead driver's sagas move within ~4/3 of it
-    poll_interval: float = 0.2  # seconds between looks at the store for others' appends
+SagaSettings = LeasedSettings  # `runtime.sagas` (and `runtime.processes`: the same knobs)
 
 
 @dataclass(frozen=True, slots=True)

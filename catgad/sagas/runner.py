@@ -45,11 +45,10 @@ from catgad.errors import (
     SagaConflict,
     SagaNotFound,
 )
-from catgad.ids import event_id
 from catgad.observability.logs import get_logger
-from catgad.reactors.clock import Clock, SystemClock, rfc3339
+from catgad.reactors.clock import Clock
 from catgad.reactors.decisions import Decide
-from catgad.reactors.loop import LogReader, LoopSettings
+from catgad.reactors.runner import ReactorRunner
 from catgad.reactors.send import CommandSender, Outgoing
 from catgad.sagas.metrics import SagaMetrics
 from catgad.sagas.model import DECISION_PREFIX, SagaDef, SagaSettings
@@ -74,7 +73,7 @@ from catgad.sagas.state import (
     refused,
 )
 from catgad.store.lease import LeaseKeeper
-from catgad.store.protocol import AppendResult, Coordination, EventStore
+from catgad.store.protocol import EventStore
 
 log = get_logger("catgad.sagas")
 
@@ -93,11 +92,16 @@ class _Saga:
         self.lease: LeaseKeeper | None = None
         self.counts: Counter[str] = Counter()  # instances per status
 
+    @property
+    def name(self) -> str:
+        return self.saga.name
 
-class SagaRunner:
+
+class SagaRunner(ReactorRunner):
     """The sagas of one service on one daemon; see the module docstring."""
 
     name = "sagas"
+    lease_kind = "saga"
 
     def __init__(
         self,
@@ -111,15 +115,18 @@ class SagaRunner:
         settings: SagaSettings | None = None,
         drive: bool = True,
     ) -> None:
-        self.config = config
-        self.store = store
-        self.sender = sender
-        self.owner = owner
-        self.clock = clock or SystemClock()
-        self.settings = settings or SagaSettings()
-        self.metrics = SagaMetrics(registry) if registry is not None else None
-        self.drive = drive  # False: follow only (listings), never act (one-shot tools)
         self.sagas = {name: _Saga(saga) for name, saga in config.sagas.items()}
+        super().__init__(
+            config,
+            store,
+            sender,
+            self.sagas,
+            owner=owner,
+            clock=clock,
+            settings=settings,
+            drive=drive,
+        )
+        self.metrics = SagaMetrics(registry) if registry is not None else None
         self._by_prefix = {s.saga.stream_prefix: s for s in self.sagas.values()}
         self._starting = {
             s.saga.start_event: [
@@ -132,69 +139,18 @@ class SagaRunner:
         for s in self.sagas.values():
             for event_type in s.saga.awaited_types():
                 self._awaiting.setdefault(event_type, []).append(s)
-        self.loop = LogReader(
-            store,
-            self,
-            name="sagas",
-            settings=LoopSettings(poll_interval=self.settings.poll_interval),
-            on_idle=self._idle,
-        )
-        self._caught_up = asyncio.Event()
-        self._changed = asyncio.Event()  # set whenever a decision passes in the log
         self._mine: set[str] = set()  # decisions this daemon appended, not yet seen in the log
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._running = False  # started, and driving if `drive`
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.sagas)
 
     # -- component ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        if not self.sagas:
-            return
-        self.loop.start()
-        self._running = True
-        if not self.drive:
-            return
-        for entry in self.sagas.values():
-            if isinstance(self.store, Coordination):
-                entry.lease = LeaseKeeper(
-                    self.store, f"saga:{entry.saga.name}", self.owner, self.settings.lease_ttl
-                )
-                entry.lease.start()
-            self._tasks.append(
-                asyncio.create_task(self._supervise(entry), name=f"saga:{entry.saga.name}")
-            )
-        self._tasks.append(asyncio.create_task(self._timers(), name="saga-timers"))
-
-    async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        for entry in self.sagas.values():
-            if entry.lease is not None:
-                entry.lease.nudge()
+    async def _finishing(self) -> list[asyncio.Task[None]]:
+        """A command in flight finishes and its outcome is written."""
         drivers = [t for e in self.sagas.values() for t in e.drivers.values()]
-        if drivers:  # a command in flight finishes and its outcome is written
+        if drivers:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(10):
                     await asyncio.gather(*drivers, return_exceptions=True)
-        for task in [*self._tasks, *drivers]:
-            task.cancel()
-        for task in [*self._tasks, *drivers]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.loop.stop()
-        for entry in self.sagas.values():
-            if entry.lease is not None:
-                await entry.lease.stop(release=True)
-
-    def notify(self, result: AppendResult | None = None) -> None:
-        if self.sagas:
-            last = result.events[-1].position if result is not None and result.events else None
-            self.loop.notify(last)
+        return drivers
 
     def status(self) -> dict[str, Any]:
         return {
@@ -346,12 +302,6 @@ class SagaRunner:
         self._refresh_metrics()
         return len(events)
 
-    def _idle(self) -> None:
-        """The follower has read everything there is: the index is whole."""
-        if not self._caught_up.is_set():
-            self._caught_up.set()
-            log.info("sagas caught up with the log", position=self.loop.position)
-
     def _decided(self, subject: str, event: Envelope) -> None:
         self._changed.set()
         for prefix, entry in self._by_prefix.items():
@@ -422,11 +372,6 @@ class SagaRunner:
             self.metrics.ignored.labels(entry.saga.name, event.type).inc()
 
     # -- driving ----------------------------------------------------------------------------------
-
-    def _leading(self, entry: _Saga) -> bool:
-        if not self.drive or self._stopping or not self._running:
-            return False
-        return entry.lease is None or entry.lease.held()
 
     async def _supervise(self, entry: _Saga) -> None:
         """Drive every unfinished instance whenever the lease is (re)gained."""
@@ -634,16 +579,11 @@ class SagaRunner:
                 break
             else:
                 break
-        result = await self.store.append(
-            state.stream, made, expected_version=expected, command_id=commit
-        )
-        if result.duplicate:
-            raise ConcurrencyError(state.stream, expected, result.version)
+        await self.append_decisions(state.stream, made, expected, commit)
         if driving:  # its driver goes on from here: the follower need not wake it for these
             self._mine.update(e.id for e in made)
         for envelope in made:
             self._count(saga, envelope.type)
-        self.loop.notify(result.events[-1].position if result.events else None)
         return state
 
     def _decision(
@@ -656,16 +596,8 @@ class SagaRunner:
         now: float,
     ) -> Envelope:
         """The decision's envelope, the `index`-th of `commit`, applied to `state`."""
-        envelope = Envelope(
-            type=decision.type,
-            data={**decision.data, "at": now},
-            id=event_id(commit, index),
-            source=self.config.service.name,
-            subject=state.stream,
-            time=rfc3339(now),
-            correlationid=state.correlation,
-            causationid=trigger.id if trigger is not None else state.cause,
-        )
+        cause = trigger.id if trigger is not None else state.cause
+        envelope = self.decision(state.stream, commit, index, decision, now, cause)
         evolve(self.sagas[state.saga].saga, state, envelope)
         return envelope
 

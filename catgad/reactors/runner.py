@@ -1,0 +1,176 @@
+"""What the saga and process runners share: a runtime component that follows the log into an
+index (every daemon), drives each definition's instances while holding its lease (one daemon
+at a time), fires what falls due, and appends its decisions at the version it read them at.
+
+A runner subclasses ReactorRunner and gives `handle` (the log follower's sink),
+`_supervise` (what to do on each gain of a lease) and `_timers` (what falls due)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from catgad.config.model import Config
+from catgad.envelope import Envelope
+from catgad.errors import ConcurrencyError
+from catgad.ids import event_id
+from catgad.observability.logs import get_logger
+from catgad.reactors.clock import Clock, SystemClock, rfc3339
+from catgad.reactors.decisions import Decide
+from catgad.reactors.loop import LogReader, LoopSettings
+from catgad.reactors.send import CommandSender
+from catgad.reactors.settings import LeasedSettings
+from catgad.store.lease import LeaseKeeper
+from catgad.store.protocol import AppendResult, Coordination, EventStore
+
+log = get_logger("catgad.reactors")
+
+
+class Entry(Protocol):
+    """One definition's place in a runner: its name and the lease its driver holds."""
+
+    @property
+    def name(self) -> str: ...
+
+    lease: LeaseKeeper | None
+
+
+class ReactorRunner:
+    name = "reactor"  # the component's name, and its log follower's
+    lease_kind = "reactor"  # leases are `<lease_kind>:<definition>`
+
+    def __init__(
+        self,
+        config: Config,
+        store: EventStore,
+        sender: CommandSender,
+        entries: Mapping[str, Entry],
+        *,
+        owner: str,
+        clock: Clock | None,
+        settings: LeasedSettings | None,
+        drive: bool,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.sender = sender
+        self.owner = owner
+        self.clock = clock or SystemClock()
+        self.settings = settings or LeasedSettings()
+        self.drive = drive  # False: follow only (listings), never act (one-shot tools)
+        self.entries = entries
+        self.loop = LogReader(
+            store,
+            self,
+            name=self.name,
+            settings=LoopSettings(poll_interval=self.settings.poll_interval),
+            on_idle=self._idle,
+        )
+        self._caught_up = asyncio.Event()
+        self._changed = asyncio.Event()  # set whenever a decision passes in the log
+        self._wake = asyncio.Event()  # the timer task looks again
+        self._running = False  # started, and driving if `drive`
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    async def handle(self, events: list[Envelope]) -> int:
+        raise NotImplementedError
+
+    async def _supervise(self, entry: Any) -> None:
+        raise NotImplementedError
+
+    async def _timers(self) -> None:
+        raise NotImplementedError
+
+    # -- component ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.entries:
+            return
+        self.loop.start()
+        self._running = True
+        if not self.drive:
+            return
+        for entry in self.entries.values():
+            if isinstance(self.store, Coordination):
+                name = f"{self.lease_kind}:{entry.name}"
+                entry.lease = LeaseKeeper(self.store, name, self.owner, self.settings.lease_ttl)
+                entry.lease.start()
+            task = asyncio.create_task(
+                self._supervise(entry), name=f"{self.lease_kind}:{entry.name}"
+            )
+            self._tasks.append(task)
+        self._tasks.append(asyncio.create_task(self._timers(), name=f"{self.name}-timers"))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for entry in self.entries.values():
+            if entry.lease is not None:
+                entry.lease.nudge()
+        tasks = [*self._tasks, *await self._finishing()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.loop.stop()
+        for entry in self.entries.values():
+            if entry.lease is not None:
+                await entry.lease.stop(release=True)
+
+    async def _finishing(self) -> Sequence[asyncio.Task[None]]:
+        """Work to let finish before stopping (a command in flight); it is then cancelled."""
+        return []
+
+    def notify(self, result: AppendResult | None = None) -> None:
+        if self.entries:
+            last = result.events[-1].position if result is not None and result.events else None
+            self.loop.notify(last)
+
+    def _idle(self) -> None:
+        """The follower has read everything there is: the index is whole."""
+        if not self._caught_up.is_set():
+            self._caught_up.set()
+            log.info(f"{self.name} caught up with the log", position=self.loop.position)
+
+    def _leading(self, entry: Entry) -> bool:
+        if not self.drive or self._stopping or not self._running:
+            return False
+        return entry.lease is None or entry.lease.held()
+
+    # -- decisions --------------------------------------------------------------------------------
+
+    def decision(
+        self, stream: str, commit: str, index: int, decision: Decide, now: float, cause: str | None
+    ) -> Envelope:
+        """The `index`-th decision of `commit`: an id derived from it (catgad.ids), so a commit
+        made again after a crash is the same command, kept once; no id claims on NATS."""
+        return Envelope(
+            type=decision.type,
+            data={**decision.data, "at": now},
+            id=event_id(commit, index),
+            source=self.config.service.name,
+            subject=stream,
+            time=rfc3339(now),
+            correlationid=stream,
+            causationid=cause,
+        )
+
+    async def append_decisions(
+        self, stream: str, envelopes: list[Envelope], expected: int, commit: str
+    ) -> AppendResult:
+        """Append at the version the decisions were made on; ConcurrencyError when the instance
+        moved meanwhile (or the same commit was stored already)."""
+        result = await self.store.append(
+            stream, envelopes, expected_version=expected, command_id=commit
+        )
+        if result.duplicate:
+            raise ConcurrencyError(stream, expected, result.version)
+        self.loop.notify(result.events[-1].position if result.events else None)
+        return result
