@@ -70,12 +70,9 @@ import asyncio
 import cProfile
 import functools
 import gc
-import logging
 import os
 import pstats
-import shutil
 import sys
-import tempfile
 import textwrap
 import time
 import uuid
@@ -84,9 +81,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import structlog
-
-from bench.catgad_engine import loop_factory, loop_name
 from bench.processes_report import (
     BURST,
     LIVE,
@@ -100,6 +94,7 @@ from bench.processes_report import (
     TransitionsRun,
     markdown,
 )
+from bench.reactors import run_suite
 from bench.workload import VerificationError
 from catgad.config import load_config
 from catgad.config.model import Config
@@ -898,26 +893,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--instances, --repeat, --concurrency, --rate, --profile-instances: >= 1")
     if args.step <= 0 or args.live_deadline <= 0:
         parser.error("--step and --live-deadline must be positive")
-    # the runner's and lease's info lines would bury the progress
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="catgad-bench-processes-"))
-    try:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:  # as `catgad run`
-            results = runner.run(benchmark(args, workdir))
-    except VerificationError as exc:  # a run that ended or stored the wrong thing: no figures
-        print(f"bench.processes: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
-    command = "python -m bench.processes " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = markdown(results, args, command.strip(), loop_name())
-    if args.output == "-":
-        print(text)
-    else:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}", file=sys.stderr)
-    return 0
+    return run_suite("processes", args, argv, benchmark, markdown)
 
 
 if __name__ == "__main__":

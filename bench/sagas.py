@@ -50,12 +50,9 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import logging
 import os
 import pstats
-import shutil
 import sys
-import tempfile
 import textwrap
 import time
 import uuid
@@ -63,9 +60,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import structlog
-
-from bench.catgad_engine import loop_factory, loop_name
+from bench.reactors import run_suite
 from bench.sagas_report import (
     CLIENT,
     SAGA,
@@ -548,26 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     args.repeat = args.repeat or (1 if args.quick else 3)
     if args.orders < 1 or args.repeat < 1 or args.concurrency < 1:
         parser.error("--orders, --repeat and --concurrency must be positive")
-    # the runner's and lease's info lines would bury the progress
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="catgad-bench-sagas-"))
-    try:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:  # as `catgad run`
-            results = runner.run(benchmark(args, workdir))
-    except VerificationError as exc:  # a run that ended or stored the wrong thing: no figures
-        print(f"bench.sagas: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
-    command = "python -m bench.sagas " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = markdown(results, args, command.strip(), loop_name())
-    if args.output == "-":
-        print(text)
-    else:
-        Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}", file=sys.stderr)
-    return 0
+    return run_suite("sagas", args, argv, benchmark, markdown)
 
 
 if __name__ == "__main__":
