@@ -33,6 +33,7 @@ async def run_until_killed(path: Path, synchronous: Synchronous, prefix: str) ->
     )
     assert proc.stdout is not None and proc.stderr is not None
     acked: list[str] = []
+    killed = False
     try:
         while len(acked) < ACKS_BEFORE_KILL:
             line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
@@ -42,8 +43,11 @@ async def run_until_killed(path: Path, synchronous: Synchronous, prefix: str) ->
                 pytest.fail(f"writer ended early ({proc.returncode}):\n{err}")
             acked.append(line.decode().strip())
         proc.send_signal(signal.SIGKILL)  # appends are still queued and committing
+        killed = True
     finally:
-        if proc.returncode is None:
+        # Signalling again would poll, and could reap the dead child before asyncio's
+        # child watcher does (which then reports 255): kill only if not killed yet.
+        if not killed and proc.returncode is None:
             proc.kill()
         await proc.wait()
     assert proc.returncode == -signal.SIGKILL
