@@ -68,7 +68,7 @@ OPTIONS: dict[str, dict[str, Schema]] = {
         "reconnect_timeout": _seconds("to keep reconnecting before reporting the store down"),
     },
     "redis": {
-        "prefix": _name("the prefix of every key catgad writes"),
+        "prefix": {"type": "string", "description": "the prefix of every key catgad writes"},
         "pool_size": _int("connections in the pool"),
         "socket_timeout": _seconds("one command may take"),
         "connect_timeout": _seconds("to connect"),
