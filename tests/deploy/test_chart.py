@@ -193,6 +193,11 @@ REFUSED = {
         {"replicas": 3, "store": {"kind": "memory"}},
         "replicas is 3, but each replica would keep its own memory store",
     ),
+    "memory-bus-two-replicas": (
+        {**PG, "replicas": 2},
+        "replicas is 2 with the in-process memory bus: several replicas share the commands "
+        "through a broker; set bus.kind to nats or kafka",
+    ),
     "no-replicas": ({"replicas": 0}, "replicas is 0; expected 1 or more"),
     "unknown-store": ({"store": {"kind": "mongo"}}, 'store.kind is "mongo"; expected sqlite'),
     "unknown-bus": ({"bus": {"kind": "kinesis"}}, 'bus.kind is "kinesis"; expected memory'),
@@ -245,8 +250,12 @@ def test_values_the_daemon_cannot_run_with_are_refused(case: str) -> None:
 
 
 def test_scaling_out_is_allowed_with_a_shared_store() -> None:
-    for kind in ("postgres", "redis", "nats"):
-        values = {"replicas": 2, "store": {"kind": kind, "url": f"{kind}://server"}}
+    for store, bus in (("postgres", "nats"), ("redis", "kafka"), ("nats", "nats")):
+        values = {
+            "replicas": 2,
+            "store": {"kind": store, "url": f"{store}://server"},
+            "bus": {"kind": bus, "url": f"{bus}://server"},
+        }
         assert one(render(values), "Deployment")["spec"]["replicas"] == 2
 
 

@@ -62,6 +62,9 @@ crash-loops on the same news.
 {{- fail (printf "catgad: replicas is %d, but each replica would keep its own memory store: keep replicas at 1, or use a postgres, redis or nats store" (int $v.replicas)) -}}
 {{- end -}}
 {{- end -}}
+{{- if and (gt (int $v.replicas) 1) (eq $v.bus.kind "memory") -}}
+{{- fail (printf "catgad: replicas is %d with the in-process memory bus: several replicas share the commands through a broker; set bus.kind to nats or kafka (docs/operations.md, Scaling)" (int $v.replicas)) -}}
+{{- end -}}
 {{- range $part := list "store" "bus" -}}
 {{- $s := index $v $part -}}
 {{- if and (include "catgad.usesUrl" $s) (not $s.url) (not $s.existingSecret.name) -}}
