@@ -198,9 +198,6 @@ REFUSED = {
         "replicas is 2 with the in-process memory bus: several replicas share the commands "
         "through a broker; set bus.kind to nats or kafka",
     ),
-    "no-replicas": ({"replicas": 0}, "replicas is 0; expected 1 or more"),
-    "unknown-store": ({"store": {"kind": "mongo"}}, 'store.kind is "mongo"; expected sqlite'),
-    "unknown-bus": ({"bus": {"kind": "kinesis"}}, 'bus.kind is "kinesis"; expected memory'),
     "postgres-without-url": (
         {"store": {"kind": "postgres"}},
         "store.kind postgres needs its server's URL: set store.url or store.existingSecret.name",
@@ -247,6 +244,32 @@ def test_values_the_daemon_cannot_run_with_are_refused(case: str) -> None:
     with pytest.raises(helm.HelmRenderError) as caught:
         render_files(values)
     assert f"catgad: {message}" in str(caught.value)
+
+
+# values.schema.json: Helm checks the values' shape before any template runs.
+MALFORMED = {
+    "typo": ({"replica": 3}, "at '': additional properties 'replica' not allowed"),
+    "no-replicas": ({"replicas": 0}, "at '/replicas': minimum"),
+    "replicas-text": ({"replicas": "3"}, "at '/replicas': got string, want integer"),
+    "unknown-store": ({"store": {"kind": "mongo"}}, "at '/store/kind': value must be one of"),
+    "unknown-bus": ({"bus": {"kind": "kinesis"}}, "at '/bus/kind': value must be one of"),
+    "unknown-scope": (
+        {"auth": {"tokens": [{"name": "a", "scopes": ["write"]}]}},
+        "at '/auth/tokens/0/scopes/0': value must be one of",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_values_are_refused_by_the_schema(case: str) -> None:
+    import helm_python as helm
+
+    values, message = MALFORMED[case]
+    with pytest.raises(helm.HelmValuesError) as caught:
+        render_files(values)
+    assert message in str(caught.value)
+    report = helm.lint(CHART, values, strict=True)  # and `helm lint` says the same
+    assert any(message in error for error in report["errors"]), report
 
 
 def test_scaling_out_is_allowed_with_a_shared_store() -> None:
