@@ -184,7 +184,7 @@ def test_a_token_without_a_secret_is_generated() -> None:
 
 
 PG = {"store": {"kind": "postgres", "url": "postgresql://db/catgad"}}
-REFUSED = {
+REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "sqlite-two-replicas": (
         {"replicas": 2},
         "replicas is 2, but the sqlite store has a single writer on one volume",
@@ -247,7 +247,7 @@ def test_values_the_daemon_cannot_run_with_are_refused(case: str) -> None:
 
 
 # values.schema.json: Helm checks the values' shape before any template runs.
-MALFORMED = {
+MALFORMED: dict[str, tuple[dict[str, Any], str]] = {
     "typo": ({"replica": 3}, "at '': additional properties 'replica' not allowed"),
     "no-replicas": ({"replicas": 0}, "at '/replicas': minimum"),
     "replicas-text": ({"replicas": "3"}, "at '/replicas': got string, want integer"),

@@ -57,10 +57,10 @@ class Image:
         assert "0.0.0.0:8080" in words
         return [self.here(w.replace("0.0.0.0:8080", f"127.0.0.1:{port}")) for w in words]
 
-    def healthcheck(self, port: int) -> list[str]:
-        return [self.here(w) for w in self.final.exec_form("HEALTHCHECK")], {
-            "CATGAD_HEALTHCHECK_URL": f"http://127.0.0.1:{port}/healthz"
-        }
+    def healthcheck(self, port: int) -> tuple[list[str], dict[str, str]]:
+        """HEALTHCHECK's command, and the env pointing it at `port` instead of 8080."""
+        command = [self.here(w) for w in self.final.exec_form("HEALTHCHECK")]
+        return command, {"CATGAD_HEALTHCHECK_URL": f"http://127.0.0.1:{port}/healthz"}
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
     assert step[:2] == ["sh", "docker/install.sh"]
     args = [REPO.as_posix() if a == build.last("WORKDIR") else image.here(a) for a in step[2:]]
     env = {**os.environ, **build.env()}
+    env.pop("PIP_NO_CACHE_DIR")  # the image keeps no pip cache; here the cache saves downloads
     # A fresh virtualenv from this Python, as the image's from its own.
     env["PATH"] = f"{Path(sys.executable).resolve().parent}:{env['PATH']}"
     env.pop("VIRTUAL_ENV", None)
