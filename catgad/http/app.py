@@ -17,6 +17,7 @@ from catgad.http.openapi import build_openapi
 from catgad.http.problems import RequestContext, catgad_error_handler, http_error_handler
 from catgad.http.projections import ProjectionEndpoints
 from catgad.http.routes import Endpoints
+from catgad.http.streams import StreamIndexEndpoints
 from catgad.http.ui import UiEndpoints
 from catgad.reactors.feature import reactors_of
 from catgad.runtime import Runtime
@@ -88,6 +89,7 @@ def create_app(runtime: Runtime) -> Starlette:
             *ProjectionEndpoints(runtime.projections).routes(access),
             *reactor_routes(runtime, access),
             *inbox.routes(access),
+            *StreamIndexEndpoints(runtime.store).routes(access),
             *UiEndpoints(runtime, access).routes(access),
         ],
         lifespan=inbox.inbox.lifespan,

@@ -1,4 +1,5 @@
-"""The OpenAPI paths of the operator inbox (catgad.http.inbox) and the dashboard pages."""
+"""The OpenAPI paths of the operator inbox (catgad.http.inbox), the recent streams
+(catgad.http.streams) and the dashboard pages (catgad.http.ui)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,22 @@ def inbox_paths() -> dict[str, Any]:
                         "content": {JSON: {"schema": {"$ref": "#/components/schemas/Inbox"}}},
                     }
                 },
+            }
+        },
+        "/streams": {
+            "get": {
+                "operationId": "streams.recent",
+                "tags": ["streams"],
+                "summary": "The streams written most recently (found in the newest 1000 events "
+                "of the log), newest first, each with its version and last event",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    }
+                ],
+                "responses": {"200": {"description": "The streams.", "content": {JSON: {}}}},
             }
         },
         "/ui": {

@@ -46,7 +46,7 @@ def test_the_main_pages_render(shop: Daemon, open_page: Callable[[], Any], shots
         saga_at(client, done, "completed")
         review = in_review(client)
         failed = failed_saga(client)
-        _, letter = dead_letter(client)
+        paid, letter = dead_letter(client)
     page = open_page()
 
     ready(page, f"{shop.url}/ui")  # the inbox is the first page
@@ -82,15 +82,22 @@ def test_the_main_pages_render(shop: Daemon, open_page: Callable[[], Any], shots
     expect(page.locator("ol.timeline")).to_contain_text("ApprovalRequested")
     page.screenshot(path=shots / "process.png", full_page=True)
 
+    ready(page, f"{shop.url}/ui#/streams")  # the streams written last, newest first
+    page.locator(f'a[href="#/streams/Payment-{paid}"]').click()
+    expect(page.locator("h1")).to_contain_text(f"Payment-{paid}")
+    expect(page.locator("table")).to_contain_text("PaymentCaptured")
     ready(page, f"{shop.url}/ui#/streams/Order-{done}")
     expect(page.locator("table")).to_contain_text("OrderConfirmed")
     page.screenshot(path=shots / "stream.png", full_page=True)
 
-    ready(page, f"{shop.url}/ui#/sagas/Place?status=completed")
-    listed = page.locator("tbody tr")
-    expect(listed.first).to_be_visible()
-    assert set(page.locator("tbody td .status").all_inner_texts()) == {"completed"}
+    ready(page, f"{shop.url}/ui#/sagas/Place")
+    page.select_option("select[aria-label=status]", "completed")
+    expect(page).to_have_url(f"{shop.url}/ui#/sagas/Place?status=completed")
+    # drawn again filtered: the failed saga gone, the completed one there
+    expect(page.locator("tbody td .status").filter(has_not_text="completed")).to_have_count(0)
     expect(page.locator(f'a[href="#/sagas/Place/{done}"]')).to_be_visible()
+    assert set(page.locator("tbody td .status").all_inner_texts()) == {"completed"}
+    expect(page.locator(f'a[href="#/sagas/Place/{failed}"]')).to_have_count(0)
 
 
 def test_a_saga_finishing_shows_without_a_reload(

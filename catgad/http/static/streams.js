@@ -5,6 +5,7 @@ import { api } from "./api.js";
 const PAGE = 100;
 
 export async function streams() {
+  const { streams: recent } = await api("/streams?limit=100");
   const input = h("input", { type: "text", name: "stream", placeholder: "e.g. Order-o1",
     "aria-label": "stream id", "data-keep": "stream-id", required: true });
   return [
@@ -13,7 +14,11 @@ export async function streams() {
       event.preventDefault();
       location.hash = `#/streams/${enc(input.value.trim())}`;
     } }, input, h("button", { type: "submit" }, "Open")),
-    h("p", { class: "muted" }, "Every saga and process instance links to its stream; so does every dead letter."),
+    h("h2", {}, "Written last"),
+    table(["stream", "version", "last event", "when"], recent.map((s) => [
+      h("a", { href: `#/streams/${enc(s.stream)}` }, s.stream), s.version ?? "", s.last_type,
+      when(s.last_time),
+    ]), "No events yet."),
   ];
 }
 
