@@ -4,6 +4,7 @@ fired, a projection stopped), the document's schema, and skip's problems."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from openapi_spec_validator import validate
 from catgad.config import load_config
 from catgad.envelope import Envelope
 from catgad.http.app import create_app
+from catgad.http.inbox import Inbox
 from catgad.processes.state import begin
 from catgad.runtime import Runtime
 from catgad.store.memory import MemoryStore
@@ -101,3 +103,19 @@ async def test_skip_names_what_it_cannot_find(client: httpx.AsyncClient) -> None
     none_open = await client.post("/projections/orders/skip")
     assert none_open.json() == {"projection": "orders", "skipped": []}
     validate((await client.get("/openapi.json")).json())
+
+
+async def test_the_gauge_is_refreshed_while_serving(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """Without anyone asking for GET /inbox: the app's lifespan gathers it (at once, then
+    every REFRESH seconds), so an alert sees a projection stopped behind its back."""
+    await runtime.projections.set_running("orders", False)
+    registry = runtime.metrics.registry
+    inbox = Inbox(runtime)
+    async with inbox.lifespan(None), asyncio.timeout(10):
+        for _ in itertools.count():
+            if registry.get_sample_value("catgad_inbox_items", {"kind": "projection"}) == 1:
+                break
+            await asyncio.sleep(0.02)
+    assert registry.get_sample_value("catgad_inbox_items", {"kind": "approval"}) == 0
