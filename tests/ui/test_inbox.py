@@ -15,10 +15,11 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.envelope import Envelope
 from catgad.http.app import create_app
 from catgad.http.inbox import Inbox
+from catgad.processes.runner import ProcessRunner
 from catgad.processes.state import begin
 from catgad.runtime import Runtime
 from catgad.store.memory import MemoryStore
@@ -54,7 +55,8 @@ async def inbox(client: httpx.AsyncClient) -> dict[str, Any]:
 async def test_a_timer_past_due_and_not_fired_is_overdue(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
-    runner = runtime.processes
+    runner = runtime.reactor("processes")
+    assert isinstance(runner, ProcessRunner)
     process = runner.definition("Fulfilment")
     two_hours_ago = time.time() - 7200
     placed = Envelope(type="OrderPlaced", source="t", data={"order_id": "t1", "amount": 10})
