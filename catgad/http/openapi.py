@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from catgad import __version__
+from catgad.http.openapi_inbox import inbox_paths, inbox_schemas
 from catgad.http.openapi_projections import projection_paths, projection_schemas
 from catgad.model import Config
 from catgad.reactors.feature import reactors_of
@@ -360,6 +361,8 @@ def build_openapi(config: Config) -> dict[str, Any]:
         reactor_paths, reactor_schemas = reactor.openapi()
         paths.update(reactor_paths)
         schemas.update(reactor_schemas)
+    paths.update(inbox_paths())
+    schemas.update(inbox_schemas())
     return {
         "openapi": "3.1.0",
         "info": {

@@ -127,6 +127,20 @@ def projection_paths(config: Config) -> dict[str, Any]:
             "description": "replay only the dead letter of this event",
         },
     ]
+    skip = control("skip", "Close the open dead letters without applying them", "200")
+    skip["post"]["parameters"] = [
+        name,
+        {
+            "name": "event_id",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "skip only the dead letter of this event (404 when it is not open)",
+        },
+    ]
+    skip["post"]["responses"]["200"] = {
+        "description": "The dead letters closed, as `skipped: [...]`.",
+        "content": {JSON: {}},
+    }
     rebuild = control("rebuild", "Rebuild the read model beside the current one, then swap", "202")
     rebuild["post"]["responses"]["200"] = status | {"description": "Already rebuilding."}
     queryable = sorted(n for n, p in PROJECTIONS.of(config).items() if p.target.has_table)
@@ -160,6 +174,7 @@ def projection_paths(config: Config) -> dict[str, Any]:
             "start", "Apply events again (after a stop or a failure)", "200"
         ),
         "/projections/{name}/replay": replay,
+        "/projections/{name}/skip": skip,
         "/read/{projection}": {
             "get": {
                 "operationId": "read.find",

@@ -160,6 +160,12 @@ class ProcessRunner(ReactorRunner):
             if state is None or s.state == state
         ]
 
+    def states(self, name: str) -> list[ProcessState]:
+        """The instances this daemon knows of, as its index holds them (the operator inbox
+        reads their pending approvals and timers); read them, do not change them."""
+        self.definition(name)
+        return list(self.processes[name].index.values())
+
     async def decide(
         self, name: str, instance: str, *, approve: bool, token: str, comment: str | None
     ) -> ProcessState:

@@ -184,6 +184,21 @@ class ProjectionManager:
             runner.projection, self.store, runner.target, self.source, event_id=event_id
         )
 
+    async def skip(self, name: str, *, event_id: str | None = None) -> dict[str, Any]:
+        """Close the open dead letters (or the one of `event_id`) without applying them: an
+        operator decided the read model goes without them. Each is closed by the same
+        `catgad.deadletter.replayed` event as a replay, with the outcome `skipped`."""
+        self.definition(name)
+        letters = await deadletters.open_letters(self.store, name)
+        if event_id is not None:
+            letters = [letter for letter in letters if letter.event.id == event_id]
+            if not letters:
+                raise NotFound(f"open dead letter of projection {name!r} for the event", event_id)
+        for letter in letters:
+            await deadletters.mark_replayed(self.store, name, letter, "skipped", self.source)
+            log.warning("dead letter skipped", projection=name, event_id=letter.event.id)
+        return {"projection": name, "skipped": [letter.to_dict() for letter in letters]}
+
     # -- queries ------------------------------------------------------------------------------
 
     async def get(self, name: str, key: str) -> Row:
