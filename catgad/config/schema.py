@@ -1,7 +1,8 @@
 """The JSON Schema of a catgad config, as Python data: the one source of truth for its shape.
 
-`python -m catgad.config.schema` writes it to schemas/catgad.schema.json, which
-editors load through yaml-language-server (`# yaml-language-server: $schema=...`).
+`python -m catgad.config.schema` writes it to catgad/schema/catgad.schema.json (package
+data: `catgad schema` prints it; published at its $id), which editors load through
+yaml-language-server (`# yaml-language-server: $schema=...`).
 Besides standard keywords it carries `errorMessage` / `patternErrorMessage`,
 which that editor shows and catgad.config uses for its own messages.
 """
@@ -638,7 +639,7 @@ def render() -> str:
 
 
 def default_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "schemas" / "catgad.schema.json"
+    return Path(__file__).resolve().parents[1] / "schema" / "catgad.schema.json"
 
 
 def main(argv: list[str]) -> int:
