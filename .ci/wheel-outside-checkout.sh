@@ -40,11 +40,13 @@ fi
 port="$("$work/venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 CATGAD_SQLITE_PATH="$work/orders.db" "$catgad" run orders.yaml --listen "127.0.0.1:$port" > "$work/run.log" 2>&1 &
 daemon=$!
-for _ in $(seq 1 120); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" && break
+ready=""
+for _ in $(seq 1 240); do  # up to two minutes on a busy machine
+    if curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; then ready=yes; break; fi
     kill -0 "$daemon" 2>/dev/null || { cat "$work/run.log" >&2; exit 1; }
     sleep 0.5
 done
+[ -n "$ready" ] || { echo "catgad run: not ready in time" >&2; cat "$work/run.log" >&2; exit 1; }
 curl -fsS -XPOST "http://127.0.0.1:$port/commands/CreateOrder" \
     -d '{"order_id":"w1","customer":"ci","items":[{"sku":"book","qty":1,"price":100}]}' \
     | grep -q '"type":"OrderCreated"'
