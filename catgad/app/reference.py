@@ -21,7 +21,7 @@ def render() -> str:
         "# Configuration reference",
         "",
         "Generated from the config's JSON Schema (`python -m catgad.app.reference >",
-        "docs/configuration.md`; `schemas/catgad.schema.json` is the same schema for",
+        "docs/configuration.md`; `catgad schema` prints the same schema for",
         "editors). `catgad validate CONFIG` checks all of it, at file:line:column. A value",
         "may be written as `${VAR}` or `${VAR:-default}`: it is read from the environment.",
         "`<name>` stands for a name you choose.",

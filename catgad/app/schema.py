@@ -1,7 +1,8 @@
 """The JSON Schema of a catgad config, gathered from every section's fragment.
 
-`python -m catgad.app.schema` writes it to schemas/catgad.schema.json, which
-editors load through yaml-language-server (`# yaml-language-server: $schema=...`).
+`python -m catgad.app.schema` writes it to catgad/schema/catgad.schema.json (package
+data: `catgad schema` prints it; published at its $id), which editors load through
+yaml-language-server (`# yaml-language-server: $schema=...`).
 Besides standard keywords it carries `errorMessage` / `patternErrorMessage`,
 which that editor shows and catgad uses for its own messages.
 """
@@ -64,7 +65,7 @@ def render() -> str:
 
 
 def default_path() -> Path:
-    return Path(__file__).resolve().parents[2] / "schemas" / "catgad.schema.json"
+    return Path(__file__).resolve().parents[1] / "schema" / "catgad.schema.json"
 
 
 def main(argv: list[str]) -> int:

@@ -20,7 +20,7 @@ CLUSTER_CONFIGS = sorted((ROOT / "tests" / "cluster" / "configs").glob("*-*.yaml
 
 
 def _validator() -> Draft202012Validator:
-    published = ROOT / "schemas" / "catgad.schema.json"
+    published = ROOT / "catgad" / "schema" / "catgad.schema.json"
     return Draft202012Validator(json.loads(published.read_text(encoding="utf-8")))
 
 
