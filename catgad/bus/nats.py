@@ -115,7 +115,7 @@ class NatsBus:
         max_age: float = _WEEK,
         duplicate_window: float = 120.0,
         timeout: float = 5.0,
-        ack_wait: float = 30.0,
+        ack_wait: float = 2.0,
         redelivery_delay: float = 1.0,
         pull_expires: float = 1.0,
         stop_timeout: float = 10.0,
