@@ -30,6 +30,17 @@ fails the requests waiting for replies, until the broker answers again; then
 it creates each topic again, with `partitions`, before producing to it.
 Subscriptions whose topic vanished create it too and re-join their group.
 
+Failover. A member killed without leaving (kill -9, a lost machine) keeps its
+partitions until the group coordinator misses its heartbeats for
+`session_timeout`; the others learn of the rebalance at their next heartbeat
+(`heartbeat_interval`), re-join, and the new owner reads from the committed
+offset: commands the dead member had run but not committed run again with
+the same id and find their first result. The defaults (2 s, 0.5 s) move a
+dead daemon's commands within about 4 s on Tansu, which also holds every join
+for about half the session timeout. Apache Kafka refuses a session timeout
+below its brokers' `group.min.session.timeout.ms` (6 s by default): lower
+that setting, or raise `session_timeout` and accept a slower failover.
+
 `enable_idempotence` turns on the idempotent producer for clusters that have
 it; it is off by default because some Kafka-compatible brokers (Tansu) lack
 InitProducerId. Nothing depends on it: the store is the outbox and consumers
@@ -123,6 +134,12 @@ class KafkaBus:
             raise CatgadError("kafka bus: partitions, replication and poll size must be positive")
         if min(timeout, session_timeout, heartbeat_interval, stop_timeout) <= 0:
             raise CatgadError("kafka bus: timeouts must be positive")
+        if heartbeat_interval >= session_timeout:
+            # a member heartbeating this seldom is dropped from its group between two beats
+            raise CatgadError(
+                f"kafka bus: heartbeat_interval ({heartbeat_interval:g}s) must be below"
+                f" session_timeout ({session_timeout:g}s); a third of it is usual"
+            )
         self.url = url
         self.prefix = check_prefix(prefix)
         self.partitions = partitions

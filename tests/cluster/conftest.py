@@ -43,7 +43,10 @@ def nats_nats_deployment() -> Iterator[Deployment]:
 def failover_nats_deployment() -> Iterator[Deployment]:
     # the shared NATS server; the config leaves the bus's failover knobs at their defaults
     deployment = replace(
-        redis_nats(redis_servers.server_url(), nats_servers.server_url(__import__("os").environ.get("XNATS", "2.9"))),
+        redis_nats(
+            redis_servers.server_url(),
+            nats_servers.server_url("2.9"),
+        ),
         config=CONFIGS / "failover-nats.yaml",
     )
     yield deployment
