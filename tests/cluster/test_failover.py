@@ -40,7 +40,7 @@ COMMANDS = 500
 KILL_AFTER = 120  # acknowledged commands before the kill
 # requests in flight at once: enough that the dead daemon holds commands of the survivor's
 # clients, few enough that queues on a busy machine do not reach the bound by themselves
-CONCURRENCY = 12
+CONCURRENCY = 8
 
 
 async def run_failover(deployment: Deployment, tmp_path: Path) -> None:
