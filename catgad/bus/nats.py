@@ -28,8 +28,9 @@ short (2 s by default): a dead daemon's commands, and those queued behind them
 on its partitions, are served by another within about 2.5 s. A command the
 dead daemon had run but not acknowledged runs again with the same id and finds
 its first result (idempotency). A member whose event loop stalls for more than
-two thirds of `ack_wait` may see its message go to another member meanwhile:
-both run it, and the store's idempotency and version checks keep one result.
+two thirds of `ack_wait` may see its message go to another member meanwhile
+(at least once: a command finds its first result by its id, consumers
+deduplicate events by id).
 
 Commands travel the same way (see `catgad.bus.wire` for their headers): one
 member at a time serves each partition, in order, and the reply goes back to

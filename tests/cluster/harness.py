@@ -4,6 +4,7 @@
     await load.run(after=(130, kill_one))   # kill_one() runs once 130 commands were acknowledged
     check_stored(load, stored)              # every 2xx command's events stored exactly once...
     check_delivered(stored, seen)           # ...and delivered at least once, in stream order
+    load.tries                              # every HTTP try: daemon, sent, answered, outcome
 
 Every command has its own id (sent as Idempotency-Key), a home daemon (the
 commands alternate between daemons) and a counter among the 20. A command that
