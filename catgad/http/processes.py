@@ -64,7 +64,7 @@ class ProcessEndpoints:
             raise MalformedRequest(
                 "query state", f"state must be one of {', '.join(process.states)}, got {state!r}"
             )
-        return json_response({"process": name, "instances": self.runner.listing(name, state)})
+        return json_response({"process": name, "instances": await self.runner.listing(name, state)})
 
     async def one(self, request: Request) -> Response:
         name, instance = request.path_params["name"], request.path_params["id"]
