@@ -1,6 +1,7 @@
 """The process endpoints (SPEC section 11).
 
-- `GET /processes/{name}?state=`: the instances this daemon knows of (it follows the log).
+- `GET /processes/{name}?state=`: the instances, from the store's process index
+  (catgad.store.process_index), so every daemon on the store lists the same.
 - `GET /processes/{name}/{id}`: state, data, status, history with times, the pending timer
   with its due time, the approval waited for (read from the instance's stream).
 - `POST /processes/{name}/{id}/approve` · `/reject`, body `{"comment": ...}` optional: a

@@ -629,7 +629,10 @@ class ProcessRunner(ReactorRunner):
                 timers.append(DueTimer(instance, now))
             ready: dict[str, DueTimer] = {}
             for timer in timers:
-                if entry.later.get(timer.instance, 0.0) <= now:
+                # one decided on here now (its row is written when that ends), or a delivery
+                # being retried, is left for a later round
+                busy = timer.instance in entry.locks
+                if not busy and entry.later.get(timer.instance, 0.0) <= now:
                     ready.setdefault(timer.instance, timer)
             # fired side by side, a bounded number at once: their appends share the store's
             # round trips (one instance is still decided one at a time: its lock)
