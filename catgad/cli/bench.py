@@ -20,7 +20,10 @@ from pathlib import Path
 from types import ModuleType
 
 import catgad
-from catgad.errors import CatgadError, UsageError
+from catgad.errors import (
+    BenchFailed,
+    UsageError,
+)
 
 SYSTEMS = ("raw", "eventsourcing", "engine", "http")
 ORDERS = "orders"
@@ -34,13 +37,6 @@ SUITES: dict[str, tuple[str, str]] = {
     "sagas": ("sagas", "a 3-step saga against a client sending the same 3 commands"),
     "processes": ("processes", "transitions/s, 10,000 timers at once, lateness at 1,000/s"),
 }
-
-
-class BenchFailed(CatgadError):
-    """A measured run went wrong (wrong event count, daemon error): no figures reported."""
-
-    slug = "bench-failed"
-    title = "Benchmark failed"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

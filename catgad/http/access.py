@@ -3,7 +3,7 @@
     access = Access(config.service.auth)    # no tokens in the config: the API is open
     access.route("read", "/streams/{id}", endpoint, "GET")
 
-Each token is kept as the SHA-256 digest of its secret (catgad.config.build;
+Each token is kept as the SHA-256 digest of its secret (catgad.service.section;
 a secret written `sha256:<hex>` is such a digest already, so the config need
 hold no plaintext). A presented token is hashed once and compared with every digest
 in constant time, all of them, so the time taken says nothing about which
@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from catgad.config.model import SCOPES, AuthToken
 from catgad.errors import Forbidden, Unauthorized
+from catgad.service.model import SCOPES, AuthToken
 
 OPEN = "open"  # the probes: /healthz, /readyz
 Endpoint = Callable[[Request], Awaitable[Response]]

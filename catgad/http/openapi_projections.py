@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from catgad.config.model import Config
+from catgad.model import Config
 from catgad.projections.model import KEY_COLUMN, ColumnDef
+from catgad.projections.section import PROJECTIONS
 
 JSON = "application/json"
 _TYPES = {
@@ -79,7 +80,7 @@ def projection_schemas(config: Config) -> dict[str, Any]:
             },
         },
     }
-    for name, projection in sorted(config.projections.items()):
+    for name, projection in sorted(PROJECTIONS.of(config).items()):
         if projection.target.has_table:
             properties = {KEY_COLUMN: {"type": "string"}}
             properties.update({c.name: _column(c) for c in projection.columns.values()})
@@ -93,7 +94,7 @@ def projection_schemas(config: Config) -> dict[str, Any]:
 
 
 def projection_paths(config: Config) -> dict[str, Any]:
-    names = {"type": "string", "enum": sorted(config.projections)}
+    names = {"type": "string", "enum": sorted(PROJECTIONS.of(config))}
     name = {"name": "name", "in": "path", "required": True, "schema": names}
     status = {
         "description": "The projection's status.",
@@ -128,7 +129,7 @@ def projection_paths(config: Config) -> dict[str, Any]:
     ]
     rebuild = control("rebuild", "Rebuild the read model beside the current one, then swap", "202")
     rebuild["post"]["responses"]["200"] = status | {"description": "Already rebuilding."}
-    queryable = sorted(n for n, p in config.projections.items() if p.target.has_table)
+    queryable = sorted(n for n, p in PROJECTIONS.of(config).items() if p.target.has_table)
     projection = {
         "name": "projection",
         "in": "path",

@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from catgad.errors import MalformedRequest
 from catgad.http.access import Access
-from catgad.http.problems import MalformedRequest
 from catgad.http.routes import json_response, query_int
 from catgad.projections.manager import ProjectionManager
 from catgad.projections.model import ProjectionDef

@@ -42,11 +42,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as Counting
 
-from catgad.config.model import Config
+from catgad.consumer.clock import Clock, rfc3339
+from catgad.consumer.settings import LeasedSettings
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, ConcurrencyError, NotAwaitingDecision, ProcessNotFound
+from catgad.model import Config
 from catgad.observability.logs import get_logger
 from catgad.processes.model import DECISION_PREFIX, ProcessDef
+from catgad.processes.section import PROCESSES
 from catgad.processes.state import (
     DELIVERED,
     TIMER_FIRED,
@@ -63,12 +66,10 @@ from catgad.processes.state import (
     on_event,
     on_time,
 )
-from catgad.reactors.clock import Clock, rfc3339
 from catgad.reactors.decisions import Decide
 from catgad.reactors.loop import LogReader, LoopSettings
 from catgad.reactors.runner import ReactorRunner
 from catgad.reactors.send import CommandSender, Outgoing
-from catgad.sagas.model import SagaSettings
 from catgad.store.lease import LeaseKeeper
 from catgad.store.process_index import (
     DueTimer,
@@ -190,11 +191,11 @@ class ProcessRunner(ReactorRunner):
         owner: str,
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
-        settings: SagaSettings | None = None,
+        settings: LeasedSettings | None = None,
         drive: bool = True,
         index: ProcessIndex | None = None,
     ) -> None:
-        self.processes = {name: _Process(p) for name, p in config.processes.items()}
+        self.processes = {name: _Process(p) for name, p in PROCESSES.of(config).items()}
         super().__init__(
             config,
             store,
@@ -202,7 +203,7 @@ class ProcessRunner(ReactorRunner):
             self.processes,
             owner=owner,
             clock=clock,
-            settings=settings,
+            settings=settings or PROCESSES.of(config).settings,
             drive=drive,
         )
         self.index = index if index is not None else process_index(store)

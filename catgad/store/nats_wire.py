@@ -75,7 +75,7 @@ class ApiError(Exception):
         self.status = status
         self.code = code
 
-    def mapped(self) -> StoreError:
+    def mapped(self) -> StoreError | Unavailable:
         if self.status == 503:
             return Unavailable(DEPENDENCY, str(self))
         return StoreError(f"JetStream refused a request: {self}")
@@ -347,7 +347,7 @@ class Wire:
                 if msg.headers is not None and msg.headers.get("Status") == "503":
                     raise NoStream(stream)
                 out.append(self._got(stream, msg))
-            except (StoreError, NoStream) as exc:
+            except (StoreError, Unavailable, NoStream) as exc:
                 failure = failure or exc
         if failure is not None:
             raise failure

@@ -1,4 +1,4 @@
-"""schemas/catgad.schema.json: in step with catgad.config.schema, and accepting the examples."""
+"""schemas/catgad.schema.json: in step with catgad.app.schema, and accepting the examples."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from catgad.app.schema import SCHEMA, SCHEMA_ID, default_path, render
 from catgad.config.loader import load_document
-from catgad.config.schema import SCHEMA, SCHEMA_ID, default_path, render
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "schemas" / "catgad.schema.json"
@@ -41,7 +41,7 @@ def _published() -> Draft202012Validator:
 def test_schema_file_is_generated_from_schema_py() -> None:
     assert default_path() == SCHEMA_FILE
     assert SCHEMA_FILE.read_text(encoding="utf-8") == render(), (
-        "schemas/catgad.schema.json is stale: run `python -m catgad.config.schema`"
+        "schemas/catgad.schema.json is stale: run `python -m catgad.app.schema`"
     )
 
 
@@ -73,7 +73,7 @@ def test_loaded_examples_validate_against_the_published_file(example: Path) -> N
 def test_main_writes_the_file(tmp_path: Path) -> None:
     target = tmp_path / "out" / "catgad.schema.json"
     done = subprocess.run(
-        [sys.executable, "-m", "catgad.config.schema", str(target)],
+        [sys.executable, "-m", "catgad.app.schema", str(target)],
         capture_output=True,
         text=True,
         check=True,

@@ -16,8 +16,8 @@ from helpers.daemon import ORDERS_YAML, edited_example, run_cli
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
+from catgad.app.load import load_config
 from catgad.cli.run import exposed
-from catgad.config import load_config
 from catgad.http import create_app
 from catgad.observability.logs import configure_logging
 from catgad.runtime import Runtime

@@ -8,9 +8,9 @@ import pytest
 from helpers.daemon import ORDERS_YAML
 from openapi_spec_validator import validate
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.http.openapi import build_openapi
+from catgad.model import Config
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from catgad.diagrams.mermaid import process_diagram
-from catgad.diagrams.svg import process_svg
-from catgad.errors import Forbidden
+from catgad.errors import Forbidden, MalformedRequest
 from catgad.http.access import Access
 from catgad.http.diagrams import diagram_format, diagram_response
-from catgad.http.problems import MalformedRequest
 from catgad.http.routes import json_response, parse_json, read_body
+from catgad.processes.diagram import process_diagram, process_svg
 from catgad.processes.runner import ProcessRunner
 
 

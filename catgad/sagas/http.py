@@ -20,12 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from catgad.diagrams.mermaid import emits, saga_diagram
-from catgad.diagrams.svg import saga_svg
+from catgad.errors import MalformedRequest
 from catgad.http.access import Access
 from catgad.http.diagrams import diagram_format, diagram_response
-from catgad.http.problems import MalformedRequest
 from catgad.http.routes import json_response, parse_idempotency_key, parse_json, read_body
+from catgad.sagas.diagram import emits, saga_diagram, saga_svg
 from catgad.sagas.runner import SagaRunner
 from catgad.sagas.state import STATUSES
 

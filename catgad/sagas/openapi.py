@@ -1,23 +1,25 @@
-"""The OpenAPI paths and schemas of the saga endpoints, one start-data schema per saga."""
+"""The OpenAPI paths and schemas of the saga endpoints, one start-data schema per saga; and
+the diagram operation every reactor shares."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
-from catgad.config.model import Config
+from catgad.sagas.model import SagaDef
 from catgad.sagas.state import STATUSES
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
 
 
-def _ref(kind: str, name: str) -> dict[str, str]:
+def component_ref(kind: str, name: str) -> dict[str, str]:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def saga_schemas(config: Config) -> dict[str, Any]:
-    if not config.sagas:
+def saga_schemas(sagas: Mapping[str, SagaDef]) -> dict[str, Any]:
+    if not sagas:
         return {}
     text = {"type": "string"}
     moment = {"type": "string", "format": "date-time"}
@@ -89,7 +91,7 @@ def saga_schemas(config: Config) -> dict[str, Any]:
         },
         "SagaConflictProblem": {
             "allOf": [
-                _ref("schemas", "Problem"),
+                component_ref("schemas", "Problem"),
                 {
                     "type": "object",
                     "description": "saga-conflict: the instance's status does not allow this",
@@ -98,25 +100,25 @@ def saga_schemas(config: Config) -> dict[str, Any]:
             ]
         },
     }
-    for name, saga in sorted(config.sagas.items()):
+    for name, saga in sorted(sagas.items()):
         start = copy.deepcopy(saga.schema.schema) if saga.schema is not None else {"type": "object"}
         start.setdefault("description", f"start data of a {name} saga (its `input`)")
         schemas[f"SagaStart.{name}"] = start
     return schemas
 
 
-def saga_paths(config: Config) -> dict[str, Any]:
+def saga_paths(sagas: Mapping[str, SagaDef]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     instance_ok = {
         "description": "The instance.",
-        "content": {JSON: {"schema": _ref("schemas", "SagaInstance")}},
+        "content": {JSON: {"schema": component_ref("schemas", "SagaInstance")}},
     }
     conflict = {
         "description": "The instance's status does not allow this.",
-        "content": {PROBLEM: {"schema": _ref("schemas", "SagaConflictProblem")}},
+        "content": {PROBLEM: {"schema": component_ref("schemas", "SagaConflictProblem")}},
     }
-    not_found = _ref("responses", "NotFound")
-    for name, saga in sorted(config.sagas.items()):
+    not_found = component_ref("responses", "NotFound")
+    for name, saga in sorted(sagas.items()):
         base = f"/sagas/{name}"
         instance = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
         how = (
@@ -133,10 +135,10 @@ def saga_paths(config: Config) -> dict[str, Any]:
                 "description": f"Starts an instance with the body as its start data. {how} "
                 f"A start with the id of an existing instance returns that instance (200); "
                 f"nothing runs twice.{starts}",
-                "parameters": [_ref("parameters", "Idempotency-Key")],
+                "parameters": [component_ref("parameters", "Idempotency-Key")],
                 "requestBody": {
                     "required": True,
-                    "content": {JSON: {"schema": _ref("schemas", f"SagaStart.{name}")}},
+                    "content": {JSON: {"schema": component_ref("schemas", f"SagaStart.{name}")}},
                 },
                 "responses": {
                     "200": instance_ok | {"description": "The instance with that id, as it is."},
@@ -145,10 +147,10 @@ def saga_paths(config: Config) -> dict[str, Any]:
                         "description": "Started.",
                         "headers": {"Location": {"schema": {"type": "string"}}},
                     },
-                    "400": _ref("responses", "BadRequest"),
+                    "400": component_ref("responses", "BadRequest"),
                     "404": not_found,
-                    "413": _ref("responses", "PayloadTooLarge"),
-                    "503": _ref("responses", "Unavailable"),
+                    "413": component_ref("responses", "PayloadTooLarge"),
+                    "503": component_ref("responses", "Unavailable"),
                 },
             },
             "get": {
@@ -161,9 +163,9 @@ def saga_paths(config: Config) -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "Instances.",
-                        "content": {JSON: {"schema": _ref("schemas", "SagaList")}},
+                        "content": {JSON: {"schema": component_ref("schemas", "SagaList")}},
                     },
-                    "400": _ref("responses", "BadRequest"),
+                    "400": component_ref("responses", "BadRequest"),
                 },
             },
         }
@@ -196,7 +198,7 @@ def saga_paths(config: Config) -> dict[str, Any]:
                         "200": instance_ok,
                         "404": not_found,
                         "409": conflict,
-                        "503": _ref("responses", "Unavailable"),
+                        "503": component_ref("responses", "Unavailable"),
                     },
                 }
             }
@@ -226,9 +228,9 @@ def diagram_path(operation: str, tag: str, summary: str, *, instance: bool) -> d
             "description": "Mermaid text, or SVG.",
             "content": {"text/vnd.mermaid": {}, "image/svg+xml": {}},
         },
-        "503": _ref("responses", "Unavailable"),
-        "400": _ref("responses", "BadRequest"),
-        "404": _ref("responses", "NotFound"),
+        "503": component_ref("responses", "Unavailable"),
+        "400": component_ref("responses", "BadRequest"),
+        "404": component_ref("responses", "NotFound"),
     }
     return {
         "get": {
@@ -239,78 +241,3 @@ def diagram_path(operation: str, tag: str, summary: str, *, instance: bool) -> d
             "responses": responses,
         }
     }
-
-
-def process_paths(config: Config) -> dict[str, Any]:
-    paths: dict[str, Any] = {}
-    instance_ok = {
-        "description": "The instance: state, data, status, history with times, "
-        "the pending timer and the approval waited for.",
-        "content": {JSON: {"schema": {"type": "object"}}},
-    }
-    not_found = _ref("responses", "NotFound")
-    conflict = {
-        "description": "The instance waits for no decision (decided, timed out, finished).",
-        "content": {PROBLEM: {"schema": _ref("schemas", "Problem")}},
-    }
-    instance = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-    for name, process in sorted(config.processes.items()):
-        base = f"/processes/{name}"
-        paths[f"{base}/diagram"] = diagram_path(
-            f"processes.{name}.diagram",
-            "processes",
-            f"The {name} process's state machine as a Mermaid stateDiagram-v2",
-            instance=True,
-        )
-        paths[base] = {
-            "get": {
-                "operationId": f"processes.{name}.list",
-                "tags": ["processes"],
-                "summary": f"{name} instances this daemon knows of",
-                "parameters": [
-                    {"name": "state", "in": "query", "schema": {"enum": sorted(process.states)}}
-                ],
-                "responses": {
-                    "200": {"description": "Instances.", "content": {JSON: {}}},
-                    "400": _ref("responses", "BadRequest"),
-                },
-            }
-        }
-        paths[f"{base}/{{id}}"] = {
-            "get": {
-                "operationId": f"processes.{name}.get",
-                "tags": ["processes"],
-                "summary": f"A {name} instance",
-                "parameters": [instance],
-                "responses": {"200": instance_ok, "404": not_found},
-            }
-        }
-        for verb in ("approve", "reject"):
-            paths[f"{base}/{{id}}/{verb}"] = {
-                "post": {
-                    "operationId": f"processes.{name}.{verb}",
-                    "tags": ["processes"],
-                    "summary": f"A person's decision: {verb}",
-                    "parameters": [instance],
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            JSON: {
-                                "schema": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {"comment": {"type": "string"}},
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": instance_ok,
-                        "400": _ref("responses", "BadRequest"),
-                        "404": not_found,
-                        "409": conflict,
-                        "503": _ref("responses", "Unavailable"),
-                    },
-                }
-            }
-    return paths
