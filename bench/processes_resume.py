@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.workload import VerificationError
+from catgad.consumer.clock import rfc3339
+from catgad.consumer.settings import LeasedSettings
 from catgad.envelope import Envelope
 from catgad.processes.runner import ProcessRunner, row_of
+from catgad.processes.section import PROCESSES
 from catgad.processes.state import DELIVERED, TIMER_FIRED, ProcessState, begin, evolve
-from catgad.reactors.clock import rfc3339
 from catgad.reactors.send import RouterSender
 from catgad.runtime import Runtime
-from catgad.sagas.model import SagaSettings
 from catgad.store.process_index import process_index
 from catgad.store.protocol import Coordination, EventStore
 
@@ -64,7 +65,7 @@ class ResumeRun:
 async def fill(rt: Runtime, process: str, waiting: int, due: int, prefix: str) -> float:
     """The store as a runner would have left it; seconds taken."""
     started = time.perf_counter()
-    definition = rt.config.processes[process]
+    definition = PROCESSES.of(rt.config)[process]
     store, index = rt.store, process_index(rt.store)
     now = time.time()
     last = 0
@@ -131,7 +132,9 @@ async def run_resume(
 ) -> ResumeRun:
     """Fill `rt`'s store, then time a new runner resuming on it (see the module docstring)."""
     waiting, due = args.waiting, args.due
-    await rt.processes.stop()  # the runtime's own runner: the store is as a stopped daemon's
+    await rt.reactor(
+        "processes"
+    ).stop()  # the runtime's own runner: the store is as a stopped daemon's
     fill_seconds = await fill(rt, process, waiting, due, prefix)
     index = process_index(rt.store)
     now = time.time()
@@ -150,7 +153,7 @@ async def run_resume(
         rt.store,
         RouterSender(rt.router, rt.config.service.name),
         owner=f"resume-{prefix}",
-        settings=SagaSettings(lease_ttl=10.0, poll_interval=0.05),
+        settings=LeasedSettings(lease_ttl=10.0, poll_interval=0.05),
     )
     tracker: Tracker = tracker_of(runner)
     fired, delivered = tracker.reach(TIMER_FIRED, due), tracker.reach(DELIVERED, due)

@@ -43,6 +43,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as Counting
 
 from catgad.consumer.clock import Clock, rfc3339
+from catgad.consumer.loop import LogReader, LoopSettings
 from catgad.consumer.settings import LeasedSettings
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, ConcurrencyError, NotAwaitingDecision, ProcessNotFound
@@ -67,7 +68,6 @@ from catgad.processes.state import (
     on_time,
 )
 from catgad.reactors.decisions import Decide
-from catgad.reactors.loop import LogReader, LoopSettings
 from catgad.reactors.runner import ReactorRunner
 from catgad.reactors.send import CommandSender, Outgoing
 from catgad.store.lease import LeaseKeeper
@@ -672,6 +672,7 @@ class ProcessRunner(ReactorRunner):
         instance = timer.instance
         async with entry.lock(instance):
             fresh = False  # read from the stream here: the cache may be behind another daemon
+            fired = False
             for _ in range(10):
                 state = await self._state(entry, instance)
                 if state.status is None and fresh:
@@ -692,14 +693,13 @@ class ProcessRunner(ReactorRunner):
                     await self._reload(entry, instance)
                     fresh = True
                     continue
+                fired = True  # its row goes with the commit's (batched)
                 await self._deliver(entry, state)
                 break
             else:
                 return
-            # fired, or met stale (the stream moved on): the index gets the stream's row
-            current = await self._state(entry, instance)
-            if entry.indexed.get(instance, 0) < current.version or row_of(current).due is None:
-                await self._index(entry, [current], quietly=False)
+            if not fired:  # met stale (the stream moved on): the index gets the stream's row
+                await self._index(entry, [await self._state(entry, instance)], quietly=False)
         await self.index.drop(entry.name, timer)
 
     # -- metrics ---------------------------------------------------------------------------------

@@ -14,12 +14,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from catgad.config import load_config
+from catgad.app.load import load_config
+from catgad.consumer.settings import LeasedSettings
 from catgad.engine.commands import CommandEngine
 from catgad.engine.routing import CommandRouter
 from catgad.processes.runner import ProcessRunner
 from catgad.reactors.send import RouterSender
-from catgad.sagas.model import SagaSettings
 from catgad.store.process_index import InstanceRow
 from catgad.store.sqlite import SQLiteStore
 from catgad.store.sqlite_process_index import SQLiteProcessIndex
@@ -49,7 +49,7 @@ async def main(config_path: Path, db: Path, state: str) -> None:
         RouterSender(router, config.service.name),
         owner="child",
         index=DiesOnWrite(store, state),
-        settings=SagaSettings(lease_ttl=1.0, poll_interval=0.05),
+        settings=LeasedSettings(lease_ttl=1.0, poll_interval=0.05),
     )
     box.append(runner)
     await runner.start()

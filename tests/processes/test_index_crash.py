@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from helpers.daemon import REPO
 
-from catgad.config import load_config
+from catgad.app.load import load_config
+from catgad.consumer.settings import LeasedSettings
 from catgad.engine.commands import CommandEngine
 from catgad.engine.routing import CommandRouter
 from catgad.processes.runner import ProcessRunner
 from catgad.processes.state import TIMER_FIRED, TIMER_SCHEDULED
 from catgad.reactors.send import RouterSender
-from catgad.sagas.model import SagaSettings
 from catgad.store.process_index import process_index
 from catgad.store.sqlite import SQLiteStore
 
@@ -77,7 +77,7 @@ async def healed(config_path: Path, db: Path, dies_at: str) -> None:
             store,
             RouterSender(router, config.service.name),
             owner="after",
-            settings=SagaSettings(lease_ttl=1.0, poll_interval=0.05),
+            settings=LeasedSettings(lease_ttl=1.0, poll_interval=0.05),
         )
         await runner.start()
         try:
