@@ -12,7 +12,7 @@ import heapq
 import weakref
 from collections.abc import Sequence
 
-from catgad.store.process_index import DueTimer, InstanceRow, Summary, summarise
+from catgad.store.process_index import DueTimer, InstanceRow, Summary
 from catgad.store.protocol import EventStore
 
 _INDEXES: weakref.WeakKeyDictionary[EventStore, MemoryProcessIndex] = weakref.WeakKeyDictionary()
@@ -35,6 +35,9 @@ class MemoryProcessIndex:
         self.durable = durable
         self._rows: dict[str, dict[str, InstanceRow]] = {}
         self._timers: dict[str, list[tuple[float, str]]] = {}
+        # kept as rows change, so a summary costs nothing per instance
+        self._counts: dict[str, dict[str, int]] = {}
+        self._asked: dict[str, dict[str, float]] = {}
         self.examined = 0  # heap entries looked at by `due` (tests: due entries only)
 
     async def put(self, process: str, rows: Sequence[InstanceRow]) -> None:
@@ -45,6 +48,16 @@ class MemoryProcessIndex:
             if old is not None and old.version >= row.version:
                 continue
             known[row.instance] = row
+            counts = self._counts.setdefault(process, {})
+            if old is not None and old.state is not None:
+                counts[old.state] -= 1
+            if row.state is not None:
+                counts[row.state] = counts.get(row.state, 0) + 1
+            asked = self._asked.setdefault(process, {})
+            if row.asked_at is None:
+                asked.pop(row.instance, None)
+            else:
+                asked[row.instance] = row.asked_at
             if row.due is not None and (old is None or old.due != row.due):
                 heapq.heappush(heap, (row.due, row.instance))
 
@@ -84,4 +97,6 @@ class MemoryProcessIndex:
         return [row for row in rows if state is None or row.state == state]
 
     async def summary(self, process: str) -> Summary:
-        return summarise(list(self._rows.get(process, {}).values()))
+        states = {s: n for s, n in self._counts.get(process, {}).items() if n}
+        asked = self._asked.get(process, {})
+        return Summary(states, len(asked), min(asked.values()) if asked else None)
