@@ -307,11 +307,16 @@ class ProcessRunner(ReactorRunner):
             for row in await self.index.listing(name, state)
         ]
 
-    def states(self, name: str) -> list[ProcessState]:
-        """The instances this daemon knows of, as its index holds them (the operator inbox
-        reads their pending approvals and timers); read them, do not change them."""
+    async def waiting(self, name: str, overdue_before: float, limit: int) -> list[ProcessState]:
+        """Instances a person may have to look at (the operator inbox): those waiting for a
+        decision, and those whose timer was due before `overdue_before`; `limit` of each."""
         self.definition(name)
-        return list(self.processes[name].index.values())
+        rows = [r for r in await self.index.listing(name) if r.asked_at is not None]
+        asked = sorted(rows, key=lambda r: r.asked_at or 0.0)[:limit]
+        late = await self.index.due(name, overdue_before, limit)
+        ids = dict.fromkeys([r.instance for r in asked] + [t.instance for t in late])
+        states = [await self.instance(name, instance) for instance in ids]
+        return [s for s in states if s.status == "running"]
 
     async def decide(
         self, name: str, instance: str, *, approve: bool, token: str, comment: str | None
