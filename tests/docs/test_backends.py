@@ -4,6 +4,8 @@ Each run has its own PostgreSQL schema, Redis prefix, NATS stream, subjects and 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -25,6 +27,23 @@ def example(page: Path) -> str:
     return text.split(MARK, 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
 
 
+async def delete_nats_streams(url: str, run: str) -> None:
+    """Every JetStream stream this run made (the store's, its KV buckets', the bus's topics'):
+    their names hold the run's token."""
+    import nats as nats_client
+
+    nc = await nats_client.connect(url, connect_timeout=2, allow_reconnect=False)
+    try:
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            name = info.config.name or ""
+            if run in name.lower():
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(name)
+    finally:
+        await nc.close()
+
+
 @contextmanager
 def server_env(name: str) -> Iterator[dict[str, str]]:
     """The environment the page's `${VAR}`s read: real servers, names of this run's own."""
@@ -36,15 +55,27 @@ def server_env(name: str) -> Iterator[dict[str, str]]:
         finally:
             postgres.drop_schema(url, schema)
     elif name == "store-redis":
-        yield {"NOTES_REDIS_URL": redis.server_url(), "NOTES_REDIS_PREFIX": redis.unique_prefix()}
+        url, prefix = redis.server_url(), redis.unique_prefix()
+        try:
+            yield {"NOTES_REDIS_URL": url, "NOTES_REDIS_PREFIX": prefix}
+        finally:
+            asyncio.run(redis.wipe(url, prefix))
     elif name == "store-nats":
-        yield {
-            "NOTES_NATS_URL": nats.server_url("2.9"),
-            "NOTES_NATS_STREAM": f"DOCS_{run}",
-            "NOTES_NATS_SUBJECTS": f"docs{run}.store",
-        }
+        url = nats.server_url("2.9")
+        try:
+            yield {
+                "NOTES_NATS_URL": url,
+                "NOTES_NATS_STREAM": f"DOCS_{run}",
+                "NOTES_NATS_SUBJECTS": f"docs{run}.store",
+            }
+        finally:
+            asyncio.run(delete_nats_streams(url, run))
     elif name == "bus-nats":
-        yield {"NOTES_NATS_URL": nats.server_url("2.9"), "NOTES_BUS_PREFIX": f"docs{run}"}
+        url = nats.server_url("2.9")
+        try:
+            yield {"NOTES_NATS_URL": url, "NOTES_BUS_PREFIX": f"docs{run}"}
+        finally:
+            asyncio.run(delete_nats_streams(url, run))
     elif name == "bus-kafka":
         yield {"NOTES_KAFKA_URL": kafka.broker_url(), "NOTES_BUS_PREFIX": f"docs{run}"}
     else:
@@ -73,7 +104,10 @@ def test_the_example_config_validates_and_runs(page: Path, tmp_path: Path) -> No
         env["NOTES_SQLITE_PATH"] = str(tmp_path / "notes.db")
         checked = run_cli("validate", str(config), env=env)
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        with Daemon(config, tmp_path / "run", env=env) as daemon, daemon.client() as client:
+        with (
+            Daemon(config, tmp_path / "run", env=env, ready_timeout=90) as daemon,
+            daemon.client() as client,
+        ):
             written = client.post("/commands/WriteNote", json={"note_id": "n1", "text": "hello"})
             assert written.status_code == 201, written.text
             assert [e["type"] for e in written.json()["events"]] == ["NoteWritten"]
