@@ -26,7 +26,7 @@
     │                                                             command's own events)
     ├── RuleError(where)              500  rule-error            (a rule failed at run time)
     │   └── UnreadableStream          500  unreadable-stream     (a stored event a rule cannot
-    │                                                             apply: repair, see README)
+    │                                                             apply: docs/evolution.md)
     ├── HandlerError                  502  handler-error         (user code misbehaved / is down)
     │   ├── BadReply(handler, why)    502  bad-handler-reply
     │   └── HandlerUnavailable        503  handler-unavailable   (retryable)
