@@ -52,6 +52,7 @@ def _problem(extra: dict[str, Any] | None = None, description: str = "") -> dict
 
 def _schemas() -> dict[str, Any]:
     string = {"type": "string"}
+    nonempty = {"type": "string", "minLength": 1}
     integer = {"type": "integer"}
     return {
         "Problem": {
@@ -114,9 +115,9 @@ def _schemas() -> dict[str, Any]:
             "required": ["specversion", "id", "source", "type"],
             "properties": {
                 "specversion": {"const": "1.0"},
-                "id": string,
-                "source": string,
-                "type": string,
+                "id": nonempty,
+                "source": nonempty,
+                "type": nonempty,
                 "subject": {"type": "string", "description": "the stream id, e.g. Order-o1"},
                 "time": {"type": "string", "format": "date-time"},
                 "datacontenttype": string,
@@ -292,7 +293,12 @@ def _query_paths(config: Config) -> dict[str, Any]:
                 {
                     "name": "from",
                     "in": "query",
-                    "schema": {"type": "integer", "minimum": 0, "default": 1},
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 10**18 - 1,
+                        "default": 1,
+                    },
                     "description": "first stream version to return (inclusive, 1-based)",
                 },
                 {
@@ -359,6 +365,9 @@ def build_openapi(config: Config) -> dict[str, Any]:
     paths.update(saga_paths(config))
     paths.update(process_paths(config))
     schemas.update(saga_schemas(config))
+    for operations in paths.values():  # any route answers 500 on a fault of its own
+        for operation in operations.values():
+            operation["responses"].setdefault("500", _ref("responses", "Internal"))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -387,14 +396,20 @@ def build_openapi(config: Config) -> dict[str, Any]:
                     "in": "header",
                     "description": "The command id. A retry with the same key returns the "
                     "first result and appends nothing.",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 200,
+                        # printable ASCII, neither starting nor ending with a space
+                        "pattern": "^[!-~](?:[ -~]*[!-~])?$",
+                    },
                 },
                 "If-Match": {
                     "name": "If-Match",
                     "in": "header",
                     "description": 'Expected stream version, e.g. 3 or "3" (0: the stream must '
                     "not exist). Another version is a 409.",
-                    "schema": {"type": "string", "pattern": '^"?[0-9]+"?$'},
+                    "schema": {"type": "string", "pattern": '^(?:[0-9]{1,18}|"[0-9]{1,18}")$'},
                 },
             },
             "headers": {

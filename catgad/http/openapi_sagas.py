@@ -309,6 +309,7 @@ def process_paths(config: Config) -> dict[str, Any]:
                         "400": _ref("responses", "BadRequest"),
                         "404": not_found,
                         "409": conflict,
+                        "413": _ref("responses", "PayloadTooLarge"),
                         "503": _ref("responses", "Unavailable"),
                     },
                 }
