@@ -53,6 +53,7 @@ def _problem(extra: dict[str, Any] | None = None, description: str = "") -> dict
 def _schemas() -> dict[str, Any]:
     string = {"type": "string"}
     nonempty = {"type": "string", "minLength": 1}
+    string_or_null = {"type": ["string", "null"]}
     integer = {"type": "integer"}
     return {
         "Problem": {
@@ -111,20 +112,31 @@ def _schemas() -> dict[str, Any]:
         "UnavailableProblem": _problem({"dependency": string}, "unavailable (retry later)"),
         "CloudEvent": {
             "type": "object",
-            "description": "A CloudEvents 1.0 structured JSON message.",
+            "description": "A CloudEvents 1.0 structured JSON message. An optional "
+            "attribute given as null is taken as absent, as CloudEvents' JSON format says.",
             "required": ["specversion", "id", "source", "type"],
             "properties": {
                 "specversion": {"const": "1.0"},
                 "id": nonempty,
                 "source": nonempty,
                 "type": nonempty,
-                "subject": {"type": "string", "description": "the stream id, e.g. Order-o1"},
-                "time": {"type": "string", "format": "date-time"},
-                "datacontenttype": string,
-                "correlationid": string,
-                "causationid": string,
-                "streamversion": {"type": "integer", "minimum": 1},
-                "dataschemaversion": integer,
+                "subject": {
+                    "type": ["string", "null"],
+                    "description": "the stream id, e.g. Order-o1",
+                },
+                "time": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "RFC 3339; a command's is checked, an event's is its append",
+                },
+                "datacontenttype": string_or_null,
+                "correlationid": string_or_null,
+                "causationid": string_or_null,
+                "streamversion": {
+                    "type": ["integer", "null"],
+                    "description": "an event's 1-based position in its stream",
+                },
+                "dataschemaversion": {"type": ["integer", "null"]},
                 "data": {"type": "object"},
             },
         },

@@ -79,6 +79,7 @@ def run_schemathesis(daemon: Daemon, report: Path, *args: str) -> None:
         command, capture_output=True, text=True, timeout=DEADLINE, env=env, check=False
     )
     output = done.stdout + done.stderr
+    print(output)  # shown with -s, or -rP: the phases, their times, the warnings
     assert done.returncode == 0, f"schemathesis (seed {chosen}) found something:\n{output}"
     # a run that tested nothing would pass too: it must have reached every operation
     assert "Tested:" in output and "Failures:" not in output, output
