@@ -50,7 +50,7 @@ def example_daemon(config: Path, workdir: Path) -> Iterator[Daemon]:
             "PAYMENTS_WEBHOOK_URL": server.url("/payment"),
             "ORDERS_WEBHOOK_SECRET": SECRET,
         }
-        yield stack.enter_context(Daemon(config, workdir, env=env))
+        yield stack.enter_context(Daemon(config, workdir, env=env, ready_timeout=90.0))
 
 
 def run_schemathesis(
