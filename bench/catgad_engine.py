@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.workload import Measurement, Progress, Workload, drive, no_progress, shared, verify
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
+from catgad.model import Config
 from catgad.runtime import Runtime
 from catgad.store.factory import open_store
 from catgad.store.protocol import EventStore

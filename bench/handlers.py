@@ -59,15 +59,15 @@ from bench.handlers_report import (
     markdown,
 )
 from catgad.aggregates.rules import Decision
+from catgad.app.load import load_config
 from catgad.cli.run import _loop_factory
-from catgad.config import load_config
-from catgad.config.model import Config
 from catgad.engine.commands import CommandEngine
 from catgad.envelope import Envelope
 from catgad.handlers.protocol import HandlerReply, HandlerRequest, ReplyCheck
 from catgad.handlers.registry import HandlerRegistry
 from catgad.handlers.signing import Signer
 from catgad.handlers.webhook import WebhookHandler, message_id
+from catgad.model import Config
 from catgad.store.memory import MemoryStore
 
 REPO = Path(__file__).resolve().parent.parent

@@ -79,7 +79,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.processes_report import (
     BURST,
@@ -96,11 +96,12 @@ from bench.processes_report import (
 )
 from bench.reactors import run_suite
 from bench.workload import VerificationError
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.envelope import Envelope
+from catgad.model import Config
 from catgad.processes import runner as process_runner
 from catgad.processes.runner import ProcessRunner
+from catgad.processes.section import PROCESSES
 from catgad.processes.state import (
     COMMANDS_SENT,
     DELIVERED,
@@ -252,7 +253,7 @@ def bench_config(directory: Path, store: str, deadline: float) -> Config:
         want = store.removeprefix("sqlite-")
         if config.store.kind != "sqlite" or config.store.synchronous != want:
             raise RuntimeError(f"{path}: store is {config.store.kind}, expected sqlite/{want}")
-    after = config.processes[PROCESS].states["awaiting_payment"].after
+    after = PROCESSES.of(config)[PROCESS].states["awaiting_payment"].after
     if after is None or abs(after.seconds - round(deadline * 1000) / 1000) > 1e-9:
         raise RuntimeError(f"{path}: the payment deadline is not {deadline:g} s")
     return config
@@ -540,7 +541,7 @@ async def run_transitions(
     config = bench_config(workdir, store, HOUR)
     warm, c = warm_ids(ids), args.concurrency
     async with Runtime.start(config, projections=True) as rt:  # the runner, as `catgad run`
-        tracker = Tracker(rt.processes)
+        tracker = Tracker(cast(ProcessRunner, rt.reactor("processes")))
         await warm_up(rt, tracker, warm, c)
         before = counter(rt, "catgad_process_transitions_total", by="event")
         started = time.perf_counter()
@@ -621,8 +622,10 @@ async def run_timers(
     warm = warm_ids(ids)
     async with Runtime.start(config, projections=True) as rt:
         clock = BenchClock()
-        rt.processes.clock = clock  # read by the timer task on its next turn; none is due yet
-        tracker = Tracker(rt.processes)
+        cast(
+            ProcessRunner, rt.reactor("processes")
+        ).clock = clock  # read by the timer task on its next turn; none is due yet
+        tracker = Tracker(cast(ProcessRunner, rt.reactor("processes")))
         if workload != LIVE:
             clock.hold()  # no warm-up instance's deadline can pass before it is paid
         await warm_up(rt, tracker, warm, c)
@@ -665,7 +668,7 @@ def stopwatch(rt: Runtime) -> tuple[dict[str, list[float]], Callable[[], None]]:
     """Time the timer path's steps (wall, awaits included) from now on: the runner's methods,
     its sender's `send`, the store's `append` (instance attributes over the methods) and
     `on_time` (the runner module's name for it). The totals, and a function ending it."""
-    runner = rt.processes
+    runner = cast(ProcessRunner, rt.reactor("processes"))
     wall: dict[str, list[float]] = {}
     undo: list[Callable[[], None]] = []
 
@@ -727,8 +730,8 @@ async def profile(store: str, n: int, args: argparse.Namespace, workdir: Path) -
     c = args.concurrency
     async with Runtime.start(config, projections=True) as rt:
         clock = BenchClock()
-        rt.processes.clock = clock
-        tracker = Tracker(rt.processes)
+        cast(ProcessRunner, rt.reactor("processes")).clock = clock
+        tracker = Tracker(cast(ProcessRunner, rt.reactor("processes")))
         clock.hold()
         await warm_up(rt, tracker, warm, c)
         clock.hold(clock.now() + 2 * BURST_DEADLINE)  # past the warm-up's cancelled deadlines

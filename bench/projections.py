@@ -107,10 +107,11 @@ def projection(kind: str, where: str) -> Any:
     """The example's `orders` projection, aimed at `kind` (at `where`: a file, schema, prefix)."""
     import dataclasses
 
-    from catgad.config import load_config
+    from catgad.app.load import load_config
+    from catgad.projections.section import PROJECTIONS
 
     env = {"CATGAD_READ_SQLITE_PATH": where, "CATGAD_REDIS_PROJECTIONS": "false"}
-    orders = load_config(ORDERS_YAML, env=env).projections["orders"]
+    orders = PROJECTIONS.of(load_config(ORDERS_YAML, env=env))["orders"]
     target = orders.target
     if kind == "postgres":
         target = dataclasses.replace(target, kind="postgres", url=PG_URL, schema=where, path=None)

@@ -108,7 +108,7 @@ async def paced(
 
 
 async def _measure(seconds: float) -> dict[str, Any]:
-    from catgad.config import load_config
+    from catgad.app.load import load_config
     from catgad.projections.manager import ProjectionManager
     from catgad.store.sqlite import SQLiteStore
 

@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench import report as reporting
 from bench.workload import Measurement, Workload
+from catgad.cli.bench_options import add_arguments
 
 SYSTEMS = ("raw", "eventsourcing", "engine", "http")
 SYNCS = ("full", "normal")
@@ -222,7 +223,7 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 
 
 def options_from(args: argparse.Namespace) -> Options:
-    """Options from the arguments of `catgad bench` (see catgad.cli.bench.add_arguments)."""
+    """Options from the arguments of `catgad bench` (see catgad.cli.bench_options)."""
     only = tuple(s.strip() for s in args.only.split(",") if s.strip())
     unknown = sorted(set(only) - set(SYSTEMS))
     if unknown or not only:
@@ -270,8 +271,6 @@ def command_line(options: Options, args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from catgad.cli.bench import add_arguments
-
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__.splitlines()[0]
     )

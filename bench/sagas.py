@@ -58,7 +58,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.reactors import run_suite
 from bench.sagas_report import (
@@ -72,9 +72,9 @@ from bench.sagas_report import (
     markdown,
 )
 from bench.workload import VerificationError
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.envelope import Envelope
+from catgad.model import Config
 from catgad.runtime import Runtime
 from catgad.sagas.runner import SagaRunner
 from catgad.sagas.state import COMPLETED, STARTED, STEP_SENT, STEP_SUCCEEDED
@@ -314,7 +314,7 @@ async def client_orders(
 async def saga_orders(
     rt: Runtime, ids: list[str], concurrency: int, progress: Progress, *, settled: bool
 ) -> tuple[float, list[float]]:
-    runner = rt.sagas
+    runner = cast(SagaRunner, rt.reactor("sagas"))
     completions = runner.loop.sink
     assert isinstance(completions, Completions)
 
@@ -375,7 +375,7 @@ async def measure(
     saga = system != CLIENT
     async with Runtime.start(config, projections=saga) as rt:
         if saga:
-            Completions(rt.sagas)
+            Completions(cast(SagaRunner, rt.reactor("sagas")))
             await saga_orders(rt, warm, concurrency, _quiet, settled=False)
             seconds, latencies = await saga_orders(
                 rt, ids, concurrency, progress, settled=system == SETTLED
@@ -428,7 +428,7 @@ async def profile(store: str, ids: list[str], concurrency: int, workdir: Path) -
         await client_orders(rt, ids, concurrency, _quiet)
     profiler = cProfile.Profile()
     async with Runtime.start(bench_config(workdir / "saga", store), projections=True) as rt:
-        Completions(rt.sagas)
+        Completions(cast(SagaRunner, rt.reactor("sagas")))
         await saga_orders(rt, warm, concurrency, _quiet, settled=False)
         saga = count_calls(rt.store)
         await saga_orders(rt, ids, concurrency, _quiet, settled=False)

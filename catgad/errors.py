@@ -3,16 +3,24 @@
     CatgadError                       exit 1 · 500
     ├── UsageError                    exit 2                     (CLI misuse)
     ├── ConfigError(issues)           exit 1                     (file:line:col: path: expected)
-    ├── InvalidPayload(errors)        400  invalid-payload
+    ├── ListenError                   exit 1                     (the address cannot be bound)
+    ├── BenchFailed                   exit 1                     (a measured run went wrong)
+    ├── RequestError                  400  bad-request           (what the client sent)
+    │   ├── MalformedRequest(where)   400  malformed-request     (not JSON, bad header or query)
+    │   ├── PayloadTooLarge(limit)    413  payload-too-large
+    │   └── InvalidPayload(errors)    400  invalid-payload
     ├── Unauthorized                  401  unauthorized          (no known bearer token)
     ├── Forbidden(token, scope)       403  forbidden             (the token lacks the scope)
     ├── NotFound(what, name)          404  not-found
+    │   ├── UnknownCommand(name)      404  unknown-command
     │   ├── SagaNotFound              404  saga-not-found
-    │   └── ProcessNotFound           404  process-not-found
+    │   ├── ProcessNotFound           404  process-not-found
+    │   └── NotQueryable(name)        404  not-queryable         (a projection without rows)
     ├── CommandRejected(reason)       409  command-rejected      (a handler said no)
     ├── IdempotencyKeyReused          409  idempotency-key-reused
     ├── SagaConflict(saga, id)        409  saga-conflict         (retry or cancel not allowed)
     ├── NotAwaitingDecision           409  not-awaiting-decision (no approval is waited for)
+    ├── ProjectionDisabled(name)      409  projection-disabled   (enabled: false)
     ├── PreconditionFailed(rule, msg) 422  precondition-failed   (a `require` rule is false)
     ├── EventRuleFailed(rule, field)  422  event-rule-failed     (a rule cannot apply the
     │                                                             command's own events)
@@ -26,12 +34,25 @@
     │       └── CircuitOpen(handler, retry_after)  503  handler-circuit-open
     ├── UpcastFailed(event, step)     500  upcast-failed         (an upcaster failed on read)
     ├── NoGraphviz                    503  svg-unavailable       (no `dot` to draw SVG with)
-    └── StoreError                    500  store-error
-        ├── ConcurrencyError(stream, expected, actual)   409  version-conflict
-        └── Unavailable(dependency, why)                 503  unavailable      (retryable)
+    ├── StoreError                    500  store-error
+    │   ├── ConcurrencyError(stream, expected, actual)   409  version-conflict
+    │   └── NotRewritable             500  not-rewritable        (migrate: only a dry run)
+    ├── BusError                      500  bus-error
+    │   ├── BadName                   500  bad-bus-name          (a prefix a broker refuses)
+    │   ├── BadBusReply               502  bad-bus-reply         (a reply that is no CloudEvent)
+    │   ├── BadRoutedReply            502  bad-command-reply     (a serving replica's answer)
+    │   └── RoutedProblem(body)       its own                    (an error where it ran)
+    ├── ProjectionError               500  projection-error
+    │   ├── Fenced(projection)        500  projection-fenced     (another moved the checkpoint)
+    │   └── TargetError(target)       500  projection-target-error (a read model refused)
+    └── DependencyError               500  dependency-error      (a server catgad needs)
+        ├── Unavailable(dependency, why)   503  unavailable      (retryable)
+        └── UnsupportedServer(why)    500  unsupported-server    (too old a version)
 
 Every error carries its data as attributes. `problem()` renders it as an
 RFC 9457 body; the HTTP layer and the CLI never inspect messages, only these.
+`catalogue()` lists them for the docs (docs/problems.md); a test keeps this
+drawing, the classes and the catalogue equal.
 """
 
 from __future__ import annotations
@@ -74,6 +95,20 @@ class CatgadError(Exception):
             body["instance"] = instance
         body.update(self.extensions())
         return body
+
+
+class ListenError(CatgadError):
+    """The listen address cannot be bound (in use, not ours, not an address)."""
+
+    slug = "listen"
+    title = "Cannot listen"
+
+
+class BenchFailed(CatgadError):
+    """A measured run went wrong (wrong event count, daemon error): no figures reported."""
+
+    slug = "bench-failed"
+    title = "Benchmark failed"
 
 
 class UsageError(CatgadError):
@@ -133,7 +168,47 @@ class FieldError:
     message: str
 
 
-class InvalidPayload(CatgadError):
+class RequestError(CatgadError):
+    """The request is wrong as sent: retrying it unchanged will not help."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+
+class MalformedRequest(RequestError):
+    """The request itself is unusable: body not JSON, bad header or query value (400)."""
+
+    slug = "malformed-request"
+    title = "Malformed request"
+
+    def __init__(self, where: str, detail: str) -> None:
+        super().__init__(detail)
+        self.where = where
+
+    def extensions(self) -> dict[str, Any]:
+        return {"where": self.where}
+
+
+class PayloadTooLarge(RequestError):
+    """The request body is above the daemon's limit."""
+
+    status = 413
+    slug = "payload-too-large"
+    title = "Request body too large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+    def extensions(self) -> dict[str, Any]:
+        return {"limit": self.limit}
+
+
+class InvalidPayload(RequestError):
+    """The body is JSON but does not match the command's (or saga's) schema: `errors` lists
+    each field."""
+
     status = 400
     slug = "invalid-payload"
     title = "The payload does not match its schema"
@@ -147,6 +222,8 @@ class InvalidPayload(CatgadError):
 
 
 class NotFound(CatgadError):
+    """What the path names does not exist: a stream, aggregate, projection, row or definition."""
+
     status = 404
     slug = "not-found"
     title = "Not found"
@@ -162,6 +239,8 @@ class NotFound(CatgadError):
 
 
 class UnknownCommand(NotFound):
+    """POST /commands/{type} names no command of the config: `known` lists them."""
+
     slug = "unknown-command"
     title = "Unknown command type"
 
@@ -190,6 +269,8 @@ class CommandRejected(CatgadError):
 
 
 class IdempotencyKeyReused(CatgadError):
+    """An Idempotency-Key was sent again with another command or other data."""
+
     status = 409
     slug = "idempotency-key-reused"
     title = "Idempotency key already used for another command"
@@ -284,11 +365,15 @@ class UnreadableStream(RuleError):
 
 
 class SagaNotFound(NotFound):
+    """No saga of that name, or no instance of it with that id."""
+
     slug = "saga-not-found"
     title = "Unknown saga or instance"
 
 
 class SagaConflict(CatgadError):
+    """Retry of a saga that is not `failed`, or cancel of one that has ended."""
+
     status = 409
     slug = "saga-conflict"
     title = "The saga instance is not in a state that allows this"
@@ -304,6 +389,8 @@ class SagaConflict(CatgadError):
 
 
 class ProcessNotFound(NotFound):
+    """No process of that name, or no instance of it with that id."""
+
     slug = "process-not-found"
     title = "Unknown process or process instance"
 
@@ -328,6 +415,36 @@ class NotAwaitingDecision(CatgadError):
         return {"process": self.process, "id": self.instance, "state": self.state}
 
 
+class NotQueryable(NotFound):
+    """The projection has no read model to query: its events go to a handler."""
+
+    slug = "not-queryable"
+    title = "Projection has no read model"
+
+    def __init__(self, name: str, kind: str) -> None:
+        super().__init__("projection", name)
+        self.detail = f"projection {name!r} sends its events to a {kind} handler; it has no rows"
+        self.args = (self.detail,)
+
+    def extensions(self) -> dict[str, Any]:
+        return {"projection": self.name}
+
+
+class ProjectionDisabled(CatgadError):
+    """The projection is declared but `enabled: false`: it has no runner and no read model."""
+
+    status = 409
+    slug = "projection-disabled"
+    title = "Projection disabled"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"projection {name!r} is disabled (enabled: false in the config)")
+        self.name = name
+
+    def extensions(self) -> dict[str, Any]:
+        return {"projection": self.name}
+
+
 class NoGraphviz(CatgadError):
     """An SVG diagram was asked for and Graphviz's `dot` is not installed."""
 
@@ -337,6 +454,8 @@ class NoGraphviz(CatgadError):
 
 
 class Unauthorized(CatgadError):
+    """No bearer token, or one the config does not know (WWW-Authenticate: Bearer)."""
+
     status = 401
     slug = "unauthorized"
     title = "Authentication required"
@@ -349,6 +468,8 @@ class Unauthorized(CatgadError):
 
 
 class Forbidden(CatgadError):
+    """The token is known but lacks the scope the route needs: `scope` names it."""
+
     status = 403
     slug = "forbidden"
     title = "The token lacks the scope this needs"
@@ -378,11 +499,16 @@ class HandlerError(CatgadError):
 
 
 class BadReply(HandlerError):
+    """A webhook or plugin answered something that is not a valid reply (not JSON, an
+    undeclared event, data off its schema)."""
+
     slug = "bad-handler-reply"
     title = "The handler's reply is malformed"
 
 
 class HandlerUnavailable(HandlerError):
+    """The handler cannot be reached or keeps failing; sending again later may work."""
+
     status = 503
     slug = "handler-unavailable"
     title = "Handler unavailable"
@@ -445,6 +571,8 @@ class UpcastFailed(CatgadError):
 
 
 class StoreError(CatgadError):
+    """The event store refused or failed an operation for a reason other than a version clash."""
+
     slug = "store-error"
     title = "Event store error"
 
@@ -474,7 +602,109 @@ class ConcurrencyError(StoreError):
         }
 
 
-class Unavailable(StoreError):
+class NotRewritable(StoreError):
+    """The store cannot rewrite events in place (yet): only a dry run is possible."""
+
+    slug = "not-rewritable"
+    title = "The store cannot rewrite events"
+
+
+class BusError(CatgadError):
+    """The bus, or a message on it, is not what catgad can use."""
+
+    slug = "bus-error"
+    title = "Bus error"
+
+
+class BadName(BusError):
+    """A prefix or name cannot be used with a broker; says which and why."""
+
+    slug = "bad-bus-name"
+    title = "Invalid bus name"
+
+
+class BadBusReply(BusError):
+    """A reply arrived but is not a CloudEvent: a bug in the serving replica."""
+
+    status = 502
+    slug = "bad-bus-reply"
+    title = "The command's reply could not be decoded"
+
+
+class BadRoutedReply(BusError):
+    """The replica that ran a routed command answered something that is not a result."""
+
+    status = 502
+    slug = "bad-command-reply"
+    title = "The serving replica's reply could not be read"
+
+
+class RoutedProblem(BusError):
+    """An error raised where the command ran, shown here as it was there (same status and
+    body)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(str(body.get("detail", "")))
+        self.body = body
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        body = {k: v for k, v in self.body.items() if k not in ("instance", "request_id")}
+        if instance is not None:
+            body["instance"] = instance
+        return body
+
+
+class ProjectionError(CatgadError):
+    """A read model could not take a change."""
+
+    slug = "projection-error"
+    title = "Projection error"
+
+
+class Fenced(ProjectionError):
+    """The checkpoint was not where the writer thought: another consumer moved it.
+
+    The writer lost its lease (or never had it); it must stop and reload."""
+
+    slug = "projection-fenced"
+    title = "Projection checkpoint moved by another consumer"
+
+    def __init__(self, projection: str, expected: int, actual: int | None) -> None:
+        super().__init__(
+            f"projection {projection!r}: checkpoint is at {actual}, expected {expected}"
+        )
+        self.projection = projection
+        self.expected = expected
+        self.actual = actual
+
+
+class TargetError(ProjectionError):
+    """The target refused a write for what it contains, not for being unreachable: the
+    runner looks for the event at fault and treats it as poison."""
+
+    slug = "projection-target-error"
+    title = "The read model refused a change"
+
+    def __init__(self, target: str, detail: str) -> None:
+        super().__init__(f"{target}: {detail}")
+        self.target = target
+
+
+class DependencyError(CatgadError):
+    """A server catgad needs (store, bus, read model) cannot serve it."""
+
+    slug = "dependency-error"
+    title = "Dependency error"
+
+
+class UnsupportedServer(DependencyError):
+    """The server answers, but its version lacks what catgad needs: upgrade it."""
+
+    slug = "unsupported-server"
+    title = "Server version not supported"
+
+
+class Unavailable(DependencyError):
     """A dependency (store, bus) cannot be reached right now; retrying may help."""
 
     status = 503
@@ -488,6 +718,70 @@ class Unavailable(StoreError):
 
     def extensions(self) -> dict[str, Any]:
         return {"dependency": self.dependency}
+
+
+def subclasses(root: type[CatgadError] = CatgadError) -> list[type[CatgadError]]:
+    """`root` and every class below it, depth first in the order they are defined."""
+    out = [root]
+    for child in root.__subclasses__():
+        out += subclasses(child)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One row of the problem catalogue (docs/problems.md)."""
+
+    name: str
+    parent: str
+    type: str
+    status: int
+    exit_code: int
+    retryable: bool
+    when: str
+
+
+def catalogue() -> list[Problem]:
+    """Every error a user can meet, as the docs list it: made from the classes themselves."""
+    rows = []
+    for cls in subclasses():
+        doc = (cls.__doc__ or "").strip().split("\n\n")[0]
+        parent = cls.__mro__[1].__name__ if cls is not CatgadError else ""
+        rows.append(
+            Problem(
+                cls.__name__,
+                parent,
+                PROBLEM_BASE + cls.slug,
+                cls.status,
+                cls.exit_code,
+                cls.retryable,
+                " ".join(doc.split()),
+            )
+        )
+    return rows
+
+
+def catalogue_markdown() -> str:
+    """The text of docs/problems.md."""
+    lines = [
+        "# Problems",
+        "",
+        "Every error catgad reports, generated from `catgad/errors.py` "
+        "(`catgad.errors.catalogue_markdown()`). Over HTTP each is an RFC 9457 "
+        "problem (`application/problem+json`) whose `type` is below; the CLI prints its "
+        "detail and exits with the code below. Retryable ones may succeed if sent again "
+        "unchanged (honour `Retry-After` when given).",
+        "",
+        "| type | error | under | HTTP | exit | retryable | when |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in catalogue():
+        slug = row.type.removeprefix(PROBLEM_BASE)
+        lines.append(
+            f"| `{slug}` | {row.name} | {row.parent or '-'} | {row.status} | {row.exit_code} "
+            f"| {'yes' if row.retryable else 'no'} | {row.when or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 @dataclass

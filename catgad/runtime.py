@@ -24,22 +24,22 @@ from typing import Any
 from catgad.bus.factory import open_bus, relay_settings
 from catgad.bus.protocol import Bus
 from catgad.bus.relay import Relay
-from catgad.config.model import Config
+from catgad.consumer.component import Component, Hooked
 from catgad.engine.commands import CommandEngine, CommandResult
 from catgad.engine.routing import CommandRouter, CommandSettings
 from catgad.errors import CatgadError, Unavailable
 from catgad.evolution.upcast import Upcasters
 from catgad.handlers.protocol import Handler
 from catgad.handlers.registry import HandlerRegistry, load_plugins
+from catgad.model import Config
 from catgad.observability.logs import get_logger
 from catgad.observability.metrics import Metrics
-from catgad.processes.runner import ProcessRunner
 from catgad.projections.manager import ProjectionManager
 from catgad.projections.metrics import ProjectionMetrics
 from catgad.projections.precheck import ProjectionPrecheck
-from catgad.reactors.component import Component, Hooked
+from catgad.reactors.feature import reactors_of
+from catgad.reactors.runner import ReactorRunner
 from catgad.reactors.send import RouterSender
-from catgad.sagas.runner import SagaRunner
 from catgad.store.factory import open_store
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
@@ -80,28 +80,30 @@ class Runtime:
             self.engine,
             bus,
             service=config.service.name,
-            settings=CommandSettings.from_options(config.bus.options.get("commands")),
+            settings=CommandSettings.from_options(
+                config.bus.options.get("commands"), config.bus.where
+            ),
         )
         self.projections = ProjectionManager(
             config, store, metrics=ProjectionMetrics(self.metrics.registry)
         )
-        self.sagas = SagaRunner(
-            config,
-            store,
-            RouterSender(self.router, config.service.name),
-            owner=self.projections.owner,
-            registry=self.metrics.registry,
-            settings=config.runtime.sagas,
-        )
-        self.processes = ProcessRunner(
-            config,
-            store,
-            RouterSender(self.router, config.service.name),
-            owner=self.projections.owner,
-            registry=self.metrics.registry,
-            settings=config.runtime.processes,
-        )
+        # each reactor of the config (sagas, processes, ...): made here so every daemon
+        # lists its instances; run where the projections run (see _components)
+        self.reactors: dict[str, ReactorRunner] = {
+            reactor.key: reactor.runner(
+                config,
+                store,
+                RouterSender(self.router, config.service.name),
+                owner=self.projections.owner,
+                registry=self.metrics.registry,
+            )
+            for reactor in reactors_of(config)
+        }
         self.components: list[Component] = []  # started in order, stopped in reverse
+
+    def reactor(self, key: str) -> ReactorRunner:
+        """The runner of the config's reactor section `key` (sagas, processes, ...)."""
+        return self.reactors[key]
 
     def _appended(self, result: AppendResult) -> None:
         self.metrics.appended(result)
@@ -133,10 +135,8 @@ class Runtime:
                 lambda _result: manager.notify(),
             )
         )
-        if projections and self.sagas:  # the daemon's reactors run where its projections do
-            parts.append(self.sagas)
-        if projections and self.processes:
-            parts.append(self.processes)
+        if projections:  # the daemon's reactors run where its projections do
+            parts += [runner for runner in self.reactors.values() if runner]
         if commands:
             parts.append(Hooked("commands", self.router.start, self.router.stop))
         return parts

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from catgad.config.model import AggregateDef, EventDef, UpcastStep
+from catgad.aggregates.model import AggregateDef, EventDef, UpcastStep
 
 
 def rules_fingerprint(aggregate: AggregateDef, events: Mapping[str, EventDef]) -> str:

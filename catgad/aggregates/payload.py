@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import jsonschema_rs
+from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 
@@ -124,3 +125,14 @@ def check_payload(command: str, schema: PayloadSchema, data: Any) -> Any:
     listed = "; ".join(f"{e.pointer or '/'}: {e.message}" for e in errors[:5])
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     raise InvalidPayload(f"{command}: {listed}{more}", errors)
+
+
+def payload_validator(schema: dict[str, Any]) -> PayloadSchema:
+    """A validator for command/event data; `format` is checked, as users expect."""
+    return PayloadSchema(
+        schema,
+        cast(
+            Validator,
+            Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER),
+        ),
+    )

@@ -10,8 +10,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from catgad.aggregates.model import AggregateDef, CommandDef
 from catgad.config.cel import CelEvalError
-from catgad.config.model import AggregateDef, CommandDef
 from catgad.envelope import Envelope
 from catgad.errors import PreconditionFailed, RuleError
 

@@ -63,8 +63,9 @@ from catgad.bus.wire import (
     request_headers,
     responder_dispatch,
 )
+from catgad.config.section import config_error
 from catgad.envelope import Envelope, new_id
-from catgad.errors import CatgadError, Unavailable
+from catgad.errors import Unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -72,26 +73,7 @@ DEFAULT_URL = "127.0.0.1:9092"
 DEPENDENCY = "kafka bus"
 _TOPIC_EXISTS = 36
 _KafkaFailure = (TimeoutError, OSError, KafkaError)
-_SECONDS = (int, float)
 _PROBE = 2.0  # seconds a probe of a broker marked down may take (at most `timeout`)
-
-# `bus.options` a config may give, with their types (for the factory's check)
-OPTIONS: dict[str, type | tuple[type, ...]] = {
-    "prefix": str,
-    "partitions": int,  # used when a topic is created; an existing topic keeps its count
-    "replication_factor": int,
-    "enable_idempotence": bool,
-    "timeout": _SECONDS,
-    "redelivery_delay": _SECONDS,
-    "session_timeout": _SECONDS,
-    "heartbeat_interval": _SECONDS,
-    "rebalance_timeout": _SECONDS,
-    "max_poll_records": int,
-    "fetch_max_wait": _SECONDS,
-    "metadata_max_age": _SECONDS,
-    "stop_timeout": _SECONDS,
-    "client_options": dict,  # passed to aiokafka: security_protocol, sasl_*, ssl_context ...
-}
 
 
 class KafkaBus:
@@ -120,9 +102,9 @@ class KafkaBus:
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
         if partitions < 1 or replication_factor < 1 or max_poll_records < 1:
-            raise CatgadError("kafka bus: partitions, replication and poll size must be positive")
+            raise config_error(None, "bus.options", "partitions, replication, poll size: positive")
         if min(timeout, session_timeout, heartbeat_interval, stop_timeout) <= 0:
-            raise CatgadError("kafka bus: timeouts must be positive")
+            raise config_error(None, "bus.options", "timeouts must be positive")
         self.url = url
         self.prefix = check_prefix(prefix)
         self.partitions = partitions

@@ -43,13 +43,6 @@ log = structlog.get_logger(__name__)
 Dispatch = Callable[[Envelope, Mapping[str, str]], Awaitable[None]]
 _NO_HEADERS: Mapping[str, str] = {}
 
-# `bus.options` a config may give, with their types (for the factory's check)
-OPTIONS: dict[str, type | tuple[type, ...]] = {
-    "partitions": int,
-    "max_retained": int,
-    "redelivery_delay": (int, float),
-}
-
 
 @dataclass(slots=True)
 class _Entry:

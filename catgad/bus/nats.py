@@ -71,8 +71,9 @@ from catgad.bus.wire import (
     request_headers,
     responder_dispatch,
 )
+from catgad.config.section import config_error
 from catgad.envelope import Envelope
-from catgad.errors import CatgadError, Unavailable
+from catgad.errors import Unavailable, UnsupportedServer
 
 log = structlog.get_logger(__name__)
 
@@ -80,22 +81,6 @@ DEFAULT_URL = "nats://127.0.0.1:4222"
 DEPENDENCY = "nats bus"
 _STREAM_CLASH = 10058  # "stream name already in use with a different configuration"
 _WEEK = 7 * 24 * 3600.0
-_SECONDS = (int, float)
-
-# `bus.options` a config may give, with their types (for the factory's check)
-OPTIONS: dict[str, type | tuple[type, ...]] = {
-    "prefix": str,
-    "partitions": int,  # fixed per deployment: changing it moves keys to other partitions
-    "storage": str,
-    "replicas": int,
-    "max_age": _SECONDS,
-    "duplicate_window": _SECONDS,
-    "timeout": _SECONDS,
-    "ack_wait": _SECONDS,
-    "redelivery_delay": _SECONDS,
-    "pull_expires": _SECONDS,
-    "stop_timeout": _SECONDS,
-}
 
 
 class NatsBus:
@@ -121,11 +106,11 @@ class NatsBus:
         stop_timeout: float = 10.0,
     ) -> None:
         if partitions < 1 or replicas < 1:
-            raise CatgadError("nats bus: partitions and replicas must be at least 1")
+            raise config_error(None, "bus.options", "partitions and replicas must be at least 1")
         if storage not in ("file", "memory"):
-            raise CatgadError(f"nats bus: storage must be 'file' or 'memory', not {storage!r}")
+            raise config_error(None, "bus.options.storage", f"expected file or memory: {storage!r}")
         if min(timeout, ack_wait, pull_expires, stop_timeout) <= 0 or redelivery_delay < 0:
-            raise CatgadError("nats bus: timeouts must be positive")
+            raise config_error(None, "bus.options", "timeouts must be positive")
         self.url = url
         self.prefix = check_prefix(prefix)
         self.partitions = partitions
@@ -163,7 +148,7 @@ class NatsBus:
             v = nc.connected_server_version
             why = natsclient.too_old((v.major, v.minor, v.patch), self.url)
             if why is not None:
-                raise CatgadError(why)
+                raise UnsupportedServer(why)
             self._reply_subject = nc.new_inbox()
             await nc.subscribe(self._reply_subject, cb=self._on_reply)
         except BaseException:

@@ -40,9 +40,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from catgad.bus.protocol import Capability as BusCapability
 from catgad.bus.topics import EVENTS_TOPIC
+from catgad.config.section import Where, config_error
+from catgad.consumer.loop import LogReader, LoopSettings
 from catgad.envelope import Envelope
-from catgad.errors import CatgadError
-from catgad.reactors.loop import LogReader, LoopSettings
 from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
@@ -87,33 +87,36 @@ class RelaySettings:
     stop_timeout: float = 10.0  # seconds stop() waits for the batch in hand
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any] | None) -> RelaySettings:
+    def from_options(
+        cls, options: Mapping[str, Any] | None, where: Where | None = None
+    ) -> RelaySettings:
         """Settings from a mapping of option names to values; a clear error for a wrong one."""
         if options is None:
             return cls()
         if not isinstance(options, Mapping):
-            raise CatgadError(f"bus option 'relay' must be a mapping, not {options!r}")
+            raise config_error(where, "bus.options.relay", f"expected a mapping, got {options!r}")
         defaults = cls()
         values: dict[str, Any] = {}
         for key, value in options.items():
             if key not in cls.__dataclass_fields__:
                 known = ", ".join(cls.__dataclass_fields__)
-                raise CatgadError(f"bus option relay.{key} is not known (known: {known})")
-            values[key] = _checked(key, value, getattr(defaults, key))
+                raise config_error(where, f"bus.options.relay.{key}", f"unknown key ({known})")
+            why = _wrong(value, getattr(defaults, key))
+            if why:
+                raise config_error(where, f"bus.options.relay.{key}", f"{why}, got {value!r}")
+            default = getattr(defaults, key)
+            values[key] = float(value) if isinstance(default, float) else value
         return cls(**values)
 
 
-def _checked(key: str, value: Any, default: str | float) -> Any:
+def _wrong(value: Any, default: str | float) -> str | None:
+    """What `value` should have been, when it is not of its default's kind."""
     if isinstance(default, str):
-        if isinstance(value, str) and value:
-            return value
-        raise CatgadError(f"bus option relay.{key} must be a non-empty string, not {value!r}")
+        return None if isinstance(value, str) and value else "expected a non-empty string"
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if isinstance(default, int) and not (isinstance(value, int) and number and value > 0):
-        raise CatgadError(f"bus option relay.{key} must be a positive integer, not {value!r}")
-    if not (number and value > 0):
-        raise CatgadError(f"bus option relay.{key} must be a positive number, not {value!r}")
-    return float(value) if isinstance(default, float) else value
+        return "expected a positive integer"
+    return None if number and value > 0 else "expected a positive number"
 
 
 def default_owner() -> str:
@@ -123,7 +126,7 @@ def default_owner() -> str:
 
 class Relay:
     """Publishes a store's events to a bus while holding the service's relay lease: the sink of
-    a leased, checkpointed LogReader (catgad.reactors.loop), which does the reading, waiting,
+    a leased, checkpointed LogReader (catgad.consumer.loop), which does the reading, waiting,
     checkpointing and retrying of failed reads."""
 
     def __init__(

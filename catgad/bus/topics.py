@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import re
 
-from catgad.errors import CatgadError
+from catgad.errors import (
+    BadName,
+)
 
 _KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _TOKEN = re.compile(r"(?:[A-Za-z0-9-]|_[0-9A-F]{2})+|_")
@@ -27,13 +29,6 @@ _PREFIX = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 KAFKA_MAX_TOPIC = 249  # the broker refuses longer topic names
 EVENTS_TOPIC = "events"  # where the relay publishes stored events (bus.options.relay.topic)
 COMMANDS_TOPIC = "commands"  # where routed commands travel (bus.options.commands.topic)
-
-
-class BadName(CatgadError):
-    """A prefix or name cannot be used with a broker; says which and why."""
-
-    slug = "bad-bus-name"
-    title = "Invalid bus name"
 
 
 def token(text: str) -> str:

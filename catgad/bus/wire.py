@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import structlog
 
 from catgad.envelope import Envelope, EnvelopeError, from_json, new_id
-from catgad.errors import CatgadError
+from catgad.errors import BadBusReply
 
 log = structlog.get_logger(__name__)
 
@@ -26,14 +26,6 @@ REPLY_TO = "catgad-reply-to"
 CORRELATION = "catgad-correlation-id"
 DEADLINE = "catgad-deadline-ms"  # unix time in milliseconds
 _SHOWN = 512  # bytes of an undecodable message put in the log
-
-
-class BadReply(CatgadError):
-    """A reply arrived but is not a CloudEvent: a bug in the serving replica."""
-
-    status = 502
-    slug = "bad-bus-reply"
-    title = "The command's reply could not be decoded"
 
 
 def decode(raw: bytes) -> Envelope | str:
@@ -132,5 +124,5 @@ def responder_dispatch(
 def reply_envelope(raw: bytes) -> Envelope:
     found = decode(raw)
     if isinstance(found, str):
-        raise BadReply(f"the reply is not a CloudEvent: {found}")
+        raise BadBusReply(f"the reply is not a CloudEvent: {found}")
     return found

@@ -2,11 +2,12 @@
 
 The benchmarks live in the top-level `bench/` directory of a source checkout
 (they measure catgad against raw clients and the `eventsourcing` library, which
-an installed daemon has no use for). This verb finds it beside the `catgad`
-package when it is not importable already. The default suite, the Order
-workload, runs in this process; every other suite runs as `python -m
-bench.<module>` in a process of its own (each sets up its own event loop,
-servers and collector), with the arguments after the suite's name passed on.
+an installed daemon has no use for, so a wheel leaves them out). This verb
+finds it beside the `catgad` package; an installed catgad says so in one line
+and exits 2. The default suite, the Order workload, runs in this process;
+every other suite runs as `python -m bench.<module>` in a process of its own
+(each sets up its own event loop, servers and collector), with the arguments
+after the suite's name passed on.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from pathlib import Path
 from types import ModuleType
 
 import catgad
-from catgad.errors import CatgadError, UsageError
+from catgad.cli.bench_options import add_arguments
+from catgad.errors import BenchFailed, UsageError
 
-SYSTEMS = ("raw", "eventsourcing", "engine", "http")
 ORDERS = "orders"
 # suite -> (module under bench/, what it measures); each writes its own RESULTS-*.md
 SUITES: dict[str, tuple[str, str]] = {
@@ -34,78 +35,6 @@ SUITES: dict[str, tuple[str, str]] = {
     "sagas": ("sagas", "a 3-step saga against a client sending the same 3 commands"),
     "processes": ("processes", "transitions/s, 10,000 timers at once, lateness at 1,000/s"),
 }
-
-
-class BenchFailed(CatgadError):
-    """A measured run went wrong (wrong event count, daemon error): no figures reported."""
-
-    slug = "bench-failed"
-    title = "Benchmark failed"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The benchmark's options; `python -m bench.run` takes the same."""
-    parser.add_argument(
-        "--aggregates",
-        type=int,
-        default=None,
-        metavar="N",
-        help="orders in the workload (default 1000; 20 with --quick)",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=1,
-        metavar="N",
-        help="run the workload N times on fresh order ids (default 1)",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=64,
-        metavar="N",
-        help="orders in flight: engine workers, HTTP connections, raw sqlite3 "
-        "batch size (default 64)",
-    )
-    parser.add_argument(
-        "--synchronous",
-        choices=("full", "normal", "both"),
-        default="both",
-        help="SQLite durability, the same for every system (default: both, full first)",
-    )
-    parser.add_argument(
-        "--only",
-        default=",".join(SYSTEMS),
-        metavar="LIST",
-        help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all)",
-    )
-    parser.add_argument(
-        "--repeat",
-        type=int,
-        default=None,
-        metavar="N",
-        help="runs of each system, medians reported (default 3; 1 with --quick)",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke size: 20 orders and one repeat, unless given otherwise",
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="results file (default bench/RESULTS.md of the checkout; '-' for none)",
-    )
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="keep the databases and daemon logs in DIR (default: a "
-        "temporary directory, removed afterwards)",
-    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -134,16 +63,20 @@ def checkout_root() -> Path:
     return Path(catgad.__file__).resolve().parent.parent
 
 
+def no_checkout(root: Path) -> str:
+    """Why an installed catgad (a wheel has no bench/) cannot benchmark: one line."""
+    return (
+        "benchmarks run from a source checkout of catgad (its bench/ directory beside"
+        f" catgad/); this catgad, at {root / 'catgad'}, is installed without one"
+    )
+
+
 def run_suite(suite: str, argv: Sequence[str]) -> int:
     """Run a suite other than the Order workload as `python -m bench.<module> ARGV`."""
     module, _ = SUITES[suite]
     root = checkout_root()
     if not (root / "bench" / f"{module}.py").is_file():
-        print(
-            f"catgad bench: {suite} needs a source checkout: bench/{module}.py was not found"
-            f" beside {root / 'catgad'}",
-            file=sys.stderr,
-        )
+        print(f"catgad bench: {no_checkout(root)}", file=sys.stderr)
         return 2
     try:
         return subprocess.call([sys.executable, "-m", f"bench.{module}", *argv], cwd=root)
@@ -152,28 +85,22 @@ def run_suite(suite: str, argv: Sequence[str]) -> int:
 
 
 def locate_bench() -> ModuleType:
-    """`bench.run` of the checkout holding this catgad, else an installed `bench` package.
+    """`bench.run` of the checkout holding this catgad; a UsageError without one.
 
     Another module named `bench` may already be imported (under pytest,
     `tests/bench/` is a namespace package of that name): it is set aside.
     """
     root = checkout_root()
     ours = root / "bench"
-    if (ours / "run.py").is_file():
-        loaded = sys.modules.get("bench")
-        if loaded is not None and Path(getattr(loaded, "__file__", None) or "").parent != ours:
-            for name in [n for n in sys.modules if n == "bench" or n.startswith("bench.")]:
-                del sys.modules[name]
-        if str(root) not in sys.path:
-            sys.path.insert(0, str(root))
-    try:
-        return importlib.import_module("bench.run")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("bench", "bench.run"):
-            raise
-    raise UsageError(
-        f"catgad bench needs a source checkout: bench/ was not found beside {root / 'catgad'}"
-    )
+    if not (ours / "run.py").is_file():
+        raise UsageError(no_checkout(root))
+    loaded = sys.modules.get("bench")
+    if loaded is not None and Path(getattr(loaded, "__file__", None) or "").parent != ours:
+        for name in [n for n in sys.modules if n == "bench" or n.startswith("bench.")]:
+            del sys.modules[name]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module("bench.run")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from catgad.config import load_config
-from catgad.config.model import Config
-from catgad.diagrams.mermaid import emits, process_diagram, saga_diagram
-from catgad.diagrams.svg import process_svg, saga_svg
+from catgad.app.load import load_config
 from catgad.errors import NotFound
+from catgad.model import Config
+from catgad.reactors.feature import reactors_of
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,15 +34,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def diagram(config: Config, name: str, form: str = "mermaid") -> str:
-    if name in config.processes:
-        process = config.processes[name]
-        return process_svg(process) if form == "svg" else process_diagram(process)
-    if name in config.sagas:
-        saga = config.sagas[name]
-        if form == "svg":
-            return saga_svg(saga, emits(config))
-        return saga_diagram(saga, emits(config))
+    """Reactor definition `name` (a process, a saga, ...) drawn as `form`."""
+    known: list[str] = []
+    for reactor in reactors_of(config):
+        drawn = reactor.diagram(name, form, config)
+        if drawn is not None:
+            return drawn
+        known += list(reactor)
     missing = NotFound("process or saga", name)
-    known = sorted([*config.processes, *config.sagas])
-    missing.detail += f" (known: {', '.join(known) or 'none'})"
+    missing.detail += f" (known: {', '.join(sorted(known)) or 'none'})"
     raise missing

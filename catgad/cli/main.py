@@ -13,7 +13,18 @@ from catgad.cli.bench import SUITES, run_suite
 from catgad.errors import CatgadError, ConfigError
 
 # verb -> module under catgad.cli; each module has add_parser(subparsers) and run(args) -> int
-VERBS = ("run", "validate", "test", "send", "bench", "migrate", "rebuild", "replay", "diagram")
+VERBS = (
+    "run",
+    "validate",
+    "test",
+    "send",
+    "bench",
+    "migrate",
+    "rebuild",
+    "replay",
+    "diagram",
+    "schema",
+)
 
 
 class VerbModule(Protocol):

@@ -15,11 +15,11 @@ import sys
 import time
 from typing import TextIO
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.evolution.migrate import MigrationReport, migrate
 from catgad.evolution.upcast import Upcasters
 from catgad.handlers.registry import load_plugins
+from catgad.model import Config
 from catgad.store.factory import open_store
 
 SHOWN_FAILURES = 20

@@ -15,9 +15,10 @@ import sys
 import time
 from typing import Any
 
-from catgad.config import load_config
-from catgad.errors import CatgadError
+from catgad.app.load import load_config
+from catgad.errors import UsageError
 from catgad.observability.logs import configure_logging
+from catgad.projections.section import PROJECTIONS
 
 PROGRESS_EVERY = 1.0  # seconds between progress lines
 
@@ -44,15 +45,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     configure_logging("warning")
     config = load_config(args.config)
-    config.projections[args.projection] = _enabled(config, args.projection)
+    PROJECTIONS.of(config)[args.projection] = _enabled(config, args.projection)
     return asyncio.run(_rebuild(config, args))
 
 
 def _enabled(config: Any, name: str) -> Any:
-    projection = config.projections.get(name)
+    projection = PROJECTIONS.of(config).get(name)
     if projection is None:
-        known = ", ".join(sorted(config.projections)) or "none"
-        raise CatgadError(f"no projection {name!r} in {config.path} (projections: {known})")
+        known = ", ".join(sorted(PROJECTIONS.of(config))) or "none"
+        raise UsageError(f"no projection {name!r} in {config.path} (projections: {known})")
     projection.enabled = True  # a disabled projection can still be rebuilt on demand
     return projection
 
@@ -67,7 +68,7 @@ async def _rebuild(config: Any, args: argparse.Namespace) -> int:
         lease = runner.lease
         holder = await lease.store.lease_owner(lease.name) if lease is not None else None
         if holder is not None and not runner.projection.target.has_table:
-            raise CatgadError(
+            raise UsageError(
                 f"daemon {holder} delivers {args.projection}; ask it to rebuild: "
                 f"POST /projections/{args.projection}/rebuild"
             )

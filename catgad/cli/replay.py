@@ -15,9 +15,10 @@ import argparse
 import asyncio
 from typing import Any
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.errors import UsageError
 from catgad.observability.logs import configure_logging
+from catgad.projections.section import PROJECTIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if args.first is not None and (args.first < 1 or args.last < args.first):
         raise UsageError("expected 1 <= --from <= --to")
     config = load_config(args.config)
-    projection = config.projections.get(args.projection)
+    projection = PROJECTIONS.of(config).get(args.projection)
     if projection is None:
-        known = ", ".join(sorted(config.projections)) or "none"
+        known = ", ".join(sorted(PROJECTIONS.of(config))) or "none"
         raise UsageError(f"no projection {args.projection!r} (projections: {known})")
     projection.enabled = True
     if args.first is not None and projection.target.has_table:

@@ -19,23 +19,19 @@ from collections.abc import Callable, Generator
 
 import uvicorn
 
-from catgad.config import load_config
-from catgad.config.model import Config
-from catgad.errors import CatgadError, UsageError
+from catgad.app.load import load_config
+from catgad.errors import (
+    ListenError,
+    UsageError,
+)
 from catgad.http.app import create_app
+from catgad.model import Config
 from catgad.observability.logs import configure_logging, get_logger
 from catgad.runtime import Runtime
 
 log = get_logger("catgad.run")
 
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0  # seconds in-flight requests get after a signal
-
-
-class ListenError(CatgadError):
-    """The listen address cannot be bound (in use, not ours, not an address)."""
-
-    slug = "listen"
-    title = "Cannot listen"
 
 
 def parse_listen(value: str) -> tuple[str | None, int]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.errors import CatgadError, UsageError
 
 

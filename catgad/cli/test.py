@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.handlers.registry import load_plugins
-from catgad.processes.scenarios import build_scenarios as build_process_scenarios
-from catgad.processes.scenarios import run_process_scenario
-from catgad.sagas.scenarios import build_scenarios, run_saga_scenario
+from catgad.reactors.feature import reactors_of
 from catgad.testing.scenarios import Outcome, run_scenario, tap_lines
+from catgad.testing.section import TESTS
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,8 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "test",
         help="run the config's scenario tests (no server needed)",
         description="Run the scenario tests of CONFIG (its `tests:` section and included "
-        "files): given events, when a command, then events, a rejection or a state. "
-        "Prints a TAP report; exits 1 when a scenario fails.",
+        "files, and those of its sagas and processes): given events, when a command, then "
+        "events, a rejection or a state. Prints a TAP report; exits 1 when a scenario fails.",
     )
     parser.add_argument("config", metavar="CONFIG", help="path to the YAML config")
     parser.add_argument(
@@ -29,30 +28,23 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    scenarios = [s for s in config.tests if args.pattern is None or args.pattern in s.name]
-    saga_scenarios = [
-        s
-        for saga in config.sagas.values()
-        for s in build_scenarios(saga)
-        if args.pattern is None or args.pattern in s.name
-    ]
-    process_scenarios = [
-        (process, s)
-        for process in config.processes.values()
-        for s in build_process_scenarios(process)
-        if args.pattern is None or args.pattern in s.name
-    ]
+    pattern: str | None = args.pattern
+    scenarios = [s for s in TESTS.of(config) if pattern is None or pattern in s.name]
     plugins = load_plugins(config)
+    reactor_runs = [
+        run
+        for reactor in reactors_of(config)
+        for run in reactor.scenarios(config, plugins, pattern)
+    ]
 
     async def run_all() -> list[Outcome]:
         outcomes = [await run_scenario(config, s, plugins) for s in scenarios]
-        outcomes += [await run_saga_scenario(config, s, plugins) for s in saga_scenarios]
-        return outcomes + [run_process_scenario(p, s) for p, s in process_scenarios]
+        return outcomes + [await run() for run in reactor_runs]
 
     outcomes = asyncio.run(run_all())
     for line in tap_lines(outcomes):
         print(line)
-    if not scenarios and not saga_scenarios and not process_scenarios:
+    if not outcomes:
         print("# no scenarios found")
         return 1
     return 0 if all(o.passed for o in outcomes) else 1

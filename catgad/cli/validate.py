@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.handlers.registry import load_plugins
+from catgad.testing.section import TESTS
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,6 +31,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"OK: {args.config}: {len(config.aggregates)} aggregates, "
         f"{len(config.commands)} commands, {len(config.events)} events, "
-        f"{len(config.tests)} tests"
+        f"{len(TESTS.of(config))} tests"
     )
     return 0

@@ -244,3 +244,26 @@ def _dot_chain(node: Any) -> list[str] | None:
         else:
             return None
     return None
+
+
+_CEL_ERROR = re.compile(r"^Failed to parse expression .*?: ERROR: <input>:(\d+):(\d+): (.*)$", re.S)
+_EXPECTING = re.compile(r"expecting \{[^}]*IDENTIFIER\}")
+
+
+def cel_source(value: Any) -> str:
+    """The CEL text of a YAML scalar: `total: 0` was typed as int by YAML, but means CEL `0`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def cel_message(error: CelCompileError) -> str:
+    """The compiler's message without its noise: where in the expression, and what."""
+    text = str(error)
+    match = _CEL_ERROR.match(text)
+    if match is None:
+        return f"invalid CEL: {text}"
+    line, column, what = match.groups()
+    what = _EXPECTING.sub("expecting an expression", what.removeprefix("Syntax error: "))
+    where = f"column {column}" if line == "1" else f"line {line}, column {column}"
+    return f"invalid CEL at {where} of the expression: {what}"

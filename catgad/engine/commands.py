@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from catgad.aggregates.model import AggregateDef, CommandDef
 from catgad.aggregates.payload import check_payload
 from catgad.aggregates.rules import Decision, decide, evolve
-from catgad.config.model import AggregateDef, CommandDef, Config
 from catgad.engine.state import Loaded, StateLoader
 from catgad.envelope import (
     Envelope,
@@ -36,6 +36,7 @@ from catgad.errors import (
 )
 from catgad.handlers.protocol import Handler, HandlerRequest
 from catgad.ids import event_id
+from catgad.model import Config
 from catgad.store.protocol import AppendResult, EventStore
 
 # A check that every event a command decided must pass before it is stored (a projection's

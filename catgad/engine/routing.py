@@ -38,9 +38,17 @@ from typing import Any, Literal
 
 from catgad.bus.protocol import Bus, Capability, Subscription
 from catgad.bus.topics import COMMANDS_TOPIC
+from catgad.config.section import Where, config_error
 from catgad.engine.commands import CommandEngine, CommandResult
 from catgad.envelope import Envelope, EnvelopeError, from_dict
-from catgad.errors import PROBLEM_BASE, CatgadError, InvalidPayload, Unavailable
+from catgad.errors import (
+    PROBLEM_BASE,
+    BadRoutedReply,
+    CatgadError,
+    InvalidPayload,
+    RoutedProblem,
+    Unavailable,
+)
 from catgad.observability.logs import get_logger
 
 log = get_logger("catgad.routing")
@@ -66,29 +74,28 @@ class CommandSettings:
     route: Literal["auto", "bus", "local"] = "auto"  # auto: over the bus when it is a broker
 
     @classmethod
-    def from_options(cls, options: Any) -> CommandSettings:
+    def from_options(cls, options: Any, where: Where | None = None) -> CommandSettings:
         """Settings from `bus.options.commands`, with a clear error for a wrong one."""
         if options is None:
             return cls()
         if not isinstance(options, Mapping):
-            raise CatgadError(f"bus option 'commands' must be a mapping, not {options!r}")
+            raise config_error(where, "bus.options.commands", f"expected a mapping: {options!r}")
         known = ("topic", "group", "timeout", "route")
+        at = "bus.options.commands."
         values: dict[str, Any] = {}
         for key, value in options.items():
             if key not in known:
-                raise CatgadError(
-                    f"bus option commands.{key} is not known (known: {', '.join(known)})"
-                )
+                raise config_error(where, f"{at}{key}", f"unknown key ({', '.join(known)})")
             if key == "timeout":
                 if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                    raise CatgadError(f"bus option commands.timeout must be > 0, not {value!r}")
+                    raise config_error(where, f"{at}timeout", f"expected > 0, got {value!r}")
                 value = float(value)
             elif key == "route" and value not in _ROUTES:
-                raise CatgadError(
-                    f"bus option commands.route must be one of {', '.join(_ROUTES)}, not {value!r}"
+                raise config_error(
+                    where, f"{at}route", f"expected one of {', '.join(_ROUTES)}, got {value!r}"
                 )
             elif not isinstance(value, str) or not value:
-                raise CatgadError(f"bus option commands.{key} must be a non-empty string")
+                raise config_error(where, f"{at}{key}", "expected a non-empty string")
             values[key] = value
         return cls(**values)
 
@@ -244,7 +251,7 @@ def result_of(reply: Envelope) -> CommandResult:
     if reply.type == PROBLEM_TYPE:
         raise routed_problem(reply.data)
     if reply.type != RESULT_TYPE:
-        raise _BadRoutedReply(f"a command reply has the unknown type {reply.type!r}")
+        raise BadRoutedReply(f"a command reply has the unknown type {reply.type!r}")
     data = reply.data
     try:
         return CommandResult(
@@ -255,27 +262,7 @@ def result_of(reply: Envelope) -> CommandResult:
             duplicate=bool(data.get("duplicate", False)),
         )
     except (KeyError, TypeError, ValueError, EnvelopeError) as exc:
-        raise _BadRoutedReply(f"a command result could not be read: {exc!r}") from None
-
-
-class _BadRoutedReply(CatgadError):
-    status = 502
-    slug = "bad-command-reply"
-    title = "The serving replica's reply could not be read"
-
-
-class RoutedProblem(CatgadError):
-    """An error raised where the command ran, shown here as it was there (same status and body)."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        super().__init__(str(body.get("detail", "")))
-        self.body = body
-
-    def problem(self, instance: str | None = None) -> dict[str, Any]:
-        body = {k: v for k, v in self.body.items() if k not in ("instance", "request_id")}
-        if instance is not None:
-            body["instance"] = instance
-        return body
+        raise BadRoutedReply(f"a command result could not be read: {exc!r}") from None
 
 
 _kinds: dict[tuple[int, str, str], type[RoutedProblem]] = {}

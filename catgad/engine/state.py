@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from catgad.aggregates.fingerprint import rules_fingerprint
+from catgad.aggregates.model import AggregateDef, EventDef
 from catgad.aggregates.rules import evolve, initial_state
-from catgad.config.model import AggregateDef, EventDef
 from catgad.errors import RuleError, UnreadableStream
 from catgad.observability.logs import get_logger
 from catgad.store.protocol import EventStore, Snapshot

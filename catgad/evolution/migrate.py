@@ -29,10 +29,15 @@ from typing import Literal
 
 import orjson
 
-from catgad.config.model import Config, EventDef
+from catgad.aggregates.model import EventDef
 from catgad.envelope import Envelope
-from catgad.errors import CatgadError, StoreError, UpcastFailed
+from catgad.errors import (
+    NotRewritable,
+    StoreError,
+    UpcastFailed,
+)
 from catgad.evolution.upcast import Upcasters
+from catgad.model import Config
 from catgad.store.protocol import EventStore, RewritableStore
 
 Stop = Literal["interrupted", "limit"]
@@ -66,13 +71,6 @@ class MigrationReport:
     def rate(self) -> float:
         """Events scanned per second."""
         return self.scanned / self.elapsed if self.elapsed > 0 else 0.0
-
-
-class NotRewritable(CatgadError):
-    """The store cannot rewrite events in place (yet): only a dry run is possible."""
-
-    slug = "not-rewritable"
-    title = "The store cannot rewrite events"
 
 
 async def migrate(

@@ -22,10 +22,11 @@ import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+from catgad.aggregates.model import EventDef, UpcastStep
 from catgad.config.cel import CelEvalError
-from catgad.config.model import Config, EventDef, UpcastStep
 from catgad.envelope import Envelope
 from catgad.errors import UpcastFailed
+from catgad.model import Config
 from catgad.store.codec import StoredEvent
 from catgad.store.protocol import AppendResult, Capability, EventStore, Snapshot
 

@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 import orjson
 
+from catgad.aggregates.model import EventDef
 from catgad.config.loader import did_you_mean
-from catgad.config.model import EventDef, HandlerConfig
 from catgad.errors import CommandRejected, HandlerError, Rejected
 from catgad.handlers.protocol import (
     HandlerReply,
@@ -38,6 +38,7 @@ from catgad.handlers.protocol import (
     kind_of,
     observed,
 )
+from catgad.handlers.section import HandlerConfig
 from catgad.observability.logs import get_logger
 
 GROUP = "catgad.handlers"

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from catgad.aggregates.model import EventDef
 from catgad.aggregates.rules import Decision
 from catgad.config.loader import did_you_mean
-from catgad.config.model import EventDef
 from catgad.envelope import Envelope
 from catgad.errors import BadReply, CircuitOpen, CommandRejected
 

@@ -10,21 +10,35 @@ it like any other config mistake.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
-from catgad.config.model import Config, EventDef
+from catgad.aggregates.model import CommandDef, EventDef
 from catgad.errors import CommandRejected, ConfigError, ConfigIssue
 from catgad.handlers.plugin import PluginError, PluginHandler, Use, load
 from catgad.handlers.protocol import Handler, HandlerReply, HandlerRequest, ReplyCheck
+from catgad.handlers.section import HandlerConfig
 from catgad.handlers.webhook import WebhookHandler
 from catgad.observability.metrics import HandlerMetrics
 
 Plugins = Mapping[str, Callable[..., Any]]
 
 
-def plugin_uses(config: Config) -> dict[str, set[Use]]:
+class Definitions(Protocol):
+    """What handlers are built from: a config (catgad.model.Config) has it."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def handlers(self) -> Mapping[str, HandlerConfig]: ...
+    @property
+    def commands(self) -> Mapping[str, CommandDef]: ...
+    @property
+    def events(self) -> Mapping[str, EventDef]: ...
+
+
+def plugin_uses(config: Definitions) -> dict[str, set[Use]]:
     """Each plugin handler's uses: by commands, by upcasters (none: only loaded)."""
     uses: dict[str, set[Use]] = {
         name: set() for name, cfg in config.handlers.items() if cfg.kind == "plugin"
@@ -39,7 +53,7 @@ def plugin_uses(config: Config) -> dict[str, set[Use]]:
     return uses
 
 
-def load_plugins(config: Config) -> dict[str, Callable[..., Any]]:
+def load_plugins(config: Definitions) -> dict[str, Callable[..., Any]]:
     """Import every plugin handler of `config`; ConfigError lists each one that fails."""
     loaded: dict[str, Callable[..., Any]] = {}
     issues: list[ConfigIssue] = []
@@ -87,7 +101,7 @@ class HandlerRegistry(Mapping[str, Handler]):
         self._metrics: tuple[CollectorRegistry, HandlerMetrics] | None = None
 
     @classmethod
-    def from_config(cls, config: Config, plugins: Plugins | None = None) -> HandlerRegistry:
+    def from_config(cls, config: Definitions, plugins: Plugins | None = None) -> HandlerRegistry:
         """Build every handler; plugins are loaded unless already given (load_plugins)."""
         plugins = load_plugins(config) if plugins is None else plugins
         handlers: dict[str, Handler] = {}

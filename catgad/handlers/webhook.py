@@ -36,10 +36,11 @@ from typing import Any
 import httpcore
 import orjson
 
-from catgad.config.model import EventDef, HandlerConfig
+from catgad.aggregates.model import EventDef
 from catgad.errors import WebhookFailed
 from catgad.handlers.circuit import CircuitBreaker
 from catgad.handlers.protocol import HandlerReply, HandlerRequest, ReplyCheck, Stats, outcome_of
+from catgad.handlers.section import HandlerConfig
 from catgad.handlers.signing import Signer
 from catgad.handlers.transport import ClientPool
 from catgad.observability.logs import get_logger

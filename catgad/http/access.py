@@ -3,7 +3,7 @@
     access = Access(config.service.auth)    # no tokens in the config: the API is open
     access.route("read", "/streams/{id}", endpoint, "GET")
 
-Each token is kept as the SHA-256 digest of its secret (catgad.config.build;
+Each token is kept as the SHA-256 digest of its secret (catgad.service.section;
 a secret written `sha256:<hex>` is such a digest already, so the config need
 hold no plaintext). A presented token is hashed once and compared with every digest
 in constant time, all of them, so the time taken says nothing about which
@@ -13,6 +13,13 @@ the token (by its `name`) or the scope, never the secret.
 - no `Authorization: Bearer <secret>`, or an unknown one: 401 with
   `WWW-Authenticate: Bearer`;
 - a known token without the route's scope: 403 naming the scope.
+
+A browser cannot put a header on a page it navigates to, so the dashboard's own GET
+routes (catgad.http.ui, made with `signin=`) also take the token from the cookie COOKIE,
+which the sign-in page sets for the path /ui only: the JSON API never receives it, so
+it cannot be used to act on a person's behalf from another site (the API reads the
+header alone, which the dashboard's scripts send). There a browser without a good
+token is sent to the sign-in page rather than shown a problem.
 """
 
 from __future__ import annotations
@@ -20,15 +27,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Iterable
+from urllib.parse import unquote
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from catgad.config.model import SCOPES, AuthToken
 from catgad.errors import Forbidden, Unauthorized
+from catgad.service.model import SCOPES, AuthToken
 
-OPEN = "open"  # the probes: /healthz, /readyz
+OPEN = "open"  # the probes: /healthz, /readyz, and the dashboard's sign-in page
+COOKIE = "catgad_token"  # the dashboard's token in a browser, for paths under /ui only
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -43,9 +52,13 @@ class Access:
     def enabled(self) -> bool:
         return bool(self.tokens)
 
-    def route(self, scope: str, path: str, endpoint: Endpoint, method: str) -> Route:
+    def route(
+        self, scope: str, path: str, endpoint: Endpoint, method: str, *, signin: str | None = None
+    ) -> Route:
         """A route answering only requests whose token holds `scope` (OPEN: anyone). Every
-        route is made here, so `declared` lists each one with its scope."""
+        route is made here, so `declared` lists each one with its scope. A dashboard page
+        gives `signin`: the token may come from the cookie too, and a browser without a
+        good one is redirected there (see the module docstring)."""
         if scope != OPEN and scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}")
         self.declared[(method, path)] = scope
@@ -53,7 +66,12 @@ class Access:
             return Route(path, endpoint, methods=[method])
 
         async def guarded(request: Request) -> Response:
-            request.state.token = self.check(request, scope)
+            try:
+                request.state.token = self.check(request, scope, cookie=signin is not None)
+            except (Unauthorized, Forbidden) as exc:
+                if signin is None or "text/html" not in request.headers.get("accept", ""):
+                    raise
+                return RedirectResponse(f"{signin}?reason={exc.slug}", 303)
             return await endpoint(request)
 
         return Route(path, guarded, methods=[method])
@@ -63,8 +81,11 @@ class Access:
         token = getattr(request.state, "token", None)
         return token.name if isinstance(token, AuthToken) else "anonymous"
 
-    def check(self, request: Request, scope: str) -> AuthToken:
-        token = self.authenticate(request.headers.get("authorization"))
+    def check(self, request: Request, scope: str, *, cookie: bool = False) -> AuthToken:
+        header = request.headers.get("authorization")
+        if header is None and cookie and request.cookies.get(COOKIE):
+            header = f"Bearer {unquote(request.cookies[COOKIE])}"  # set encodeURIComponent'ed
+        token = self.authenticate(header)
         if scope not in token.scopes:
             raise Forbidden(token.name, scope)
         return token

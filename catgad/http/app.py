@@ -12,12 +12,14 @@ from starlette.routing import BaseRoute, Route
 
 from catgad.errors import CatgadError
 from catgad.http.access import OPEN, Access
+from catgad.http.inbox import InboxEndpoints
 from catgad.http.openapi import build_openapi
 from catgad.http.problems import RequestContext, catgad_error_handler, http_error_handler
-from catgad.http.processes import ProcessEndpoints
 from catgad.http.projections import ProjectionEndpoints
 from catgad.http.routes import Endpoints
-from catgad.http.sagas import SagaEndpoints
+from catgad.http.streams import StreamIndexEndpoints
+from catgad.http.ui import UiEndpoints
+from catgad.reactors.feature import reactors_of
 from catgad.runtime import Runtime
 
 
@@ -67,17 +69,30 @@ def _scope_of(routes: list[BaseRoute], access: Access, method: str, path: str) -
     return None
 
 
+def reactor_routes(runtime: Runtime, access: Access) -> list[BaseRoute]:
+    """The endpoints of each reactor of the config (sagas, processes, ...)."""
+    return [
+        route
+        for reactor in reactors_of(runtime.config)
+        for route in reactor.routes(runtime.reactor(reactor.key), access)
+    ]
+
+
 def create_app(runtime: Runtime) -> Starlette:
     """The HTTP face of `runtime`; the caller opens and closes the runtime and its store."""
     endpoints = Endpoints(runtime, build_openapi(runtime.config))
     access = Access(runtime.config.service.auth)  # no tokens: the API is open
+    inbox = InboxEndpoints(runtime)
     app = Starlette(
         routes=[
             *endpoints.routes(access),
             *ProjectionEndpoints(runtime.projections).routes(access),
-            *SagaEndpoints(runtime.sagas).routes(access),
-            *ProcessEndpoints(runtime.processes, access).routes(access),
+            *reactor_routes(runtime, access),
+            *inbox.routes(access),
+            *StreamIndexEndpoints(runtime.store).routes(access),
+            *UiEndpoints(runtime, access).routes(access),
         ],
+        lifespan=inbox.inbox.lifespan,
         middleware=[Middleware(RequestContext)],
         exception_handlers={
             CatgadError: catgad_error_handler,

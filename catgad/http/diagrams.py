@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from catgad.http.problems import MalformedRequest
+from catgad.errors import MalformedRequest
 
 MERMAID = "text/vnd.mermaid"
 SVG = "image/svg+xml"

@@ -6,9 +6,10 @@ import copy
 from typing import Any
 
 from catgad import __version__
-from catgad.config.model import Config
+from catgad.http.openapi_inbox import inbox_paths, inbox_schemas
 from catgad.http.openapi_projections import projection_paths, projection_schemas
-from catgad.http.openapi_sagas import process_paths, saga_paths, saga_schemas
+from catgad.model import Config
+from catgad.reactors.feature import reactors_of
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
@@ -374,9 +375,12 @@ def build_openapi(config: Config) -> dict[str, Any]:
     paths.update(_query_paths(config))
     paths.update(projection_paths(config))
     schemas.update(projection_schemas(config))
-    paths.update(saga_paths(config))
-    paths.update(process_paths(config))
-    schemas.update(saga_schemas(config))
+    for reactor in reactors_of(config):
+        reactor_paths, reactor_schemas = reactor.openapi()
+        paths.update(reactor_paths)
+        schemas.update(reactor_schemas)
+    paths.update(inbox_paths())
+    schemas.update(inbox_schemas())
     for operations in paths.values():  # any route answers 500 on a fault of its own
         for operation in operations.values():
             operation["responses"].setdefault("500", _ref("responses", "Internal"))
@@ -394,8 +398,7 @@ def build_openapi(config: Config) -> dict[str, Any]:
             {"name": "aggregates", "description": "Read aggregate state"},
             {"name": "projections", "description": "Projection status and control"},
             {"name": "read", "description": "Query read models"},
-            {"name": "sagas", "description": "Start, follow, retry and cancel sagas"},
-            {"name": "processes", "description": "Process state machines"},
+            *({"name": r.key, "description": r.description} for r in reactors_of(config)),
             {"name": "operations", "description": "Health, readiness, metrics"},
         ],
         "paths": paths,

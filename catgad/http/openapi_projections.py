@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from catgad.config.model import Config
+from catgad.model import Config
 from catgad.projections.model import KEY_COLUMN, ColumnDef
+from catgad.projections.section import PROJECTIONS
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
@@ -122,7 +123,7 @@ def projection_schemas(config: Config) -> dict[str, Any]:
             },
         },
     }
-    for name, projection in sorted(config.projections.items()):
+    for name, projection in sorted(PROJECTIONS.of(config).items()):
         if projection.target.has_table:
             properties = {KEY_COLUMN: {"type": "string"}}
             properties.update({c.name: _column(c) for c in projection.columns.values()})
@@ -136,7 +137,7 @@ def projection_schemas(config: Config) -> dict[str, Any]:
 
 
 def projection_paths(config: Config) -> dict[str, Any]:
-    names = {"type": "string", "enum": sorted(config.projections)}
+    names = {"type": "string", "enum": sorted(PROJECTIONS.of(config))}
     name = {"name": "name", "in": "path", "required": True, "schema": names}
     status = {
         "description": "The projection's status.",
@@ -178,9 +179,23 @@ def projection_paths(config: Config) -> dict[str, Any]:
             "description": "replay only the dead letter of this event",
         },
     ]
+    skip = control("skip", "Close the open dead letters without applying them", "200")
+    skip["post"]["parameters"] = [
+        name,
+        {
+            "name": "event_id",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "skip only the dead letter of this event (404 when it is not open)",
+        },
+    ]
+    skip["post"]["responses"]["200"] = {
+        "description": "The dead letters closed, as `skipped: [...]`.",
+        "content": {JSON: {}},
+    }
     rebuild = control("rebuild", "Rebuild the read model beside the current one, then swap", "202")
     rebuild["post"]["responses"]["200"] = status | {"description": "Already rebuilding."}
-    queryable = sorted(n for n, p in config.projections.items() if p.target.has_table)
+    queryable = sorted(n for n, p in PROJECTIONS.of(config).items() if p.target.has_table)
     projection = {
         "name": "projection",
         "in": "path",
@@ -202,7 +217,7 @@ def projection_paths(config: Config) -> dict[str, Any]:
             }
         },
     }
-    if not config.projections:  # no name to call the others with: each would be a 404
+    if not PROJECTIONS.of(config):  # no name to call the others with: each would be a 404
         return paths
     paths["/projections/{name}"] = {
         "get": {
@@ -219,6 +234,7 @@ def projection_paths(config: Config) -> dict[str, Any]:
         "start", "Apply events again (after a stop or a failure)", "200"
     )
     paths["/projections/{name}/replay"] = replay
+    paths["/projections/{name}/skip"] = skip
     if not queryable:
         return paths
     paths["/read/{projection}"] = {

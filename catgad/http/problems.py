@@ -31,34 +31,6 @@ RETRY_AFTER = "1"
 log = get_logger("catgad.http")
 
 
-class MalformedRequest(CatgadError):
-    """The request itself is unusable: body not JSON, bad header or query value (400)."""
-
-    status = 400
-    slug = "malformed-request"
-    title = "Malformed request"
-
-    def __init__(self, where: str, detail: str) -> None:
-        super().__init__(detail)
-        self.where = where
-
-    def extensions(self) -> dict[str, Any]:
-        return {"where": self.where}
-
-
-class PayloadTooLarge(CatgadError):
-    status = 413
-    slug = "payload-too-large"
-    title = "Request body too large"
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body exceeds the limit of {limit} bytes")
-        self.limit = limit
-
-    def extensions(self) -> dict[str, Any]:
-        return {"limit": self.limit}
-
-
 # HTTP errors starlette raises itself (routing), with a stable type per kind.
 _HTTP_SLUGS = {404: "route-not-found", 405: "method-not-allowed"}
 

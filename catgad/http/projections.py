@@ -4,7 +4,8 @@
 - `POST /projections/{name}/rebuild` answers 202 with the status (`rebuild`
   shows progress); a rebuild already under way is not restarted (200).
   `/stop`, `/start` answer 200 with the status; `/replay` replays the open
-  dead letters (`?event_id=` one of them) and says what became of each.
+  dead letters (`?event_id=` one of them) and says what became of each;
+  `/skip` closes them (or the one of `?event_id=`) without applying them.
 - `GET /read/{projection}/{key}`: the row, or a 404 problem.
 - `GET /read/{projection}?column=value&limit=N&cursor=C`: rows in key order,
   filtered on one indexed column (none: every row); `next` is the URL of the
@@ -21,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from catgad.errors import MalformedRequest
 from catgad.http.access import Access
-from catgad.http.problems import MalformedRequest
 from catgad.http.routes import json_response, query_int
 from catgad.projections.manager import ProjectionManager
 from catgad.projections.model import ProjectionDef
@@ -45,6 +46,7 @@ class ProjectionEndpoints:
             route("manage", "/projections/{name}/stop", self.stop, "POST"),
             route("manage", "/projections/{name}/start", self.start, "POST"),
             route("manage", "/projections/{name}/replay", self.replay, "POST"),
+            route("manage", "/projections/{name}/skip", self.skip, "POST"),
             route("read", "/read/{projection}", self.find, "GET"),
             route("read", "/read/{projection}/{key:path}", self.get, "GET"),
         ]
@@ -77,6 +79,11 @@ class ProjectionEndpoints:
         name: str = request.path_params["name"]
         event_id = request.query_params.get("event_id")
         return json_response(await self.manager.replay(name, event_id=event_id))
+
+    async def skip(self, request: Request) -> Response:
+        name: str = request.path_params["name"]
+        event_id = request.query_params.get("event_id")
+        return json_response(await self.manager.skip(name, event_id=event_id))
 
     async def get(self, request: Request) -> Response:
         name: str = request.path_params["projection"]

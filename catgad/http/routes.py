@@ -24,9 +24,15 @@ from starlette.routing import Route
 
 from catgad.aggregates.payload import beyond_64_bits
 from catgad.envelope import is_cloudevent
-from catgad.errors import FieldError, InvalidPayload, NotFound, Unavailable
+from catgad.errors import (
+    FieldError,
+    InvalidPayload,
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
 from catgad.http.access import OPEN, Access
-from catgad.http.problems import MalformedRequest, PayloadTooLarge
 from catgad.observability.metrics import CONTENT_TYPE_LATEST
 from catgad.runtime import Runtime
 

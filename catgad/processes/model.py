@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # config.model imports this module: no run-time import back
-    from catgad.config.cel import CelExpr
+from catgad.config.cel import CelExpr
 
 STREAM_PREFIX = "Process-"
 DECISION_PREFIX = "process."

@@ -34,11 +34,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as Counting
 
-from catgad.config.model import Config
+from catgad.consumer.clock import Clock, rfc3339
+from catgad.consumer.settings import LeasedSettings
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, ConcurrencyError, NotAwaitingDecision, ProcessNotFound
+from catgad.model import Config
 from catgad.observability.logs import get_logger
 from catgad.processes.model import DECISION_PREFIX, ProcessDef
+from catgad.processes.section import PROCESSES
 from catgad.processes.state import (
     DELIVERED,
     TIMER_FIRED,
@@ -55,11 +58,9 @@ from catgad.processes.state import (
     on_event,
     on_time,
 )
-from catgad.reactors.clock import Clock, rfc3339
 from catgad.reactors.decisions import Decide
 from catgad.reactors.runner import ReactorRunner
 from catgad.reactors.send import CommandSender, Outgoing
-from catgad.sagas.model import SagaSettings
 from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import EventStore
 
@@ -102,10 +103,10 @@ class ProcessRunner(ReactorRunner):
         owner: str,
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
-        settings: SagaSettings | None = None,
+        settings: LeasedSettings | None = None,
         drive: bool = True,
     ) -> None:
-        self.processes = {name: _Process(p) for name, p in config.processes.items()}
+        self.processes = {name: _Process(p) for name, p in PROCESSES.of(config).items()}
         super().__init__(
             config,
             store,
@@ -113,7 +114,7 @@ class ProcessRunner(ReactorRunner):
             self.processes,
             owner=owner,
             clock=clock,
-            settings=settings,
+            settings=settings or PROCESSES.of(config).settings,
             drive=drive,
         )
         self._by_prefix = {p.process.stream_prefix: p for p in self.processes.values()}
@@ -158,6 +159,12 @@ class ProcessRunner(ReactorRunner):
             for s in self.processes[name].index.values()
             if state is None or s.state == state
         ]
+
+    def states(self, name: str) -> list[ProcessState]:
+        """The instances this daemon knows of, as its index holds them (the operator inbox
+        reads their pending approvals and timers); read them, do not change them."""
+        self.definition(name)
+        return list(self.processes[name].index.values())
 
     async def decide(
         self, name: str, instance: str, *, approve: bool, token: str, comment: str | None

@@ -1,12 +1,12 @@
-"""The JSON Schema of the `processes:` section, merged into catgad.config.schema."""
+"""The JSON Schema of the `processes:` section, merged into catgad.app.schema."""
 
 from __future__ import annotations
 
-from catgad.config.model import SCOPES
 from catgad.reactors.schema import IDENT, Schema
 from catgad.reactors.schema import closed as _closed
 from catgad.reactors.schema import ref as _ref
 from catgad.sagas.schema import DURATION
+from catgad.service.model import SCOPES
 
 _STATE_NAME: Schema = {"type": "string", "pattern": IDENT, "description": "a state's name"}
 _TRANSITION = _closed(

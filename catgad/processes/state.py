@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from catgad.config.cel import CelEvalError, CelExpr
+from catgad.consumer.clock import rfc3339
 from catgad.envelope import Envelope
 from catgad.processes.model import DECISION_PREFIX, ProcessDef
-from catgad.reactors.clock import rfc3339
 from catgad.reactors.decisions import Decide, command_id
 
 Status = Literal["running", "finished"]

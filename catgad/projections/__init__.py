@@ -16,5 +16,5 @@
     deadletters.py, replay.py   dead letters recorded, listed and replayed after a fix
     manager.py     every projection of a runtime
 
-This package's __init__ imports nothing: catgad.config.model imports the model.
+This package's __init__ imports nothing, so loading a config imports only the parts it needs.
 """

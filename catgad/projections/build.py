@@ -8,7 +8,8 @@ from typing import Any, cast, get_args
 
 from catgad.config.cel import CelExpr
 from catgad.config.loader import Path
-from catgad.config.model import HandlerConfig, Where
+from catgad.config.section import Where
+from catgad.handlers.section import HandlerConfig
 from catgad.projections.model import (
     DEFAULT_READ_DB,
     ColumnDef,

@@ -20,14 +20,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from catgad.envelope import Envelope
-from catgad.errors import CatgadError, HandlerUnavailable, Unavailable
+from catgad.errors import CatgadError, HandlerUnavailable, TargetError, Unavailable
 from catgad.observability.logs import get_logger
 from catgad.projections import deadletters
 from catgad.projections.coalesce import coalesce
 from catgad.projections.mapping import Mapper, MappingError, Op, Planned
 from catgad.projections.model import ProjectionDef
 from catgad.projections.targets.handler import HandlerTarget
-from catgad.projections.targets.protocol import ProjectionTarget, TargetError
+from catgad.projections.targets.protocol import ProjectionTarget
 from catgad.store.codec import StoredEvent
 from catgad.store.protocol import EventStore
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from catgad.config.cel import CelExpr
 from catgad.config.loader import Path, Reporter, did_you_mean
-from catgad.config.model import Config
 from catgad.projections.model import KEY_COLUMN, ProjectionDef
 
 KEY_VARIABLES = ("data", "event")
@@ -31,7 +30,7 @@ Properties = Callable[[str], set[str] | None]
 
 def lint_projections(
     data: Mapping[str, Any],
-    config: Config,
+    projections: Mapping[str, ProjectionDef],
     exprs: Mapping[Path, CelExpr],
     reporter: Reporter,
     resolves: Resolves,
@@ -50,7 +49,7 @@ def lint_projections(
         if "handler" in raw:
             resolves((*base, "handler"), "handlers", raw["handler"], "handler")
             continue
-        projection = config.projections.get(name)
+        projection = projections.get(name)
         if projection is None:
             continue
         check = _Projection(projection, raw, exprs, reporter, resolves, event_fields)

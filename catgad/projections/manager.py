@@ -13,14 +13,15 @@ import socket
 from collections.abc import Iterable
 from typing import Any
 
-from catgad.config.model import Config
-from catgad.errors import CatgadError, NotFound
+from catgad.errors import CatgadError, NotFound, NotQueryable, ProjectionDisabled
+from catgad.model import Config
 from catgad.observability.logs import get_logger
 from catgad.projections import deadletters
 from catgad.projections.metrics import ProjectionMetrics
 from catgad.projections.model import ProjectionDef
 from catgad.projections.replay import replay_letters
 from catgad.projections.runner import ProjectionRunner, RunnerSettings
+from catgad.projections.section import PROJECTIONS
 from catgad.projections.targets.factory import Targets
 from catgad.projections.targets.handler import HandlerTarget
 from catgad.projections.targets.protocol import Page, ProjectionTarget, Row
@@ -28,23 +29,6 @@ from catgad.store.protocol import EventStore
 
 log = get_logger("catgad.projections")
 DEAD_LETTERS_SHOWN = 100
-
-
-class NotQueryable(CatgadError):
-    """The projection has no read model to query: its events go to a handler."""
-
-    status = 404
-    slug = "not-queryable"
-    title = "Projection has no read model"
-
-    def __init__(self, name: str, kind: str) -> None:
-        super().__init__(
-            f"projection {name!r} sends its events to a {kind} handler; it has no rows to read"
-        )
-        self.name = name
-
-    def extensions(self) -> dict[str, Any]:
-        return {"projection": self.name}
 
 
 def default_owner() -> str:
@@ -66,7 +50,7 @@ class ProjectionManager:
         self.config = config
         self.store = store
         self.metrics = metrics
-        configured = config.runtime.projections
+        configured = PROJECTIONS.of(config).settings
         self.settings = settings or RunnerSettings(
             lease_ttl=configured.lease_ttl, poll_interval=configured.poll_interval
         )
@@ -74,7 +58,9 @@ class ProjectionManager:
         self.source = config.service.name
         wanted = set(only) if only is not None else None
         self.projections = {
-            name: p for name, p in config.projections.items() if wanted is None or name in wanted
+            name: p
+            for name, p in PROJECTIONS.of(config).items()
+            if wanted is None or name in wanted
         }
         self.targets = Targets(config.handlers, store)
         self.runners: dict[str, ProjectionRunner] = {}
@@ -130,7 +116,7 @@ class ProjectionManager:
         projection = self.definition(name)
         runner = self.runners.get(name)
         if runner is None:
-            raise Disabled(projection.name)
+            raise ProjectionDisabled(projection.name)
         return runner
 
     async def table(self, name: str) -> ProjectionTarget:
@@ -198,6 +184,21 @@ class ProjectionManager:
             runner.projection, self.store, runner.target, self.source, event_id=event_id
         )
 
+    async def skip(self, name: str, *, event_id: str | None = None) -> dict[str, Any]:
+        """Close the open dead letters (or the one of `event_id`) without applying them: an
+        operator decided the read model goes without them. Each is closed by the same
+        `catgad.deadletter.replayed` event as a replay, with the outcome `skipped`."""
+        self.definition(name)
+        letters = await deadletters.open_letters(self.store, name)
+        if event_id is not None:
+            letters = [letter for letter in letters if letter.event.id == event_id]
+            if not letters:
+                raise NotFound(f"open dead letter of projection {name!r} for the event", event_id)
+        for letter in letters:
+            await deadletters.mark_replayed(self.store, name, letter, "skipped", self.source)
+            log.warning("dead letter skipped", projection=name, event_id=letter.event.id)
+        return {"projection": name, "skipped": [letter.to_dict() for letter in letters]}
+
     # -- queries ------------------------------------------------------------------------------
 
     async def get(self, name: str, key: str) -> Row:
@@ -210,18 +211,3 @@ class ProjectionManager:
         self, name: str, column: str | None, value: Any, *, limit: int, cursor: str | None
     ) -> Page:
         return await (await self.table(name)).find(column, value, limit=limit, cursor=cursor)
-
-
-class Disabled(CatgadError):
-    """The projection is declared but `enabled: false`: it has no runner and no read model."""
-
-    status = 409
-    slug = "projection-disabled"
-    title = "Projection disabled"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"projection {name!r} is disabled (enabled: false in the config)")
-        self.name = name
-
-    def extensions(self) -> dict[str, Any]:
-        return {"projection": self.name}

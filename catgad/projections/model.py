@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:  # config.model imports this module: no run-time import back
-    from catgad.config.cel import CelExpr
-    from catgad.config.model import Where
+from catgad.config.cel import CelExpr
+from catgad.config.section import Where
 
 ColumnType = Literal["string", "integer", "number", "boolean", "json"]
 OpKind = Literal["upsert", "update", "delete"]

@@ -16,10 +16,11 @@ applies). Handler projections (webhook, plugin) are user code and not run here.
 
 from __future__ import annotations
 
-from catgad.config.model import Config
 from catgad.envelope import Envelope
 from catgad.errors import EventRuleFailed
+from catgad.model import Config
 from catgad.projections.mapping import Mapper, MappingError
+from catgad.projections.section import PROJECTIONS
 
 
 class ProjectionPrecheck:
@@ -29,7 +30,7 @@ class ProjectionPrecheck:
     def __init__(self, config: Config) -> None:
         self._mappers = [
             Mapper(p)
-            for p in config.projections.values()
+            for p in PROJECTIONS.of(config).values()
             if p.enabled and p.target.handler is None and p.on
         ]
         self._by_type: dict[str, list[Mapper]] = {}

@@ -16,13 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from catgad.envelope import Envelope
-from catgad.errors import CatgadError, HandlerUnavailable
+from catgad.errors import CatgadError, Fenced, HandlerUnavailable, TargetError
 from catgad.projections import deadletters
 from catgad.projections.deadletters import DeadLetter
 from catgad.projections.mapping import Mapper, MappingError
 from catgad.projections.model import ProjectionDef
 from catgad.projections.targets.handler import HandlerTarget
-from catgad.projections.targets.protocol import Fenced, ProjectionTarget, TargetError
+from catgad.projections.targets.protocol import ProjectionTarget
 from catgad.store.protocol import EventStore
 
 _FENCED_RETRIES = 20

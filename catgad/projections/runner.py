@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from catgad.consumer.loop import Loop, LoopSettings
 from catgad.envelope import Envelope
-from catgad.errors import CatgadError, CircuitOpen
+from catgad.errors import CatgadError, CircuitOpen, Fenced
 from catgad.observability.logs import get_logger
 from catgad.projections.consume import Consumer, Outcome, Plan, interruptible_sleep
 from catgad.projections.metrics import ProjectionMetrics
@@ -35,8 +36,7 @@ from catgad.projections.progress import Rate, head_position
 from catgad.projections.records import Envelopes, record_reader
 from catgad.projections.status import Status, describe
 from catgad.projections.targets.handler import HandlerTarget
-from catgad.projections.targets.protocol import Fenced, Meta, ProjectionTarget
-from catgad.reactors.loop import Loop, LoopSettings
+from catgad.projections.targets.protocol import Meta, ProjectionTarget
 from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import Coordination, EventStore
 
@@ -112,7 +112,7 @@ class ProjectionRunner:
         self._failures = 0
         self._failure_kind: type[Exception] | None = None
         self.stepped = asyncio.Event()  # set after every turn of the loop
-        # the shared consumer loop (catgad.reactors.loop): turns, idling, backoff, stop
+        # the shared consumer loop (catgad.consumer.loop): turns, idling, backoff, stop
         self.loop = Loop(
             f"projection:{self.name}",
             self._step,

@@ -1,4 +1,4 @@
-"""The JSON Schema of the `projections:` section, merged into catgad.config.schema.
+"""The JSON Schema of the `projections:` section, merged into catgad.app.schema.
 
 Kept beside the projections it describes; it refers to the main schema's
 shared definitions (`cel`, `fieldMap`, `typeName`) by `$ref`.
@@ -14,6 +14,19 @@ Schema = dict[str, Any]
 IDENT = "^[A-Za-z_][A-Za-z0-9_]*$"
 ENV_REF = r"^\$\{[^}]+\}$"
 TARGET_KINDS = ["sqlite", "postgres", "redis"]
+# `target.options` each table kind reads (catgad.projections.targets.factory)
+TARGET_OPTIONS: dict[str, Schema] = {
+    "sqlite": {
+        "busy_timeout_ms": {"type": "integer", "minimum": 0, "description": "ms a write waits"}
+    },
+    "postgres": {
+        "pool_max": {"type": "integer", "minimum": 1, "description": "most connections"},
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds per call"},
+    },
+    "redis": {
+        "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds per call"}
+    },
+}
 
 
 def _ref(name: str, description: str | None = None) -> Schema:
@@ -89,6 +102,13 @@ _TARGET_LONG = _closed(
         "options": {"type": "object", "description": "target-specific settings"},
     },
     "kind",
+    allOf=[
+        {
+            "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+            "then": {"properties": {"options": _closed(f"{kind} target options", known)}},
+        }
+        for kind, known in TARGET_OPTIONS.items()
+    ],
 )
 
 _TARGET: Schema = {
@@ -181,26 +201,3 @@ SECTION: Schema = {
 }
 
 DEFS: Schema = {"projection": PROJECTION}
-
-RUNTIME: Schema = _closed(
-    "How the daemons sharing a store hand projections over (each is applied by the holder "
-    "of its lease).",
-    {
-        "lease_ttl": {
-            "type": "number",
-            "minimum": 0.1,
-            "maximum": 3600,
-            "default": 10,
-            "description": "seconds a projection's lease lasts unrenewed (renewed every third "
-            "of it): a dead daemon's projections are taken over within about 4/3 of this",
-        },
-        "poll_interval": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "maximum": 60,
-            "default": 0.05,
-            "description": "seconds between looks at the store for events appended by other "
-            "daemons (this daemon's own appends wake its projections at once); below lease_ttl",
-        },
-    },
-)

@@ -12,16 +12,16 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from catgad.config.model import Config
+from catgad.consumer.clock import Clock, SystemClock, rfc3339
+from catgad.consumer.loop import LogReader, LoopSettings
+from catgad.consumer.settings import LeasedSettings
 from catgad.envelope import Envelope
 from catgad.errors import ConcurrencyError
 from catgad.ids import event_id
+from catgad.model import Config
 from catgad.observability.logs import get_logger
-from catgad.reactors.clock import Clock, SystemClock, rfc3339
 from catgad.reactors.decisions import Decide
-from catgad.reactors.loop import LogReader, LoopSettings
 from catgad.reactors.send import CommandSender
-from catgad.reactors.settings import LeasedSettings
 from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
@@ -77,6 +77,10 @@ class ReactorRunner:
 
     def __bool__(self) -> bool:
         return bool(self.entries)
+
+    def status(self) -> dict[str, Any]:
+        """Each definition: whether this daemon drives it, and its instances."""
+        raise NotImplementedError
 
     async def handle(self, events: list[Envelope]) -> int:
         raise NotImplementedError

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from catgad.reactors.settings import LeasedSettings
-
-if TYPE_CHECKING:  # config.model imports this module: no run-time import back
-    from catgad.aggregates.payload import PayloadSchema
-    from catgad.config.cel import CelExpr
+from catgad.aggregates.payload import PayloadSchema
+from catgad.config.cel import CelExpr
 
 STREAM_PREFIX = "Saga-"
 # The decision events of an instance's stream (catgad.sagas.state folds them).
 DECISION_PREFIX = "saga."
-
-
-SagaSettings = LeasedSettings  # `runtime.sagas` (and `runtime.processes`: the same knobs)
 
 
 @dataclass(frozen=True, slots=True)

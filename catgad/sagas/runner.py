@@ -35,7 +35,8 @@ from prometheus_client import CollectorRegistry
 
 from catgad.aggregates.payload import check_payload
 from catgad.config.cel import CelEvalError
-from catgad.config.model import Config
+from catgad.consumer.clock import Clock
+from catgad.consumer.settings import LeasedSettings
 from catgad.engine.commands import CommandResult
 from catgad.envelope import Envelope, new_id
 from catgad.errors import (
@@ -45,13 +46,14 @@ from catgad.errors import (
     SagaConflict,
     SagaNotFound,
 )
+from catgad.model import Config
 from catgad.observability.logs import get_logger
-from catgad.reactors.clock import Clock
 from catgad.reactors.decisions import Decide
 from catgad.reactors.runner import ReactorRunner
 from catgad.reactors.send import CommandSender, Outgoing
 from catgad.sagas.metrics import SagaMetrics
-from catgad.sagas.model import DECISION_PREFIX, SagaDef, SagaSettings
+from catgad.sagas.model import DECISION_PREFIX, SagaDef
+from catgad.sagas.section import SAGAS
 from catgad.sagas.state import (
     CANCELLED,
     COMPENSATED,
@@ -112,10 +114,10 @@ class SagaRunner(ReactorRunner):
         owner: str,
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
-        settings: SagaSettings | None = None,
+        settings: LeasedSettings | None = None,
         drive: bool = True,
     ) -> None:
-        self.sagas = {name: _Saga(saga) for name, saga in config.sagas.items()}
+        self.sagas = {name: _Saga(saga) for name, saga in SAGAS.of(config).items()}
         super().__init__(
             config,
             store,
@@ -123,7 +125,7 @@ class SagaRunner(ReactorRunner):
             self.sagas,
             owner=owner,
             clock=clock,
-            settings=settings,
+            settings=settings or SAGAS.of(config).settings,
             drive=drive,
         )
         self.metrics = SagaMetrics(registry) if registry is not None else None

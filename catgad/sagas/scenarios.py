@@ -24,16 +24,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from catgad.config.model import Config, GivenEvent
 from catgad.engine.commands import CommandEngine
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError
 from catgad.handlers.plugin import PluginHandler
 from catgad.handlers.protocol import Handler
 from catgad.handlers.registry import StubHandler
+from catgad.model import Config
 from catgad.reactors.decisions import Decide
 from catgad.reactors.durations import parse_duration
 from catgad.sagas.model import SagaDef
+from catgad.sagas.section import SAGAS
 from catgad.sagas.state import (
     STARTED,
     SagaRuleError,
@@ -47,6 +48,7 @@ from catgad.sagas.state import (
     refused,
 )
 from catgad.store.memory import MemoryStore
+from catgad.testing.model import GivenEvent
 from catgad.testing.scenarios import SOURCE, Outcome, event_stream
 
 START = 1_700_000_000.0  # the scenario's clock at the start
@@ -77,7 +79,7 @@ class SagaScenario:
 async def run_saga_scenario(
     config: Config, scenario: SagaScenario, plugins: Mapping[str, Callable[..., Any]]
 ) -> Outcome:
-    saga = config.sagas[scenario.saga]
+    saga = SAGAS.of(config)[scenario.saga]
     store = MemoryStore()
     await store.open()
     try:

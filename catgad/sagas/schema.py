@@ -1,4 +1,4 @@
-"""The JSON Schema of the `sagas:` section, merged into catgad.config.schema."""
+"""The JSON Schema of the `sagas:` section, merged into catgad.app.schema."""
 
 from __future__ import annotations
 

@@ -63,7 +63,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from catgad.envelope import Envelope
-from catgad.errors import ConcurrencyError, IdempotencyKeyReused, StoreError, Unavailable
+from catgad.errors import (
+    ConcurrencyError,
+    IdempotencyKeyReused,
+    StoreError,
+    Unavailable,
+    UnsupportedServer,
+)
 from catgad.ids import event_id
 from catgad.natsclient import OLDEST_SERVER, too_old
 from catgad.store.codec import EventRecord, decode_event, encode_events
@@ -150,7 +156,7 @@ class NATSStore(NATSCoordination):
         try:
             why = too_old(wire.server_version(), self.url)
             if why is not None:
-                raise StoreError(why)
+                raise UnsupportedServer(why)
             await self._ensure(wire)
         except BaseException:
             await wire.close()

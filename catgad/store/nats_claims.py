@@ -203,7 +203,7 @@ class Claims:
                 outcomes.append(self._wire.outcome(await future, subject))
             except WrongLastSequence as exc:
                 outcomes.append(exc)
-            except (StoreError, NoStream) as exc:
+            except (StoreError, Unavailable, NoStream) as exc:
                 failure = failure or exc
         if failure is not None:
             raise failure

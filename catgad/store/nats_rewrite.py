@@ -155,7 +155,7 @@ class Overlay:
                 await wire.settle(future, key)
             except WrongLastSequence:
                 again.append(seq)
-            except StoreError as exc:
+            except (StoreError, Unavailable) as exc:
                 failure = failure or exc
         if failure is not None:
             raise failure

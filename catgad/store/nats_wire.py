@@ -75,7 +75,7 @@ class ApiError(Exception):
         self.status = status
         self.code = code
 
-    def mapped(self) -> StoreError:
+    def mapped(self) -> StoreError | Unavailable:
         if self.status == 503:
             return Unavailable(DEPENDENCY, str(self))
         return StoreError(f"JetStream refused a request: {self}")
@@ -123,6 +123,10 @@ class Wire:
         self._reply_sid = -1  # the reply subscription's id, once connected
         self._skip = 0  # length of the reply subjects' common prefix
         self._process_msg: Callable[..., Awaitable[None]] | None = None
+        # which of nats-py's private parts this connection uses: "handover" (replies
+        # resolved where parsed), "dispatch" (acks taken before its message processing),
+        # "frames" (requests written into its output buffer); none means public calls only
+        self.shortcuts: frozenset[str] = frozenset()
 
     async def connect(self, on_reconnect: Callable[[], Awaitable[None]]) -> None:
         self._on_reconnect = on_reconnect
@@ -140,19 +144,25 @@ class Wire:
         self._skip = len(self._prefix)
         # pending_bytes_limit=0: replies are handed over at once (below), never queued up
         sub = await nc.subscribe(self._prefix + "*", cb=self._on_reply, pending_bytes_limit=0)
-        if hasattr(sub, "_pending_queue"):
+        shortcuts: set[str] = set()
+        if _has(sub, _SUBSCRIPTION_QUEUE):
             # nats-py queues each message for a task that then awaits the callback: two
             # loop turns per reply. Resolving the waiting future right where the message is
             # parsed saves about a fifth of a request's cost; without this private
             # attribute, the callback does the same work.
             sub._pending_queue = _Handover(self._deliver)  # type: ignore[assignment]
-        if hasattr(nc, "_process_msg") and hasattr(sub, "_id"):
+            shortcuts.add("handover")
+        if _has(nc, _CLIENT_DISPATCH) and _has(sub, _SUBSCRIPTION_ID):
             # Most replies are publish acks without headers: hand them over before nats-py's
             # general message processing (stats, flow control, header parsing) sees them.
             self._reply_sid = sub._id
             self._process_msg = nc._process_msg
             nc._process_msg = self._on_msg  # type: ignore[method-assign]
-        self._lean = all(hasattr(nc, a) for a in _CLIENT_INTERNALS)
+            shortcuts.add("dispatch")
+        self._lean = _has(nc, _CLIENT_INTERNALS)
+        if self._lean:
+            shortcuts.add("frames")
+        self.shortcuts = frozenset(shortcuts)
         self._sweep()
 
     @property
@@ -347,7 +357,7 @@ class Wire:
                 if msg.headers is not None and msg.headers.get("Status") == "503":
                     raise NoStream(stream)
                 out.append(self._got(stream, msg))
-            except (StoreError, NoStream) as exc:
+            except (StoreError, Unavailable, NoStream) as exc:
                 failure = failure or exc
         if failure is not None:
             raise failure
@@ -413,7 +423,14 @@ class Wire:
         return created
 
 
-# What _queue touches of nats-py's Client; without any of it, send uses nc.publish.
+# nats-py's private parts that connect looks for; where one is missing, the public path
+# is taken (tests/canary/test_nats_private.py checks both).
+# A Subscription's message queue: replaced by _Handover, replies resolved where parsed.
+_SUBSCRIPTION_QUEUE = ("_pending_queue",)
+# The Client's message dispatch and a Subscription's id: acks taken before it (_on_msg).
+_CLIENT_DISPATCH = ("_process_msg",)
+_SUBSCRIPTION_ID = ("_id",)
+# What _queue touches of the Client; without any of it, send uses nc.publish.
 _CLIENT_INTERNALS = (
     "_pending",
     "_pending_data_size",
@@ -421,6 +438,10 @@ _CLIENT_INTERNALS = (
     "_flush_queue",
     "_flusher_task",
 )
+
+
+def _has(obj: object, names: tuple[str, ...]) -> bool:
+    return all(hasattr(obj, name) for name in names)
 
 
 def _frame(subject: str, reply: str, payload: bytes, headers: dict[str, str] | None) -> bytes:

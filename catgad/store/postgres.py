@@ -245,7 +245,7 @@ class PostgresStore(PostgresCoordination):
             batch = [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
             try:
                 outcomes = await self._commit([job for job, _ in batch])
-            except StoreError as exc:
+            except (StoreError, Unavailable) as exc:
                 outcomes = [exc] * len(batch)
             except Exception as exc:  # a bug: fail this batch, keep the writer
                 outcomes = [StoreError(f"postgres writer: {exc!r}")] * len(batch)

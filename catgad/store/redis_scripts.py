@@ -219,7 +219,7 @@ def result_of(command_id: str, reply: list[Any], *, duplicate: bool) -> AppendRe
     return AppendResult(record.stream, command_id, record.version, events, duplicate)
 
 
-def mapped(exc: BaseException) -> StoreError:
+def mapped(exc: BaseException) -> StoreError | Unavailable:
     """Our error for a redis-py one; a redis-py exception never leaves this module."""
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
         return Unavailable(NAME, str(exc) or type(exc).__name__)

@@ -25,7 +25,7 @@ _SAVEPOINT = "job"
 Apply = Callable[[sqlite3.Connection, list[Any]], list[object]]
 
 
-def mapped(exc: sqlite3.Error) -> StoreError:
+def mapped(exc: sqlite3.Error) -> StoreError | Unavailable:
     """Our error for a sqlite3 one: a sqlite3 exception type never leaves the store."""
     if isinstance(exc, sqlite3.OperationalError):  # locked, busy, I/O, disk full
         return Unavailable("sqlite", str(exc))

@@ -23,21 +23,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from catgad.config.model import Config, ExpectedRow, GivenEvent, Scenario
 from catgad.engine.commands import CommandEngine
 from catgad.envelope import Envelope
-from catgad.errors import CatgadError
+from catgad.errors import CatgadError, TargetError
 from catgad.evolution.upcast import Upcasters
 from catgad.handlers.plugin import PluginHandler
 from catgad.handlers.protocol import Handler
 from catgad.handlers.registry import StubHandler, load_plugins
+from catgad.model import Config
 from catgad.projections.consume import Consumer
 from catgad.projections.mapping import MappingError
 from catgad.projections.model import KEY_COLUMN, ProjectionDef
-from catgad.projections.targets.protocol import Row, TargetError
+from catgad.projections.section import PROJECTIONS
+from catgad.projections.targets.protocol import Row
 from catgad.projections.targets.sqlite import SQLiteDatabase, SQLiteTarget
 from catgad.store.memory import MemoryStore
 from catgad.store.protocol import EventStore
+from catgad.testing.model import ExpectedRow, GivenEvent, Scenario
 
 SOURCE = "catgad-test"
 _ALL = 1_000_000  # events read at once: a scenario has a handful
@@ -184,7 +186,7 @@ async def check_rows(config: Config, store: EventStore, expected: list[ExpectedR
                 # a file each: two projections may name the same table on different targets
                 db = SQLiteDatabase(str(Path(scratch) / f"{len(databases)}.db"))
                 databases.append(db)
-                target = SQLiteTarget(_scratch(config.projections[name]), db)
+                target = SQLiteTarget(_scratch(PROJECTIONS.of(config)[name]), db)
                 await target.open()
                 failure = await project(target.projection, store, target)
                 if failure is not None:

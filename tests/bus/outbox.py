@@ -8,11 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from catgad.config import load_config
-from catgad.config.model import BusConfig, Config, StoreConfig
+from catgad.app.load import load_config
+from catgad.bus.section import BusConfig
 from catgad.envelope import Envelope
+from catgad.model import Config
 from catgad.runtime import Runtime
 from catgad.store.protocol import EventStore
+from catgad.store.section import StoreConfig
 from tests.helpers.daemon import ORDERS_YAML
 
 WAIT = 10.0  # seconds any awaited condition may take

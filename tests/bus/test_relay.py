@@ -17,10 +17,11 @@ import pytest
 from catgad.bus.factory import open_bus, relay_settings
 from catgad.bus.memory import MemoryBus
 from catgad.bus.relay import RelaySettings
-from catgad.config.model import BusConfig, StoreConfig
+from catgad.bus.section import BusConfig
 from catgad.envelope import Envelope
-from catgad.errors import CatgadError, Unavailable
+from catgad.errors import ConfigError, Unavailable
 from catgad.runtime import Runtime
+from catgad.store.section import StoreConfig
 from catgad.store.sqlite import SQLiteStore
 from tests.bus.outbox import (
     Recorder,
@@ -340,25 +341,25 @@ def test_relay_settings_come_from_bus_options() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"lease_tll": 2}, "relay.lease_tll is not known"),
-        ({"batch": 0}, "relay.batch must be a positive integer"),
-        ({"batch": 2.5}, "relay.batch must be a positive integer"),
-        ({"lease_ttl": "10s"}, "relay.lease_ttl must be a positive number"),
-        ({"poll_interval": True}, "relay.poll_interval must be a positive number"),
-        ({"topic": ""}, "relay.topic must be a non-empty string"),
+        ({"lease_tll": 2}, r"relay.lease_tll: unknown key \(topic, batch, lease_ttl"),
+        ({"batch": 0}, "relay.batch: expected a positive integer, got 0"),
+        ({"batch": 2.5}, "relay.batch: expected a positive integer, got 2.5"),
+        ({"lease_ttl": "10s"}, "relay.lease_ttl: expected a positive number, got '10s'"),
+        ({"poll_interval": True}, "relay.poll_interval: expected a positive number, got True"),
+        ({"topic": ""}, "relay.topic: expected a non-empty string, got ''"),
     ],
 )
 def test_wrong_relay_settings_are_refused_clearly(options: dict[str, object], message: str) -> None:
-    with pytest.raises(CatgadError, match=message):
+    with pytest.raises(ConfigError, match=message):
         relay_settings(BusConfig(options={"relay": options}))
 
 
 def test_open_bus() -> None:
     assert isinstance(open_bus(BusConfig()), MemoryBus)
     assert isinstance(open_bus(BusConfig(options={"partitions": 4})), MemoryBus)
-    with pytest.raises(CatgadError, match="bus option 'parts' is not known for memory"):
+    with pytest.raises(ConfigError, match=r"bus\.options\.parts: not an option of the memory bus"):
         open_bus(BusConfig(options={"parts": 4}))
-    with pytest.raises(CatgadError, match="bus option 'partitions' must be int, not True"):
+    with pytest.raises(ConfigError, match=r"bus\.options\.partitions: expected integer, got True"):
         open_bus(BusConfig(kind="nats", options={"partitions": True}))
     assert open_bus(BusConfig(kind="kafka")).name == "kafka"
 

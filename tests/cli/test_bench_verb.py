@@ -7,10 +7,18 @@ comes back, and a suite that does not exist is a usage error.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from catgad.cli.bench import SUITES
 from tests.helpers.daemon import run_cli as catgad
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
@@ -41,3 +49,26 @@ def test_an_unknown_suite_is_a_usage_error() -> None:
     assert done.returncode == 2
     assert "invalid choice: 'nosuch'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("argv", [("--quick",), ("stores", "--help")], ids=["orders", "suite"])
+def test_an_installed_catgad_says_benchmarks_need_a_checkout(
+    argv: tuple[str, ...], tmp_path: Path
+) -> None:
+    # catgad as a wheel installs it: the package alone, no bench/ beside it
+    shutil.copytree(ROOT / "catgad", tmp_path / "catgad")
+    done = subprocess.run(
+        [sys.executable, "-m", "catgad.cli.main", "bench", *argv],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "catgad bench: benchmarks run from a source checkout of catgad (its bench/ directory"
+        f" beside catgad/); this catgad, at {tmp_path / 'catgad'}, is installed without one"
+    ]

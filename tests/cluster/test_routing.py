@@ -17,20 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
+from catgad.app.load import load_config
 from catgad.bus.memory import MemoryBus, MemoryHub
-from catgad.config import load_config
-from catgad.config.model import Config
 from catgad.engine.commands import CommandEngine, CommandResult
-from catgad.engine.routing import (
-    PROBLEM_TYPE,
-    RESULT_TYPE,
-    CommandSettings,
-    result_of,
-    routes_over,
-)
+from catgad.engine.routing import PROBLEM_TYPE, RESULT_TYPE, CommandSettings, result_of, routes_over
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, Unavailable
 from catgad.http import create_app
+from catgad.model import Config
 from catgad.runtime import Runtime
 from catgad.store.memory import MemoryStore
 

@@ -12,7 +12,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from catgad.bus.relay import RelaySettings
-from catgad.config.schema import SCHEMA
+from catgad.bus.section import COMMANDS, RELAY
 from catgad.engine.routing import CommandSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,13 +20,12 @@ CLUSTER_CONFIGS = sorted((ROOT / "tests" / "cluster" / "configs").glob("*-*.yaml
 
 
 def _validator() -> Draft202012Validator:
-    published = ROOT / "schemas" / "catgad.schema.json"
+    published = ROOT / "catgad" / "schema" / "catgad.schema.json"
     return Draft202012Validator(json.loads(published.read_text(encoding="utf-8")))
 
 
 def _options_schema(name: str) -> dict[str, Any]:
-    long_form = SCHEMA["properties"]["bus"]["anyOf"][1]
-    found: dict[str, Any] = long_form["properties"]["options"]["properties"][name]
+    found: dict[str, Any] = {"commands": COMMANDS, "relay": RELAY}[name]
     return found
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.errors import ConfigError
 
 CASES = Path(__file__).parent / "cases"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from catgad.config import load_config, loader
+from catgad.app.load import load_config
+from catgad.config import loader
 from catgad.config.loader import Document, format_path, load_document
 from catgad.errors import ConfigError
 

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.config.cel import CelExpr
 from catgad.errors import ConfigError
+from catgad.processes.section import PROCESSES
+from catgad.projections.section import PROJECTIONS
+from catgad.sagas.section import SAGAS
+from catgad.testing.section import TESTS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "config" / "examples"
 ORDERS = EXAMPLES / "orders.yaml"
@@ -114,8 +118,8 @@ class TestOrdersExample:
             "DiscountApplied",
             "GiftNoteAdded",
         ]
-        assert len(config.tests) == 19
-        assert config.sagas == {} and config.processes == {}
+        assert len(TESTS.of(config)) == 19
+        assert SAGAS.of(config) == {} and PROCESSES.of(config) == {}
         assert order.where is not None and (order.where.line, order.where.path) == (
             19,
             "aggregates.Order",
@@ -156,7 +160,7 @@ class TestOrdersExample:
         assert config.events["OrderPaid"].validator.is_valid({"order_id": "o1", "amount": 3})
 
     def test_scenarios(self) -> None:
-        tests = load_config(ORDERS, env={}).tests
+        tests = TESTS.of(load_config(ORDERS, env={}))
         first, second = tests[0], tests[1]
         assert first.command == "CreateOrder" and first.given == []
         assert first.expect_events is not None and first.expect_events[0].type == "OrderCreated"
@@ -206,8 +210,8 @@ class TestMinimal:
             "circuit_breaker": {"failures": 5, "reset_after": 30},
         }
         assert config.handlers["planner"].entry_point == "planner"
-        assert config.sagas == {} and config.processes == {}
-        by_count = config.projections["by_count"]
+        assert SAGAS.of(config) == {} and PROCESSES.of(config) == {}
+        by_count = PROJECTIONS.of(config)["by_count"]
         assert (by_count.target.kind, by_count.target.table) == ("sqlite", "by_count")
         assert by_count.events == ["Incremented"] and by_count.reads_rows
 
@@ -237,14 +241,14 @@ class TestMinimal:
         assert (config.store.kind, config.store.url, config.store.path) == (kind, url, None)
 
     def test_sqlite_long_form(self, tmp_path: Path) -> None:
-        text = "catgad: 1\nstore: {path: data/ev.db, synchronous: normal, options: {a: 1}}\n"
+        text = "catgad: 1\nstore: {path: data/ev.db, synchronous: normal, options: {readers: 2}}\n"
         store = load_config(write(tmp_path, text), env={}).store
         assert (store.kind, store.path, store.synchronous) == (
             "sqlite",
             str(tmp_path / "data/ev.db"),
             "normal",
         )
-        assert store.options == {"a": 1}
+        assert store.options == {"readers": 2}
         memory = load_config(write(tmp_path, "catgad: 1\nstore: {path: ':memory:'}\n"), env={})
         assert memory.store.path == ":memory:"
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from catgad.errors import Fenced
 from catgad.projections.mapping import Op
 from catgad.projections.model import ColumnDef, ProjectionDef, TargetConfig
-from catgad.projections.targets.protocol import Fenced, ProjectionTarget
+from catgad.projections.targets.protocol import ProjectionTarget
 
 OpenTarget = Callable[[ProjectionDef], Awaitable[ProjectionTarget]]
 

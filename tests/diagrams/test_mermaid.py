@@ -17,11 +17,15 @@ import pytest
 from handlers.servers import ServerError, npm_install
 from helpers.daemon import REPO
 
+from catgad.app.load import load_config
 from catgad.cli.diagram import diagram
-from catgad.config import load_config
-from catgad.diagrams.mermaid import emits, label, process_diagram, saga_diagram
+from catgad.diagrams.mermaid import label
 from catgad.http import create_app
+from catgad.processes.diagram import process_diagram
+from catgad.processes.section import PROCESSES
 from catgad.runtime import Runtime
+from catgad.sagas.diagram import emits, saga_diagram
+from catgad.sagas.section import SAGAS
 from catgad.store.memory import MemoryStore
 
 HERE = Path(__file__).parent
@@ -64,13 +68,13 @@ def every_diagram() -> dict[str, str]:
     texts: dict[str, str] = {}
     for path in sorted(p for p in EXAMPLES.glob("*.yaml") if ".tests." not in p.name):
         config = load_config(path, env={})
-        for name, process in config.processes.items():
+        for name, process in PROCESSES.of(config).items():
             texts[f"{path.stem}.{name}"] = process_diagram(process)
             states = list(process.states)
             texts[f"{path.stem}.{name}.instance"] = process_diagram(
                 process, current=states[-1], visited=states[:2]
             )
-        for name, saga in config.sagas.items():
+        for name, saga in SAGAS.of(config).items():
             texts[f"{path.stem}.{name}"] = saga_diagram(saga, emits(config))
             steps = [s.name for s in saga.steps]
             texts[f"{path.stem}.{name}.instance"] = saga_diagram(
@@ -101,7 +105,7 @@ def test_the_parser_check_can_fail(mermaid_modules: Path, tmp_path: Path) -> Non
 
 def test_a_process_diagram_shows_the_whole_machine() -> None:
     config = load_config(EXAMPLES / "fulfilment.yaml", env={})
-    text = process_diagram(config.processes["Fulfilment"])
+    text = process_diagram(PROCESSES.of(config)["Fulfilment"])
     for line in (
         "    [*] --> awaiting_payment: OrderPlaced",
         "    awaiting_payment --> review: PaymentCaptured [process.data.total #62;= 100000]",
@@ -114,7 +118,7 @@ def test_a_process_diagram_shows_the_whole_machine() -> None:
         "    done --> [*]",
     ):
         assert line in text.splitlines(), line
-    for state in config.processes["Fulfilment"].states:
+    for state in PROCESSES.of(config)["Fulfilment"].states:
         assert f"    {state} " in text or f" {state}:" in text or f"--> {state}" in text
 
 
@@ -130,9 +134,9 @@ def test_the_examples_diagrams_are_as_checked_in(golden: Path) -> None:
     example, name = golden.stem.split(".")
     config = load_config(EXAMPLES / f"{example}.yaml", env={})
     text = (
-        process_diagram(config.processes[name])
-        if name in config.processes
-        else saga_diagram(config.sagas[name], emits(config))
+        process_diagram(PROCESSES.of(config)[name])
+        if name in PROCESSES.of(config)
+        else saga_diagram(SAGAS.of(config)[name], emits(config))
     )
     assert text == golden.read_text(), f"regenerate with: catgad diagram {example}.yaml {name}"
 
@@ -141,13 +145,15 @@ async def test_the_diagram_endpoints(tmp_path: Path) -> None:
     config = load_config(EXAMPLES / "order-saga.yaml", env={})
     async with Runtime.start(config, store=MemoryStore()) as runtime:
         order = {"order_id": "o1", "sku": "b", "qty": 1, "amount": 5, "address": "x"}
-        await runtime.sagas.begin("PlaceOrder", order)  # not driven here: at its first step
+        await runtime.reactor("sagas").begin(
+            "PlaceOrder", order
+        )  # not driven here: at its first step
         transport = httpx.ASGITransport(app=create_app(runtime))
         async with httpx.AsyncClient(transport=transport, base_url="http://catgad") as client:
             plain = await client.get("/sagas/PlaceOrder/diagram")
             assert plain.status_code == 200
             assert plain.headers["content-type"].startswith("text/vnd.mermaid")
-            assert plain.text == saga_diagram(config.sagas["PlaceOrder"], emits(config))
+            assert plain.text == saga_diagram(SAGAS.of(config)["PlaceOrder"], emits(config))
             placed = await client.get("/sagas/PlaceOrder/diagram", params={"instance": "o1"})
             assert "    class reserve current" in placed.text.splitlines()
             assert (
@@ -179,11 +185,11 @@ def test_the_svg_pictures_show_what_the_checked_in_ones_show(golden: Path) -> No
     config = load_config(EXAMPLES / f"{example}.yaml", env={})
     text = diagram(config, name, "svg")
     assert sorted(svg_texts(text)) == sorted(svg_texts(golden.read_text()))
-    if name in config.processes:
-        for state in config.processes[name].states:
+    if name in PROCESSES.of(config):
+        for state in PROCESSES.of(config)[name].states:
             assert state in svg_texts(text), state
     else:
-        for step in config.sagas[name].steps:
+        for step in SAGAS.of(config)[name].steps:
             assert step.name in svg_texts(text) and step.command in svg_texts(text)
 
 

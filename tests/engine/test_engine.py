@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from catgad.aggregates.rules import initial_state, replay
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.engine import CommandEngine
 from catgad.errors import (
     ConcurrencyError,
@@ -19,6 +18,7 @@ from catgad.errors import (
     PreconditionFailed,
     UnknownCommand,
 )
+from catgad.model import Config
 from catgad.store.factory import open_store
 from catgad.store.memory import MemoryStore
 
@@ -117,7 +117,7 @@ async def test_two_engines_on_one_sqlite_file_never_lose_an_update(
     config: Config, tmp_path: Path
 ) -> None:
     """Two engines (as two processes would) share one file; stale caches must not win."""
-    from catgad.config.model import StoreConfig
+    from catgad.store.section import StoreConfig
 
     stores = [open_store(StoreConfig(kind="sqlite", path=str(tmp_path / "s.db"))) for _ in range(2)]
     for store in stores:
@@ -177,7 +177,7 @@ events:
 @pytest.mark.parametrize("adds", [4, 5, 23, 51])
 async def test_snapshot_state_equals_full_replay(tmp_path: Path, adds: int) -> None:
     """State loaded through snapshots (every 5 events) equals a replay of every event."""
-    from catgad.config.model import StoreConfig
+    from catgad.store.section import StoreConfig
 
     path = tmp_path / "counter.yaml"
     path.write_text(COUNTER)
@@ -206,8 +206,8 @@ async def test_snapshot_state_equals_full_replay(tmp_path: Path, adds: int) -> N
 async def test_a_snapshot_taken_under_other_rules_is_ignored(tmp_path: Path) -> None:
     """Users edit the rules and restart: a snapshot folded by the old rules must not be read
     as the state, or the state would differ from a replay under the new ones."""
-    from catgad.config.model import StoreConfig
     from catgad.store.protocol import Snapshot
+    from catgad.store.section import StoreConfig
 
     old_path, new_path = tmp_path / "old.yaml", tmp_path / "new.yaml"
     old_path.write_text(COUNTER)

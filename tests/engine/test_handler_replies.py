@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from catgad.aggregates.rules import Decision
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.engine import CommandEngine
 from catgad.errors import RuleError
 from catgad.handlers.protocol import HandlerReply, HandlerRequest, ReplyCheck

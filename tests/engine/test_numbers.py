@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from catgad.aggregates.numbers import number_normaliser
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
 from catgad.errors import EventRuleFailed
+from catgad.model import Config
 from catgad.store.memory import MemoryStore
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "examples" / "orders.yaml"

@@ -29,14 +29,15 @@ from helpers.stores import BACKEND_PARAMS, BACKENDS
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
 from catgad.errors import CatgadError, NotFound
 from catgad.handlers.plugin import PluginHandler
 from catgad.handlers.registry import load_plugins
+from catgad.model import Config
 from catgad.projections.mapping import Mapper, MappingError, Rows
 from catgad.projections.precheck import ProjectionPrecheck
+from catgad.projections.section import PROJECTIONS
 from catgad.store.protocol import EventStore
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "examples" / "orders.yaml"
@@ -106,7 +107,7 @@ def examples_of(config: Config) -> st.SearchStrategy[list[Step]]:
 
 
 def declarative_mappers(config: Config) -> list[Mapper]:
-    return [Mapper(p) for p in config.projections.values() if p.target.handler is None and p.on]
+    return [Mapper(p) for p in PROJECTIONS.of(config).values() if p.target.handler is None and p.on]
 
 
 def handlers(config: Config) -> dict[str, PluginHandler]:

@@ -24,13 +24,14 @@ from typing import Any
 import pytest
 from helpers.daemon import run_cli
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
 from catgad.envelope import Envelope
-from catgad.evolution.migrate import NotRewritable, migrate
+from catgad.errors import NotRewritable
+from catgad.evolution.migrate import migrate
 from catgad.evolution.upcast import Upcasters
 from catgad.handlers.registry import load_plugins
+from catgad.model import Config
 from catgad.store.memory import MemoryStore
 from catgad.store.protocol import AppendResult, EventStore
 from catgad.store.sqlite import SQLiteStore

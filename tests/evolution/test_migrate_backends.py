@@ -21,12 +21,12 @@ import pytest
 from helpers.daemon import run_cli
 from helpers.stores import BACKEND_PARAMS, BACKENDS
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
 from catgad.evolution.migrate import migrate
 from catgad.evolution.upcast import Upcasters
 from catgad.handlers.registry import load_plugins
+from catgad.model import Config
 from catgad.store.protocol import EventStore, RewritableStore
 
 from .configs import write

@@ -19,8 +19,7 @@ import pytest
 from helpers.daemon import edited_example, run_cli
 from helpers.stores import BACKEND_PARAMS, BACKENDS
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
 from catgad.envelope import Envelope
 from catgad.errors import UnreadableStream
@@ -28,6 +27,7 @@ from catgad.evolution.migrate import migrate
 from catgad.evolution.upcast import Upcasters
 from catgad.handlers.registry import load_plugins
 from catgad.ids import event_id
+from catgad.model import Config
 from catgad.store.protocol import EventStore, RewritableStore
 from catgad.store.sqlite import SQLiteStore
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
 from catgad.envelope import Envelope
 from catgad.errors import UpcastFailed
 from catgad.evolution.upcast import Upcasters, UpcastingStore
 from catgad.handlers.registry import load_plugins
+from catgad.model import Config
 from catgad.store.memory import MemoryStore
 from catgad.store.protocol import EventStore, RewritableStore
 from catgad.store.sqlite import SQLiteStore

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
 from catgad.handlers.registry import HandlerRegistry
+from catgad.model import Config
 from catgad.store.memory import MemoryStore
 
 from .servers import SECRET, ServerError, WebhookServer, npm_install

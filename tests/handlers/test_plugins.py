@@ -19,7 +19,7 @@ import pytest
 from helpers.daemon import run_cli
 
 from catgad import Rejected
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
 from catgad.errors import BadReply, CommandRejected, HandlerError
 from catgad.handlers.plugin import PluginHandler

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers.daemon import run_cli
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.errors import ConfigError
 
 from .conftest import tickets_yaml

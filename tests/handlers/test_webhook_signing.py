@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine, CommandResult
 from catgad.errors import BadReply, CommandRejected
 from catgad.handlers.registry import HandlerRegistry

@@ -132,7 +132,13 @@ class Daemon:
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
         self.starts += 1
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except DaemonError:
+            # a `with Daemon(...)` whose start fails never reaches __exit__: no orphan left
+            self.proc.kill()
+            self.proc.wait()
+            raise
         return self
 
     def wait_ready(self, timeout: float | None = None) -> None:

@@ -37,7 +37,7 @@ from helpers.api import PROBLEM_BASE, PROBLEM_JSON
 from helpers.daemon import ORDERS_YAML, Daemon
 from helpers.stores import BACKEND_PARAMS, BACKENDS
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.http import create_app
 from catgad.runtime import Runtime
 from catgad.store.memory import MemoryStore

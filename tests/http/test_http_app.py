@@ -9,7 +9,7 @@ import httpx
 import pytest
 from helpers.daemon import ORDERS_YAML
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.envelope import Envelope
 from catgad.errors import Unavailable
 from catgad.http import create_app

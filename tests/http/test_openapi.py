@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.http.openapi import build_openapi
 from catgad.http.problems import MalformedRequest
 from catgad.http.routes import parse_idempotency_key, parse_if_match
+from catgad.model import Config
+from catgad.projections.section import PROJECTIONS
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,8 @@ def test_cloudevent_ids_are_not_empty(doc: dict[str, Any]) -> None:
 def test_no_projection_paths_without_projections(config: Config) -> None:
     from dataclasses import replace
 
-    doc = build_openapi(replace(config, projections={}))
+    sections = {k: v for k, v in config.sections.items() if k != PROJECTIONS.key}
+    doc = build_openapi(replace(config, sections=sections))
     validate(doc)
     assert "/projections" in doc["paths"]
     assert not [p for p in doc["paths"] if p.startswith(("/projections/", "/read/"))]

@@ -12,9 +12,10 @@ from helpers.daemon import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.envelope import Envelope
 from catgad.processes.model import ProcessDef
+from catgad.processes.section import PROCESSES
 from catgad.processes.state import (
     APPROVAL_REQUESTED,
     COMMANDS_SENT,
@@ -40,7 +41,7 @@ DAY = 86_400.0
 
 @pytest.fixture(scope="module")
 def process() -> ProcessDef:
-    return load_config(FULFILMENT, env={}).processes["Fulfilment"]
+    return PROCESSES.of(load_config(FULFILMENT, env={}))["Fulfilment"]
 
 
 def event(type_: str, **data: Any) -> Envelope:

@@ -16,16 +16,16 @@ from helpers.daemon import REPO
 from helpers.stores import BACKEND_PARAMS, BACKENDS
 from prometheus_client import CollectorRegistry
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
+from catgad.consumer.clock import ManualClock
+from catgad.consumer.settings import LeasedSettings
 from catgad.engine.commands import CommandEngine
 from catgad.engine.routing import CommandRouter
 from catgad.errors import NotAwaitingDecision, ProcessNotFound
+from catgad.model import Config
 from catgad.processes.runner import ProcessRunner
 from catgad.processes.state import ProcessState, command_id
-from catgad.reactors.clock import ManualClock
 from catgad.reactors.send import RouterSender
-from catgad.sagas.model import SagaSettings
 from catgad.store.protocol import EventStore
 
 FULFILMENT = REPO / "config" / "examples" / "fulfilment.yaml"
@@ -65,7 +65,7 @@ async def shop(
         owner=owner,
         clock=clock,
         registry=registry,
-        settings=SagaSettings(lease_ttl=3.0, poll_interval=0.05),
+        settings=LeasedSettings(lease_ttl=3.0, poll_interval=0.05),
     )
     box.append(runner)
     await runner.start()

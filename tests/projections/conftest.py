@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
+from catgad.model import Config
 from catgad.store.memory import MemoryStore
 
 # A counter service: one aggregate, events with a few fields, projections added per test.

@@ -57,6 +57,6 @@ def test_replay_and_its_usage_errors(tmp_path: Path) -> None:
     done = run_cli("replay", str(ORDERS_YAML), "orders", "--from", "1", "--to", "3", env=env)
     assert done.returncode == 2 and "catgad rebuild" in done.stderr
     done = run_cli("rebuild", str(ORDERS_YAML), "nope", env=env)
-    assert done.returncode == 1 and "no projection 'nope'" in done.stderr
+    assert done.returncode == 2 and "no projection 'nope'" in done.stderr
     for verb in ("rebuild", "replay"):
         assert run_cli(verb, "--help").returncode == 0

@@ -20,11 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.envelope import Envelope
 from catgad.projections.mapping import Mapper, MappingError, Op
 from catgad.projections.model import ProjectionDef
 from catgad.projections.runner import ProjectionRunner
+from catgad.projections.section import PROJECTIONS as READ_MODELS
 from catgad.projections.targets.protocol import Meta, Page, ProjectionTarget, Row, State
 from catgad.store.memory import MemoryStore
 from tests.contracts.projection_target import OpenTarget, everything
@@ -115,7 +116,7 @@ def projections() -> dict[str, ProjectionDef]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "p.yaml"
         path.write_text(BASE + PROJECTIONS)
-        found = load_config(path, env={}).projections
+        found = READ_MODELS.of(load_config(path, env={}))
     for projection in found.values():
         projection.retries = 0  # poison is poison at once: no backoff sleeps
         projection.batch = 4  # small batches: many writes to die at

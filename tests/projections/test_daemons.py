@@ -23,8 +23,9 @@ import httpx
 import pytest
 from helpers.daemon import ORDERS_YAML, Daemon
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.envelope import Envelope
+from catgad.projections.section import PROJECTIONS
 from catgad.store.sqlite import SQLiteStore
 from tests.projections.test_crash_properties import oracle
 
@@ -86,7 +87,7 @@ def expected(daemon: Daemon) -> dict[str, list[dict[str, Any]]]:
             await store.close()
 
     stored = asyncio.run(events())
-    return {name: oracle(config.projections[name], stored) for name in TABLES}
+    return {name: oracle(PROJECTIONS.of(config)[name], stored) for name in TABLES}
 
 
 def load(daemon: Daemon, stop: threading.Event, sent: list[int]) -> None:

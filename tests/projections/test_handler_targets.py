@@ -14,8 +14,8 @@ import orjson
 import pytest
 from standardwebhooks import Webhook
 
-from catgad.config.model import Config
 from catgad.errors import HandlerUnavailable
+from catgad.model import Config
 from catgad.projections.manager import ProjectionManager
 from catgad.projections.targets.handler import HandlerTarget
 from catgad.projections.targets.plugin import PluginDelivery

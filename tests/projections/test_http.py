@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.http.app import create_app
 from catgad.runtime import Runtime
 from catgad.store.memory import MemoryStore

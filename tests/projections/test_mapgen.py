@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from catgad.config.model import Config
 from catgad.envelope import Envelope
+from catgad.model import Config
 from catgad.projections.mapping import Mapper, MappingError
 from catgad.store.codec import StoredEvent
 from tests.projections.test_fastcel import numbers, scalars

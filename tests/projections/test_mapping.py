@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from catgad.config.model import Config
 from catgad.envelope import Envelope
+from catgad.model import Config
 from catgad.projections.mapping import Mapper, MappingError, Op, coerce
 from catgad.projections.model import ColumnDef
+from catgad.projections.section import PROJECTIONS as READ_MODELS
 from tests.projections.conftest import BASE, PROJECTIONS
 
 
@@ -26,7 +27,7 @@ def config(write_config: Callable[[str], Config]) -> Config:
 
 
 def test_plain_operations(config: Config) -> None:
-    mapper = Mapper(config.projections["counters"])
+    mapper = Mapper(READ_MODELS.of(config)["counters"])
     assert not mapper.reads_rows
     assert mapper.ops(event("Added", cid="a", by=3, group="g")) == [
         Op("upsert", "a", {"total": 3, "group": "g", "last": "e1"})
@@ -37,7 +38,7 @@ def test_plain_operations(config: Config) -> None:
 
 
 def test_row_reading_operations_see_earlier_ones(config: Config) -> None:
-    mapper = Mapper(config.projections["groups"])
+    mapper = Mapper(READ_MODELS.of(config)["groups"])
     assert mapper.reads_rows
     rows: dict[str, dict[str, Any] | None] = {"g": None}
     ops = [
@@ -67,7 +68,7 @@ projections:
       Removed: {delete: true}
 """
     )
-    mapper = Mapper(config.projections["p"])
+    mapper = Mapper(READ_MODELS.of(config)["p"])
     rows: dict[str, dict[str, Any] | None] = {"a": None, "b": {"n": 1}}
     assert mapper.ops(event("Added", cid="a", by=1), rows) == []
     assert mapper.ops(event("Added", cid="b", by=2), rows) == [Op("update", "b", {"n": 3})]
@@ -87,13 +88,13 @@ projections:
 )
 def test_poison_events_are_mapping_errors(config: Config, data: dict[str, Any], why: str) -> None:
     with pytest.raises(MappingError) as caught:
-        Mapper(config.projections["counters"]).ops(event("Added", **data))
+        Mapper(READ_MODELS.of(config)["counters"]).ops(event("Added", **data))
     assert why in str(caught.value)
     assert caught.value.where.startswith("projections.counters.on.Added[0].")
 
 
 def test_integer_keys_become_strings(config: Config) -> None:
-    ops = Mapper(config.projections["counters"]).ops(event("Removed", cid=42))
+    ops = Mapper(READ_MODELS.of(config)["counters"]).ops(event("Removed", cid=42))
     assert ops == [Op("delete", "42", {})]
 
 
@@ -129,7 +130,7 @@ def test_values_of_another_type_are_refused(column: ColumnDef, value: Any) -> No
 
 
 def test_the_one_pass_mapping_agrees_with_the_two_step_one(config: Config) -> None:
-    mapper = Mapper(config.projections["counters"])
+    mapper = Mapper(READ_MODELS.of(config)["counters"])
     events = [
         event("Added", 1, cid="a", by=3, group="g"),
         event("Added", 2, cid=7, by=3.0, group="h"),
@@ -139,6 +140,6 @@ def test_the_one_pass_mapping_agrees_with_the_two_step_one(config: Config) -> No
     ]
     for e in events:
         assert mapper.direct(e) == mapper.evaluate(e, mapper.prepare(e), None)
-    assert Mapper(config.projections["groups"]).direct(events[0]) is None  # it reads rows
+    assert Mapper(READ_MODELS.of(config)["groups"]).direct(events[0]) is None  # it reads rows
     with pytest.raises(MappingError):
         mapper.direct(event("Added", 6, cid="a", by="x"))

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from helpers.daemon import ORDERS_YAML, Daemon
 
-from catgad.config import load_config
+from catgad.app.load import load_config
+from catgad.projections.section import PROJECTIONS
 
 README = Path(__file__).parents[2] / "README.md"
 SECTION = README.read_text().split("## Read models (projections)", 1)[1].split("\n## ", 1)[0]
@@ -69,4 +70,4 @@ def test_the_yaml_example_loads(tmp_path: Path) -> None:
     scenarios = (ORDERS_YAML.parent / "orders.tests.yaml").read_text()
     (tmp_path / "orders.tests.yaml").write_text(scenarios.split("\n  # Read models:", 1)[0])
     config = load_config(tmp_path / "service.yaml", env={})
-    assert set(config.projections) == {"orders", "notify"}
+    assert set(PROJECTIONS.of(config)) == {"orders", "notify"}

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.envelope import Envelope
 from catgad.evolution.upcast import Upcasters
+from catgad.model import Config
 from catgad.projections.records import Envelopes, record_reader
 from catgad.projections.runner import ProjectionRunner
+from catgad.projections.section import PROJECTIONS
 from catgad.projections.targets.sqlite import SQLiteDatabase, SQLiteTarget
 from catgad.store.memory import MemoryStore
 from catgad.store.sqlite import SQLiteStore
@@ -130,7 +131,7 @@ async def test_a_catch_up_on_records_applies_upcast_events(
 ) -> None:
     await fill(sqlite)
     store = Upcasters(config).wrap(sqlite)
-    projection = config.projections["names"]
+    projection = PROJECTIONS.of(config)["names"]
     db = SQLiteDatabase(str(tmp_path / "read.db"))
     target = SQLiteTarget(projection, db)
     runner = ProjectionRunner(projection, store, target, owner="t", source="t", settings=FAST)

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from catgad.config.model import Config
 from catgad.errors import NotFound
+from catgad.model import Config
 from catgad.projections.manager import ProjectionManager
+from catgad.projections.section import PROJECTIONS as READ_MODELS
 from catgad.store.memory import MemoryStore
 from tests.projections.conftest import BASE, PROJECTIONS
 from tests.projections.helpers import FAST, emit, settled
@@ -77,7 +78,7 @@ async def test_a_poison_event_is_dead_lettered_and_replayed_after_a_fix(
     write_config: Callable[[str], Config], store: MemoryStore
 ) -> None:
     config = write_config(BASE + PROJECTIONS)
-    config.projections["counters"].retries = 1
+    READ_MODELS.of(config)["counters"].retries = 1
     async with running(config, store) as manager:
         await emit(store, "Added", "a", by=1, group="g")
         bad = await emit(store, "Added", "b", by="7", group="g")  # a string, not an integer
@@ -116,7 +117,7 @@ async def test_on_error_stop_fails_the_projection_until_started(
     write_config: Callable[[str], Config], store: MemoryStore
 ) -> None:
     config = write_config(BASE + PROJECTIONS.replace("  groups:", "  groups:\n    on_error: stop"))
-    config.projections["groups"].retries = 0
+    READ_MODELS.of(config)["groups"].retries = 0
     async with running(config, store) as manager:
         await emit(store, "Added", "a", by=1, group="g")
         bad = await emit(store, "Added", "b", by="5", group="g")

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
 from catgad.errors import ConfigError
+from catgad.model import Config
 from catgad.testing.scenarios import Outcome, run_scenario
+from catgad.testing.section import TESTS
 
 EXAMPLES = Path(__file__).parents[2] / "config" / "examples"
 
@@ -69,7 +70,7 @@ def scenarios(tmp_path: Path, text: str) -> Config:
 
 
 async def run_all(config: Config) -> list[Outcome]:
-    return [await run_scenario(config, s, {}) for s in config.tests]
+    return [await run_scenario(config, s, {}) for s in TESTS.of(config)]
 
 
 async def test_rows_exact_subset_and_absent(tmp_path: Path) -> None:
@@ -177,7 +178,7 @@ def test_a_scenario_without_a_command_checks_rows_only(tmp_path: Path) -> None:
 
 async def test_the_examples_read_model_scenarios(tmp_path: Path) -> None:
     config = load_config(EXAMPLES / "orders.yaml", env={"CATGAD_REDIS_PROJECTIONS": "false"})
-    reads = [s for s in config.tests if s.expect_rows]
+    reads = [s for s in TESTS.of(config) if s.expect_rows]
     assert {r.projection for s in reads for r in s.expect_rows or []} == {
         "orders",
         "customer_totals",  # a Redis projection, disabled here: its mapping is still tested

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.projections.manager import ProjectionManager
 from catgad.projections.runner import RunnerSettings
 from catgad.store.memory import MemoryStore

@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from catgad.config import load_config
-from catgad.config.model import Config
+from catgad.app.load import load_config
+from catgad.consumer.clock import ManualClock
+from catgad.consumer.settings import LeasedSettings
 from catgad.engine.commands import CommandEngine
 from catgad.engine.routing import CommandRouter
 from catgad.errors import SagaNotFound
-from catgad.reactors.clock import ManualClock
+from catgad.model import Config
 from catgad.reactors.send import RouterSender
-from catgad.sagas.model import SagaSettings
 from catgad.sagas.runner import SagaRunner
 from catgad.sagas.state import SagaState
 from catgad.store.protocol import EventStore
@@ -249,7 +249,7 @@ async def shop(
         owner=owner,
         clock=clock,
         registry=registry,
-        settings=SagaSettings(lease_ttl=3.0, poll_interval=0.05),
+        settings=LeasedSettings(lease_ttl=3.0, poll_interval=0.05),
         drive=drive,
     )
     runner_box.append(runner)

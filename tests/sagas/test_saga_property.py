@@ -16,10 +16,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from catgad.config import load_config
+from catgad.app.load import load_config
 from catgad.envelope import Envelope
 from catgad.reactors.decisions import Decide
 from catgad.sagas.model import SagaDef
+from catgad.sagas.section import SAGAS
 from catgad.sagas.state import (
     STARTED,
     SagaState,
@@ -153,7 +154,7 @@ def saga_for(awaits: list[bool]) -> SagaDef:
     if key not in _CONFIGS:
         path = _FOLDER / f"saga-{len(_CONFIGS)}.yaml"
         path.write_text(textwrap.dedent(saga_yaml(awaits)), encoding="utf-8")
-        _CONFIGS[key] = load_config(path, env={}).sagas["S"]
+        _CONFIGS[key] = SAGAS.of(load_config(path, env={}))["S"]
     return _CONFIGS[key]
 
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from catgad.config.model import StoreConfig
-from catgad.errors import CatgadError
+from catgad.errors import ConfigError
 from catgad.store.factory import open_store
 from catgad.store.memory import MemoryStore
 from catgad.store.protocol import EventStore
+from catgad.store.section import StoreConfig
 from catgad.store.sqlite import SQLiteStore
 
 
@@ -37,14 +37,14 @@ async def test_sqlite_with_options(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kind", "options", "message"),
     [
-        ("sqlite", {"batch": 3}, "not known for sqlite"),
-        ("sqlite", {"readers": "4"}, "must be int"),
-        ("sqlite", {"readers": True}, "must be int"),
-        ("memory", {"readers": 1}, "not known for memory"),
+        ("sqlite", {"batch": 3}, "store.options.batch: not an option of the sqlite store"),
+        ("sqlite", {"readers": "4"}, "store.options.readers: expected integer, got '4'"),
+        ("sqlite", {"readers": True}, "store.options.readers: expected integer, got True"),
+        ("memory", {"readers": 1}, r"not an option of the memory store \(none\)"),
     ],
 )
 def test_bad_options_are_refused(kind: str, options: dict[str, object], message: str) -> None:
-    with pytest.raises(CatgadError, match=message):
+    with pytest.raises(ConfigError, match=message):
         open_store(StoreConfig(kind=kind, options=options))  # type: ignore[arg-type]
 
 

@@ -9,18 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from catgad.config.model import HandlerConfig
-from catgad.errors import CatgadError
+from catgad.config.section import checked_options
+from catgad.handlers.section import HandlerConfig
 from catgad.projections.model import ProjectionDef
+from catgad.projections.schema import TARGET_OPTIONS
 from catgad.projections.targets.handler import Delivery, HandlerTarget
 from catgad.projections.targets.protocol import ProjectionTarget
 from catgad.store.protocol import EventStore
-
-_OPTIONS: dict[str, dict[str, type]] = {
-    "sqlite": {"busy_timeout_ms": int},
-    "postgres": {"pool_max": int, "timeout": float},
-    "redis": {"timeout": float},
-}
 
 
 class Targets:
@@ -35,7 +30,7 @@ class Targets:
         target = projection.target
         if target.kind in ("webhook", "plugin"):
             return HandlerTarget(projection.name, self._delivery(projection), self.store)
-        options = _checked(projection.name, target.kind, target.options)
+        options = _checked(projection, target.kind, target.options)
         if target.kind == "sqlite":
             from catgad.projections.targets.sqlite import SQLiteDatabase, SQLiteTarget
 
@@ -76,15 +71,7 @@ class Targets:
             await resource.close()
 
 
-def _checked(projection: str, kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    known = _OPTIONS[kind]
-    for key, value in options.items():
-        if key not in known:
-            allowed = ", ".join(sorted(known))
-            raise CatgadError(
-                f"projection {projection!r}: target option {key!r} is not known for {kind} "
-                f"(known: {allowed})"
-            )
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise CatgadError(f"projection {projection!r}: target option {key!r} must be a number")
-    return {k: known[k](v) for k, v in options.items()}
+def _checked(projection: ProjectionDef, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    at = f"projections.{projection.name}.target.options"
+    known = TARGET_OPTIONS[kind]
+    return checked_options(at, f"a {kind} target", options, known, projection.where)

@@ -15,10 +15,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from catgad.config.model import HandlerConfig
 from catgad.envelope import Envelope
 from catgad.errors import HandlerError, HandlerUnavailable, Rejected
 from catgad.handlers.plugin import PluginError, entry_point
+from catgad.handlers.section import HandlerConfig
 
 
 def load_projection_plugin(name: str) -> Callable[..., Any]:

@@ -19,17 +19,15 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from catgad.errors import Unavailable
+from catgad.errors import Fenced, TargetError, Unavailable
 from catgad.projections.mapping import Op
 from catgad.projections.model import ProjectionDef
 from catgad.projections.targets.protocol import (
-    Fenced,
     Meta,
     Page,
     ProjectionTarget,
     Row,
     State,
-    TargetError,
     decode_cursor,
     page_of,
 )

@@ -18,7 +18,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from catgad.errors import CatgadError
 from catgad.projections.mapping import Op
 
 State = Literal["running", "stopped", "failed"]
@@ -41,35 +40,6 @@ class Page:
 
     rows: list[Row]
     cursor: str | None
-
-
-class Fenced(CatgadError):
-    """The checkpoint was not where the writer thought: another consumer moved it.
-
-    The writer lost its lease (or never had it); it must stop and reload."""
-
-    slug = "projection-fenced"
-    title = "Projection checkpoint moved by another consumer"
-
-    def __init__(self, projection: str, expected: int, actual: int | None) -> None:
-        super().__init__(
-            f"projection {projection!r}: checkpoint is at {actual}, expected {expected}"
-        )
-        self.projection = projection
-        self.expected = expected
-        self.actual = actual
-
-
-class TargetError(CatgadError):
-    """The target refused a write for what it contains, not for being unreachable: the
-    runner looks for the event at fault and treats it as poison."""
-
-    slug = "projection-target-error"
-    title = "The read model refused a change"
-
-    def __init__(self, target: str, detail: str) -> None:
-        super().__init__(f"{target}: {detail}")
-        self.target = target
 
 
 @runtime_checkable

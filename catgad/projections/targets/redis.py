@@ -22,19 +22,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from catgad.errors import Unavailable
+from catgad.errors import Fenced, TargetError, Unavailable
 from catgad.observability.logs import get_logger
 from catgad.projections.mapping import Op
 from catgad.projections.model import KEY_COLUMN, ProjectionDef
 from catgad.projections.targets import redis_lua as lua
 from catgad.projections.targets.protocol import (
-    Fenced,
     Meta,
     Page,
     ProjectionTarget,
     Row,
     State,
-    TargetError,
     decode_cursor,
     page_of,
 )

@@ -17,17 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from catgad.errors import Unavailable
+from catgad.errors import Fenced, TargetError, Unavailable
 from catgad.projections.mapping import Op
 from catgad.projections.model import ProjectionDef
 from catgad.projections.targets.protocol import (
-    Fenced,
     Meta,
     Page,
     ProjectionTarget,
     Row,
     State,
-    TargetError,
     decode_cursor,
     page_of,
 )

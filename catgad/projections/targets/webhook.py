@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import orjson
 
-from catgad.config.model import HandlerConfig
 from catgad.envelope import Envelope
 from catgad.errors import BadReply
+from catgad.handlers.section import HandlerConfig
 from catgad.handlers.webhook import WebhookHandler, snippet
 
 

@@ -1,0 +1,1 @@
+"""The `service:` section: the service's name, HTTP address and access tokens (SPEC 12)."""
