@@ -13,8 +13,8 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from catgad.app.load import load_config
+from catgad.errors import MalformedRequest
 from catgad.http.openapi import build_openapi
-from catgad.http.problems import MalformedRequest
 from catgad.http.routes import parse_idempotency_key, parse_if_match
 from catgad.model import Config
 from catgad.projections.section import PROJECTIONS
