@@ -38,4 +38,4 @@ base="$(python3 -c 'import sys; print(sys._base_executable)')"
     tests/handlers/test_webhook_signing.py \
     tests/projections/test_fastcel.py \
     tests/diagrams \
-    tests/test_readme.py::test_readme_session_is_what_the_daemon_answers
+    "tests/docs/test_sessions.py::test_the_page_sessions_are_what_the_daemon_answers[README.md]"

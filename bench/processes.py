@@ -12,8 +12,8 @@ CancelOrder. Every command is a cheap rule command (one event). It runs on a
 `Runtime` as `catgad run` builds it (the same engine, router, metrics, store
 wiring and `ProcessRunner`, uvloop when installed); clients call
 `Runtime.execute` as the HTTP layer would, `--concurrency` (64) at a time. The
-runner's log follower is wrapped (its sink) so the benchmark sees each decision
-as the runner reads it back from the log: no store reads, no polling.
+runner's log follower is wrapped (`ProcessRunner.follow`) so the benchmark sees each
+decision as the runner reads it back from the log: no store reads, no polling.
 
 Workloads, each run on a fresh store:
 
@@ -40,6 +40,12 @@ Workloads, each run on a fresh store:
   `--step` (50 ms) after each `rate x step` of them, so their deadlines fall due
   `1/--rate` (1 ms) apart once the clock runs: timers falling due at 1,000/s
   while the runner does nothing else. The aim (the issue's): lateness p99 < 1 s.
+- **resume**: a daemon starting on a store holding `--waiting` (100,000) instances
+  whose deadlines are an hour off and `--due` (1,000) whose deadlines passed while it was
+  down: its start-to-ready time, how long the due timers take to fire, one due query on
+  the store's process index, and, for comparison, a read of the whole log (what the runner
+  did before it was ready when it kept every instance in memory). Measured in the first
+  repeat only; method in bench/processes_resume.py.
 - **live** (not run by default; `--workloads ...,live`): orders placed at
   `--rate` per second on the real clock with a deadline of `--live-deadline`
   seconds: the runner starts instances and fires timers at the same time.
@@ -84,6 +90,7 @@ from typing import Any, cast
 from bench.processes_report import (
     BURST,
     LIVE,
+    RESUME,
     STEADY,
     TRANSITIONS,
     TRANSITIONS_PER_INSTANCE,
@@ -94,6 +101,7 @@ from bench.processes_report import (
     TransitionsRun,
     markdown,
 )
+from bench.processes_resume import run_resume
 from bench.reactors import run_suite
 from bench.workload import VerificationError
 from catgad.app.load import load_config
@@ -120,7 +128,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO / "bench" / "RESULTS-processes.md"
 STORES = ("sqlite-normal", "sqlite-full", "memory")
 DEFAULT_STORES = ("sqlite-normal", "memory")
-DEFAULT_WORKLOADS = (TRANSITIONS, BURST, STEADY)
+DEFAULT_WORKLOADS = (TRANSITIONS, BURST, STEADY, RESUME)
 PROCESS = "Fulfilment"
 DONE = [
     STARTED,
@@ -312,8 +320,8 @@ class Tracker:
         self.types: Counter[str] = Counter()
         self._goals: list[tuple[str, int, asyncio.Future[float]]] = []
         self._finished: dict[str, asyncio.Future[float]] = {}
-        self._handle = runner.handle
-        runner.loop.sink = self
+        self._follow = runner.follow
+        runner.follow = self.follow  # type: ignore[method-assign]  # an instance attribute
 
     def reach(self, kind: str, count: int) -> asyncio.Future[float]:
         """A future set once `count` decisions of `kind` have been read back in all."""
@@ -329,8 +337,8 @@ class Tracker:
         self._finished[instance] = future
         return future
 
-    async def handle(self, events: list[Envelope]) -> int:
-        done = await self._handle(events)
+    async def follow(self, entry: Any, events: list[Envelope]) -> int:
+        done = await self._follow(entry, events)
         now = time.perf_counter()
         for event in events[:done]:
             subject = event.subject or ""
@@ -801,6 +809,20 @@ async def benchmark(args: argparse.Namespace, workdir: Path) -> Results:
                 ids = [f"{prefix}-{tag}-{n}" for n in range(args.instances)]
                 where = workdir / f"rep{repeat + 1}" / store / workload
                 gc.collect()
+                if workload == RESUME:
+                    if repeat:  # filling 100,000 instances is long: measured once
+                        continue
+                    config = bench_config(where, store, HOUR)
+                    async with Runtime.start(config, projections=True) as rt:
+                        resumed = await run_resume(rt, Tracker, PROCESS, args, prefix, EXPIRED)
+                    print(
+                        f"{label}: ready in {resumed.ready_seconds:.3f} s, {resumed.due:,} due "
+                        f"fired after {resumed.fired_seconds:.2f} s, {resumed.waiting:,} waiting"
+                        f" (the whole log read: {resumed.log_read_seconds:.2f} s)",
+                        file=sys.stderr,
+                    )
+                    results.resume.setdefault(store, []).append(resumed)
+                    continue
                 if workload == TRANSITIONS:
                     run = await run_transitions(store, ids, args, where, label)
                     print(
@@ -881,6 +903,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile-instances", type=int, default=2000, help="timers per profiled burst (2000)"
     )
+    parser.add_argument(
+        "--waiting", type=int, default=None, help="resume: instances waiting (default 100000)"
+    )
+    parser.add_argument(
+        "--due", type=int, default=None, help="resume: instances due at the start (default 1000)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke size: 200 instances, 1 repeat")
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="'-' for stdout")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the stores in DIR")
@@ -892,6 +920,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))  # exits 2
     args.instances = args.instances or (200 if args.quick else 10_000)
     args.repeat = args.repeat or (1 if args.quick else 2)
+    args.waiting = args.waiting or (2000 if args.quick else 100_000)
+    args.due = args.due or (100 if args.quick else 1000)
     if min(args.instances, args.repeat, args.concurrency, args.rate, args.profile_instances) < 1:
         parser.error("--instances, --repeat, --concurrency, --rate, --profile-instances: >= 1")
     if args.step <= 0 or args.live_deadline <= 0:

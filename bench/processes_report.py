@@ -16,10 +16,12 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bench.processes_resume import ResumeRun, resume_table
 from bench.report import checkout, cpu_model, package_version
 
 TRANSITIONS, BURST, STEADY, LIVE = "transitions", "burst", "steady", "live"
-WORKLOADS = (TRANSITIONS, BURST, STEADY, LIVE)
+RESUME = "resume"  # bench/processes_resume.py
+WORKLOADS = (TRANSITIONS, BURST, STEADY, LIVE, RESUME)
 TIMER_WORKLOADS = (BURST, STEADY, LIVE)
 AIM = 1.0  # seconds: timer lateness p99 at ~1,000 timers falling due per second
 TRANSITIONS_PER_INSTANCE = 2  # awaiting_payment -> shipping -> done, both by an event
@@ -124,6 +126,7 @@ class Results:
     workloads: list[str]
     runs: dict[str, dict[str, list[Run]]] = field(default_factory=dict)  # store -> workload
     profiles: list[Profile] = field(default_factory=list)
+    resume: dict[str, list[ResumeRun]] = field(default_factory=dict)  # store -> runs
     load: list[float] = field(default_factory=list)  # 1-minute load average, start and end
     checkout: str = field(default_factory=checkout)  # the tree measured, taken at the start
 
@@ -450,6 +453,23 @@ def markdown(results: Results, args: argparse.Namespace, command: str, loop: str
             "allowed.",
             "",
             *timers_table(results, LIVE),
+            "",
+        ]
+    if results.resume:
+        lines += [
+            f"## A daemon starting with {args.waiting:,} instances waiting, {args.due:,} due",
+            "",
+            "The store holds the instances' decisions, their rows in the process index and the "
+            "runner's checkpoint at the head of the log, as a stopped daemon left them (filled "
+            'directly: bench/processes_resume.py). due query: one "due at or before now, up '
+            "to 512\" on the index; ready: a new runner's `start()` to its log follower caught "
+            "up from the checkpoint, when timers begin to fire; due fired / delivered after: "
+            "from ready to the last `TimerFired` / `CommandsDelivered` read back. The last "
+            "column is the log read from position 0 (batches of 500) that the runner did "
+            "before it was ready when it rebuilt an in-memory index of every instance from "
+            "the log (before the process index), for comparison.",
+            "",
+            *resume_table(results.resume),
             "",
         ]
     if results.profiles:

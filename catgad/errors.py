@@ -352,7 +352,7 @@ class UnreadableStream(RuleError):
         super().__init__(
             cause.where,
             f"stream {stream!r} cannot be read back: its event {version} ({event_type}) "
-            f"breaks the rule: {cause.why.rstrip('.')}. Repair it as the README says "
+            f"breaks the rule: {cause.why.rstrip('.')}. Repair it as docs/evolution.md says "
             "(Repairing a stream): `catgad migrate` normalises stored numbers, an upcaster "
             "rewrites other data",
             cause.field,

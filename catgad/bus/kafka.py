@@ -30,6 +30,17 @@ fails the requests waiting for replies, until the broker answers again; then
 it creates each topic again, with `partitions`, before producing to it.
 Subscriptions whose topic vanished create it too and re-join their group.
 
+Failover. A member killed without leaving (kill -9, a lost machine) keeps its
+partitions until the group coordinator misses its heartbeats for
+`session_timeout`; the others learn of the rebalance at their next heartbeat
+(`heartbeat_interval`), re-join, and the new owner reads from the committed
+offset: commands the dead member had run but not committed run again with
+the same id and find their first result. The defaults (2 s, 0.5 s) move a
+dead daemon's commands within about 4 s on Tansu, which also holds every join
+for about half the session timeout. Apache Kafka refuses a session timeout
+below its brokers' `group.min.session.timeout.ms` (6 s by default): lower
+that setting, or raise `session_timeout` and accept a slower failover.
+
 `enable_idempotence` turns on the idempotent producer for clusters that have
 it; it is off by default because some Kafka-compatible brokers (Tansu) lack
 InitProducerId. Nothing depends on it: the store is the outbox and consumers
@@ -51,6 +62,7 @@ from aiokafka.errors import KafkaError
 
 from catgad.bus.kafka_consumer import Dispatch, KafkaSubscription, no_auto_create
 from catgad.bus.protocol import Capability, Handler, OnUndecodable, Responder
+from catgad.bus.section import KAFKA_HEARTBEAT_INTERVAL, KAFKA_SESSION_TIMEOUT, heartbeat_rule
 from catgad.bus.topics import check_prefix, kafka_topic
 from catgad.bus.wire import (
     CORRELATION,
@@ -92,8 +104,8 @@ class KafkaBus:
         enable_idempotence: bool = False,
         timeout: float = 10.0,
         redelivery_delay: float = 1.0,
-        session_timeout: float = 10.0,
-        heartbeat_interval: float = 3.0,
+        session_timeout: float = KAFKA_SESSION_TIMEOUT,
+        heartbeat_interval: float = KAFKA_HEARTBEAT_INTERVAL,
         rebalance_timeout: float | None = None,
         max_poll_records: int = 500,
         fetch_max_wait: float = 0.1,
@@ -105,6 +117,12 @@ class KafkaBus:
             raise config_error(None, "bus.options", "partitions, replication, poll size: positive")
         if min(timeout, session_timeout, heartbeat_interval, stop_timeout) <= 0:
             raise config_error(None, "bus.options", "timeouts must be positive")
+        if heartbeat_interval >= session_timeout:
+            raise config_error(
+                None,
+                "bus.options.heartbeat_interval",
+                heartbeat_rule(heartbeat_interval, session_timeout),
+            )
         self.url = url
         self.prefix = check_prefix(prefix)
         self.partitions = partitions

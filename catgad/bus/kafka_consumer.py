@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import aiokafka.client
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import InvalidSessionTimeoutError, KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
 from catgad.bus.protocol import OnUndecodable
@@ -57,6 +57,7 @@ log = structlog.get_logger(__name__)
 Dispatch = Callable[[Envelope, Mapping[str, str]], Awaitable[None]]
 _POLL = 0.25  # seconds; how long stop() may wait for a poll to end
 _TOPIC_CHECK = 1.0  # seconds between two attempts to make a missing topic again
+_REFUSED_RETRY = 5.0  # seconds between two joins the broker refused for the session timeout
 
 
 # -- metadata requests that leave missing topics missing ----------------------------------
@@ -94,6 +95,17 @@ def no_auto_create(client: Any) -> None:
             _leave_missing.reset(token)
 
     client._metadata_update = leaving_missing
+
+
+def session_refused(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is the broker refusing the group's session timeout;
+    aiokafka reports it as a coordination error caused by InvalidSessionTimeoutError."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, InvalidSessionTimeoutError) or "InvalidSessionTimeout" in str(seen):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -244,6 +256,9 @@ class KafkaSubscription:
                     timeout_ms=int(_POLL * 1000), max_records=self.bus.max_poll_records
                 )
             except KafkaError as exc:
+                if session_refused(exc):
+                    await self._refused(exc)
+                    continue
                 log.warning("kafka bus poll failed; retrying", topic=self.name, error=repr(exc))
                 await asyncio.sleep(_POLL)  # the client reconnects by itself; nothing to await
                 continue
@@ -257,6 +272,27 @@ class KafkaSubscription:
                     if self._stopping:
                         break
                     await self._partition(consumer, tp, records)
+
+    async def _refused(self, exc: KafkaError) -> None:
+        """The broker refuses the group's session timeout (Apache Kafka's floor is its
+        group.min.session.timeout.ms, 6 s by default): say what to change, and join again
+        later with a fresh member (the client's coordinator has given up for good)."""
+        session = self.bus.consumer_options["session_timeout_ms"] / 1000
+        log.error(
+            "kafka broker refuses the consumer group's session timeout; this daemon takes no"
+            " part in the group until it accepts one",
+            topic=self.name,
+            group=self.group,
+            session_timeout=session,
+            fix=f"set the brokers' group.min.session.timeout.ms to at most {session * 1000:g},"
+            " or raise bus.options.session_timeout (a dead daemon's partitions then move later)",
+            error=repr(exc),
+        )
+        waited = 0.0
+        while waited < _REFUSED_RETRY and not self._stopping:
+            await asyncio.sleep(_POLL)  # an operator's change is awaited; no event announces it
+            waited += _POLL
+        self._renew_at = time.monotonic()  # holds no partition: the next turn replaces it
 
     def _unread(self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, Any]) -> None:
         """Partitions moved since this batch was fetched: those still ours are read again."""

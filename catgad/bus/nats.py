@@ -20,6 +20,18 @@ back anything fetched after, a crash hands it back after `ack_wait` (a long
 handler keeps its message with in-progress acks). The price is one round trip
 per message per partition; partitions, not members, bound the parallelism.
 
+Failover. A member killed without leaving (kill -9, a lost machine) holds at
+most one message per partition, and the server gives it to another member
+`ack_wait` after it last heard of it; a handler that runs longer keeps its
+message with an in-progress ack every third of `ack_wait`. So `ack_wait` is
+short (2 s by default): a dead daemon's commands, and those queued behind them
+on its partitions, are served by another within about 2.5 s. A command the
+dead daemon had run but not acknowledged runs again with the same id and finds
+its first result (idempotency). A member whose event loop stalls for more than
+two thirds of `ack_wait` may see its message go to another member meanwhile
+(at least once: a command finds its first result by its id, consumers
+deduplicate events by id).
+
 Commands travel the same way (see `catgad.bus.wire` for their headers): one
 member at a time serves each partition, in order, and the reply goes back to
 the requester's inbox over core NATS. Core NATS keeps nothing for a client
@@ -100,7 +112,7 @@ class NatsBus:
         max_age: float = _WEEK,
         duplicate_window: float = 120.0,
         timeout: float = 5.0,
-        ack_wait: float = 30.0,
+        ack_wait: float = 2.0,
         redelivery_delay: float = 1.0,
         pull_expires: float = 1.0,
         stop_timeout: float = 10.0,

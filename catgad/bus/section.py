@@ -60,7 +60,10 @@ OPTIONS: dict[str, dict[str, Schema]] = {
         "max_age": _seconds("messages are kept"),
         "duplicate_window": _seconds("JetStream remembers message ids for deduplication"),
         "timeout": _seconds("one request to the server may take"),
-        "ack_wait": _seconds("before an unacknowledged message is delivered again"),
+        "ack_wait": _seconds(
+            "before an unacknowledged message goes to another member (default 2): a dead "
+            "daemon's commands move on after this; in-progress acks keep a long one"
+        ),
         "redelivery_delay": _seconds("before a failed delivery is tried again", 0.0),
         "pull_expires": _seconds("one pull waits for messages"),
         "stop_timeout": _seconds("a shutdown waits for the messages in hand"),
@@ -72,8 +75,13 @@ OPTIONS: dict[str, dict[str, Schema]] = {
         "enable_idempotence": {"type": "boolean", "description": "the idempotent producer"},
         "timeout": _seconds("one request to the broker may take"),
         "redelivery_delay": _seconds("before a failed delivery is tried again", 0.0),
-        "session_timeout": _seconds("a silent member stays in its group"),
-        "heartbeat_interval": _seconds("between heartbeats to the group coordinator"),
+        "session_timeout": _seconds(
+            "a silent member stays in its group (default 2): a dead daemon's partitions move "
+            "after this; Apache Kafka brokers refuse below group.min.session.timeout.ms (6 s)"
+        ),
+        "heartbeat_interval": _seconds(
+            "between heartbeats to the group coordinator (default 0.5); below session_timeout"
+        ),
         "rebalance_timeout": _seconds("members get to rejoin in a rebalance"),
         "max_poll_records": _int("records fetched at once"),
         "fetch_max_wait": _seconds("a fetch waits for records"),
@@ -157,7 +165,37 @@ def build_bus(raw: Any, ctx: Building) -> BusConfig:
     )
 
 
+KAFKA_SESSION_TIMEOUT = 2.0  # catgad.bus.kafka's defaults, checked together here
+KAFKA_HEARTBEAT_INTERVAL = 0.5
+
+
+def heartbeat_rule(heartbeat: float, session: float) -> str:
+    # a member heartbeating this seldom is dropped from its group between two beats
+    return (
+        f"heartbeat_interval ({heartbeat:g}s) must be below session_timeout ({session:g}s);"
+        " a third of it is usual"
+    )
+
+
 def lint_bus(raw: Any, bus: BusConfig, ctx: Linting) -> None:
+    _kafka_heartbeat(bus, ctx)
+    _shared_nats(bus, ctx)
+
+
+def _kafka_heartbeat(bus: BusConfig, ctx: Linting) -> None:
+    options = bus.options
+    heartbeat = options.get("heartbeat_interval", KAFKA_HEARTBEAT_INTERVAL)
+    session = options.get("session_timeout", KAFKA_SESSION_TIMEOUT)
+    numbers = all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in (heartbeat, session)
+    )
+    if bus.kind == "kafka" and numbers and heartbeat >= session:
+        key = "heartbeat_interval" if "heartbeat_interval" in options else "session_timeout"
+        path: Path = ("bus", "options", key)
+        ctx.error(path if key in options else ("bus",), heartbeat_rule(heartbeat, session))
+
+
+def _shared_nats(bus: BusConfig, ctx: Linting) -> None:
     """A NATS store and a NATS bus on one server must not share subjects."""
     store = ctx.values.get("store")
     if store is None or store.kind != "nats" or bus.kind != "nats" or store.url != bus.url:

@@ -91,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if not config.service.auth and not args.insecure and exposed(host):
         raise UsageError(
             f"refusing to listen on {_hostport(host, port)} with no access tokens: the API "
-            "would be open to anyone who can reach it. Declare service.auth.tokens (README, "
-            "Access), listen on loopback (127.0.0.1), or pass --insecure to mean it"
+            "would be open to anyone who can reach it. Declare service.auth.tokens "
+            "(docs/operations.md, Access), listen on loopback (127.0.0.1), or pass --insecure "
+            "to mean it"
         )
     sock = bind(host, port)
     try:

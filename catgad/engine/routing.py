@@ -10,7 +10,7 @@ replica dies its partitions go to the others. Every daemon `serve`s that
 group, running what it is given through `CommandEngine.handle` and replying.
 With the in-process bus (or `route: local`) commands run here.
 
-What travels (also written in the README, for producers that are not catgad):
+What travels (also written in docs/operations.md, for producers that are not catgad):
 
 - the command: a CloudEvent whose `type` is the command type and `data` its
   payload; `id` is the idempotency key (the HTTP `Idempotency-Key`). The HTTP

@@ -39,14 +39,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from catgad.consumer.clock import rfc3339
-from catgad.errors import CatgadError
 from catgad.http.access import Access
 from catgad.http.routes import json_response
 from catgad.observability.logs import get_logger
-from catgad.processes.runner import ProcessRunner
 from catgad.projections import deadletters
+from catgad.reactors.feature import reactors_of
 from catgad.runtime import Runtime
-from catgad.sagas.runner import SagaRunner
 
 log = get_logger("catgad.inbox")
 
@@ -57,11 +55,11 @@ REFRESH = 15.0  # seconds between refreshes of the gauge while serving
 SHOWN = 100  # items of one projection's dead letters, or of one saga's failures, listed
 
 
-def _q(part: str) -> str:
+def quoted(part: str) -> str:
     return quote(part, safe="")
 
 
-def _action(name: str, href: str, scope: str, *, comment: bool = False) -> dict[str, Any]:
+def action(name: str, href: str, scope: str, *, comment: bool = False) -> dict[str, Any]:
     action: dict[str, Any] = {"name": name, "method": "POST", "href": href, "scope": scope}
     if comment:
         action["body"] = {"comment": "optional: recorded with the decision"}
@@ -99,8 +97,8 @@ class Inbox:
 
     async def gather(self) -> dict[str, Any]:
         items, letters = await self._dead_letters()
-        items += await self._failed_sagas()
-        items += self._processes()
+        for reactor in reactors_of(self.runtime.config):
+            items += await reactor.inbox(self.runtime.reactor(reactor.key))
         items += await self._projections()
         items.sort(key=lambda item: str(item["since"] or ""))
         counts = {kind: sum(1 for i in items if i["kind"] == kind) for kind in KINDS}
@@ -120,9 +118,9 @@ class Inbox:
         for name in self.runtime.projections.projections:
             letters = await deadletters.open_letters(self.runtime.store, name)
             total += len(letters)
-            base = f"/projections/{_q(name)}"
+            base = f"/projections/{quoted(name)}"
             for letter in letters[:SHOWN]:
-                event = f"?event_id={_q(letter.event.id)}"
+                event = f"?event_id={quoted(letter.event.id)}"
                 items.append(
                     {
                         "kind": "dead_letter",
@@ -132,88 +130,14 @@ class Inbox:
                         "detail": letter.reason,
                         "since": letter.time,
                         "subject": {"projection": name, **letter.to_dict()},
-                        "link": f"#/projections/{_q(name)}",
+                        "link": f"#/projections/{quoted(name)}",
                         "actions": [
-                            _action("replay", f"{base}/replay{event}", "manage"),
-                            _action("skip", f"{base}/skip{event}", "manage"),
+                            action("replay", f"{base}/replay{event}", "manage"),
+                            action("skip", f"{base}/skip{event}", "manage"),
                         ],
                     }
                 )
         return items, total
-
-    async def _failed_sagas(self) -> list[dict[str, Any]]:
-        runner = self.runtime.reactors.get("sagas")
-        items: list[dict[str, Any]] = []
-        if not isinstance(runner, SagaRunner):
-            return items
-        for name in runner.sagas:
-            for summary in runner.listing(name, "failed")[:SHOWN]:
-                instance = summary["id"]
-                try:
-                    reason = (await runner.instance(name, instance)).reason
-                except CatgadError:
-                    reason = None
-                path = f"{_q(name)}/{_q(instance)}"
-                items.append(
-                    {
-                        "kind": "failed_saga",
-                        "key": f"failed_saga:{name}:{instance}",
-                        "title": f"saga {name} {instance} failed to compensate",
-                        "detail": reason,
-                        "since": summary["updated_at"],
-                        "subject": {"saga": name, "id": instance, "step": summary["step"]},
-                        "link": f"#/sagas/{path}",
-                        "actions": [_action("retry", f"/sagas/{path}/retry", "manage")],
-                    }
-                )
-        return items
-
-    def _processes(self) -> list[dict[str, Any]]:
-        runner = self.runtime.reactors.get("processes")
-        items: list[dict[str, Any]] = []
-        if not isinstance(runner, ProcessRunner):
-            return items
-        now = runner.clock.now()
-        for name in runner.processes:
-            for state in runner.states(name):
-                path = f"{_q(name)}/{_q(state.id)}"
-                subject = {"process": name, "id": state.id, "state": state.state}
-                if state.approval is not None and state.status == "running":
-                    scope = str(state.approval["scope"])
-                    items.append(
-                        {
-                            "kind": "approval",
-                            "key": f"approval:{name}:{state.id}",
-                            "title": f"{name} {state.id} waits for a decision in "
-                            f"{state.approval['state']}",
-                            "detail": f"needs a token with the scope {scope!r}",
-                            "since": rfc3339(float(state.approval["at"])),
-                            "subject": {**subject, "data": state.data},
-                            "link": f"#/processes/{path}",
-                            "actions": [
-                                _action(v, f"/processes/{path}/{v}", scope, comment=True)
-                                for v in ("approve", "reject")
-                            ],
-                        }
-                    )
-                timer = state.timer
-                if timer is not None and float(timer["due"]) < now - OVERDUE_AFTER:
-                    late = now - float(timer["due"])
-                    items.append(
-                        {
-                            "kind": "overdue_timer",
-                            "key": f"overdue_timer:{name}:{state.id}",
-                            "title": f"{name} {state.id}: timer of {timer['state']} "
-                            f"overdue by {late:.0f}s",
-                            "detail": f"due to go to {timer['goto']}; the daemon holding "
-                            f"the lease process:{name} has not fired it",
-                            "since": rfc3339(float(timer["due"])),
-                            "subject": {**subject, "due": rfc3339(float(timer["due"]))},
-                            "link": f"#/processes/{path}",
-                            "actions": [],
-                        }
-                    )
-        return items
 
     async def _projections(self) -> list[dict[str, Any]]:
         manager = self.runtime.projections
@@ -225,10 +149,10 @@ class Inbox:
             why = _projection_trouble(status)
             if why is None:
                 continue
-            base = f"/projections/{_q(name)}"
-            actions = [_action("rebuild", f"{base}/rebuild", "manage")]
+            base = f"/projections/{quoted(name)}"
+            actions = [action("rebuild", f"{base}/rebuild", "manage")]
             if status["status"] in ("stopped", "failed"):
-                actions.insert(0, _action("start", f"{base}/start", "manage"))
+                actions.insert(0, action("start", f"{base}/start", "manage"))
             lag = status.get("lag") or {}
             seconds = lag.get("seconds") or 0.0
             items.append(
@@ -244,7 +168,7 @@ class Inbox:
                         "checkpoint": status.get("checkpoint"),
                         "lag": lag,
                     },
-                    "link": f"#/projections/{_q(name)}",
+                    "link": f"#/projections/{quoted(name)}",
                     "actions": actions,
                 }
             )

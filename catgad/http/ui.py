@@ -33,10 +33,9 @@ from starlette.routing import Route
 
 from catgad.errors import NotFound
 from catgad.http.access import COOKIE, OPEN, Access
-from catgad.processes.section import PROCESSES
 from catgad.projections.section import PROJECTIONS
+from catgad.reactors.feature import reactors_of
 from catgad.runtime import Runtime
-from catgad.sagas.section import SAGAS
 from catgad.service.model import AuthToken
 
 SIGNIN = "/ui/signin"
@@ -102,14 +101,7 @@ class UiEndpoints:
             "cookie": COOKIE,
             "token": token.name if isinstance(token, AuthToken) else None,
             "scopes": sorted(token.scopes) if isinstance(token, AuthToken) else None,
-            "sagas": sorted(SAGAS.of(config)),
-            "processes": {
-                name: {
-                    "states": list(p.states),
-                    "approvals": [s for s, d in p.states.items() if d.approval is not None],
-                }
-                for name, p in sorted(PROCESSES.of(config).items())
-            },
+            **{reactor.key: reactor.page() for reactor in reactors_of(config)},
             "projections": sorted(PROJECTIONS.of(config)),
         }
 

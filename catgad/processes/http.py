@@ -1,6 +1,7 @@
 """The process endpoints (SPEC section 11).
 
-- `GET /processes/{name}?state=`: the instances this daemon knows of (it follows the log).
+- `GET /processes/{name}?state=`: the instances, from the store's process index
+  (catgad.store.process_index), so every daemon on the store lists the same.
 - `GET /processes/{name}/{id}`: state, data, status, history with times, the pending timer
   with its due time, the approval waited for (read from the instance's stream).
 - `POST /processes/{name}/{id}/approve` · `/reject`, body `{"comment": ...}` optional: a
@@ -62,7 +63,7 @@ class ProcessEndpoints:
             raise MalformedRequest(
                 "query state", f"state must be one of {', '.join(process.states)}, got {state!r}"
             )
-        return json_response({"process": name, "instances": self.runner.listing(name, state)})
+        return json_response({"process": name, "instances": await self.runner.listing(name, state)})
 
     async def one(self, request: Request) -> Response:
         name, instance = request.path_params["name"], request.path_params["id"]

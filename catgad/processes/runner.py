@@ -5,36 +5,45 @@ catgad.processes.state.
     await runner.start()
     await runner.decide("Fulfilment", "o1", approve=True, token="finance", comment="ok")
 
-- Every daemon follows the store's log from the start into an index of the
-  instances (each instance's decisions are events of its stream), for listings.
-- The daemon holding the lease `process:<name>` acts: it decides on each event
-  of the process in log order (start, transition, or ignored), fires the timers
-  that fall due, and sends the commands a state entry announced. Decisions are
-  appended at the instance's version as read, so a timer and an event, or an
-  approval and a timer, can never both move an instance: the loser's append
-  fails, it reads again and decides again on the new state (usually: nothing).
-- Each decision records up to which log position the instance's events have been
-  decided on, so after a restart (or a takeover) an event is decided on once:
-  the events a daemon sees while catching up are kept per instance and decided
-  on only once the whole log is read, those already covered dropped.
-- Timers are kept in a heap by due time, built from the log: one that fell due
-  while no daemon ran fires as soon as the catch-up ends, never before it is due.
-- Commands are announced by a decision before they are sent, then marked
-  delivered; announced but undelivered ones (a crash came between) are sent again
-  under the same ids, which the store keeps once.
+- The instance streams (`Process-<name>-<id>`) are the truth. Beside them the store keeps a
+  process index (catgad.store.process_index): a row per instance with its state and when it
+  is next due (a timer, or commands to deliver). Listings, metrics and the timers read it,
+  so no daemon holds every instance in memory nor reads the whole log to start.
+- The daemon holding the lease `process:<name>` acts: its log follower resumes from the
+  checkpoint `process:<name>` and decides on each event of the process in log order (start,
+  transition, or ignored), reading the instance from its stream when it is not in a bounded
+  cache; its timer task asks the index what is due and fires it; it sends the commands a
+  state entry announced. Decisions are appended at the instance's version as read, so a
+  timer and an event, or an approval and a timer, can never both move an instance: the
+  loser's append fails, it reads again and decides again on the new state (usually: nothing).
+- The index is written after each decision is appended, and repaired by the follower: every
+  decision it reads whose row it has not seen written is read from the stream and put, before
+  the checkpoint moves past it. So a crash between an append and its index write is healed
+  on the next start (the checkpoint is behind the decision); an entry met stale (the timer
+  fired or was cancelled since) is replaced by the stream's row and dropped.
+- Each decision records up to which log position the instance's events have been decided
+  on, so after a restart (or a takeover) an event is decided on once. Timers fire once the
+  follower has caught up, so an event that came first wins over a timer due meanwhile.
+- Commands are announced by a decision before they are sent, then marked delivered; announced
+  but undelivered ones (a crash came between) keep the instance due in the index, so they
+  are sent again under the same ids, which the store keeps once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import heapq
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as Counting
 
 from catgad.consumer.clock import Clock, rfc3339
+from catgad.consumer.loop import LogReader, LoopSettings
 from catgad.consumer.settings import LeasedSettings
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, ConcurrencyError, NotAwaitingDecision, ProcessNotFound
@@ -62,30 +71,109 @@ from catgad.reactors.decisions import Decide
 from catgad.reactors.runner import ReactorRunner
 from catgad.reactors.send import CommandSender, Outgoing
 from catgad.store.lease import LeaseKeeper
-from catgad.store.protocol import EventStore
+from catgad.store.process_index import (
+    DueTimer,
+    InstanceRow,
+    ProcessIndex,
+    Summary,
+    process_index,
+)
+from catgad.store.protocol import AppendResult, Coordination, EventStore
 
 log = get_logger("catgad.processes")
 TIMERS_AT_ONCE = 64  # due timers fired side by side
+DUE_BATCH = 512  # due entries asked of the index at once
+CACHED = 10_000  # instances kept in memory per process (the most recently used)
+SUMMARY_EVERY = 5.0  # seconds between two reads of the metrics' summary from the index
+
+
+def wake_at(state: ProcessState) -> float | None:
+    """When the runner must next act on an instance: at once when commands announced wait to
+    be delivered, else when its timer falls due; None when nothing is pending."""
+    if state.undelivered:
+        return state.updated_at
+    return due(state)
+
+
+def row_of(state: ProcessState) -> InstanceRow:
+    asked = float(state.approval["at"]) if state.approval else None
+    return InstanceRow(
+        state.id, state.state, state.status, state.version, state.updated_at, wake_at(state), asked
+    )
 
 
 class _Process:
     def __init__(self, process: ProcessDef) -> None:
         self.process = process
-        self.index: dict[str, ProcessState] = {}
-        self.pending: dict[str, list[Envelope]] = {}  # events seen while catching up, per id
+        self.reads = set(process.events())
         self.lease: LeaseKeeper | None = None
-        self.timers: list[tuple[float, str]] = []  # (due, instance), a heap; stale entries ok
-        self.lock: dict[str, asyncio.Lock] = {}  # one decision at a time per instance, here
+        self.reader: LogReader | None = None
+        self.caught_up = asyncio.Event()  # the follower reached the head since gaining the lease
+        self.cache: OrderedDict[str, ProcessState] = OrderedDict()
+        self.indexed: dict[str, int] = {}  # instance -> version known written to the index
+        self.retries: list[tuple[float, str]] = []  # (when, instance): deliveries, failed fires
+        self.later: dict[str, float] = {}  # instance -> not before (a delivery being retried)
+        # one decision at a time per instance, here: a lock and how many hold or wait for it
+        self.locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self.summary = Summary({}, 0, None)
+        self.unindexed: dict[str, ProcessState] = {}  # decided, row not yet put (batched)
+        self.batching = 0  # follower batches and timer rounds under way: rows put at their end
 
     @property
     def name(self) -> str:
         return self.process.name
 
-    def lock_of(self, instance: str) -> asyncio.Lock:
-        lock = self.lock.get(instance)
-        if lock is None:
-            lock = self.lock[instance] = asyncio.Lock()
-        return lock
+    @property
+    def position(self) -> int:
+        """Log position up to which events were decided on here (0: not driving)."""
+        return self.reader.position if self.reader is not None else 0
+
+    def cached(self, instance: str) -> ProcessState | None:
+        state = self.cache.get(instance)
+        if state is not None:
+            self.cache.move_to_end(instance)
+        return state
+
+    def keep(self, state: ProcessState) -> None:
+        known = self.cache.get(state.id)
+        if known is not None and known.version > state.version:
+            return
+        self.cache[state.id] = state
+        self.cache.move_to_end(state.id)
+        while len(self.cache) > CACHED:
+            gone, _ = self.cache.popitem(last=False)
+            self.indexed.pop(gone, None)
+
+    @contextlib.asynccontextmanager
+    async def lock(self, instance: str) -> Any:
+        held = self.locks.get(instance)
+        if held is None:
+            held = self.locks[instance] = (asyncio.Lock(), [0])
+        lock, users = held
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self.locks[instance]
+
+
+class _LeaseLost(Exception):
+    def __init__(self, handled: int) -> None:
+        self.handled = handled
+
+
+class _Follower:
+    """The log follower's sink for one process (its LogReader holds the process's lease)."""
+
+    def __init__(self, runner: ProcessRunner, entry: _Process) -> None:
+        self.runner = runner
+        self.entry = entry
+
+    async def handle(self, events: list[Envelope]) -> int:
+        return await self.runner.follow(self.entry, events)
 
 
 class ProcessRunner(ReactorRunner):
@@ -105,6 +193,7 @@ class ProcessRunner(ReactorRunner):
         registry: CollectorRegistry | None = None,
         settings: LeasedSettings | None = None,
         drive: bool = True,
+        index: ProcessIndex | None = None,
     ) -> None:
         self.processes = {name: _Process(p) for name, p in PROCESSES.of(config).items()}
         super().__init__(
@@ -117,19 +206,78 @@ class ProcessRunner(ReactorRunner):
             settings=settings or PROCESSES.of(config).settings,
             drive=drive,
         )
-        self._by_prefix = {p.process.stream_prefix: p for p in self.processes.values()}
-        self._reading: dict[str, list[_Process]] = {}
-        for entry in self.processes.values():
-            for event_type in entry.process.events():
-                self._reading.setdefault(event_type, []).append(entry)
-        self._handled = 0  # log position up to which events were decided on here
+        self.index = index if index is not None else process_index(store)
         self._metrics(registry)
 
     def status(self) -> dict[str, Any]:
         return {
-            name: {"driving": self._leading(e), "instances": len(e.index)}
+            name: {"driving": self._leading(e), "instances": sum(e.summary.states.values())}
             for name, e in self.processes.items()
         }
+
+    # -- component: a follower per process, on its lease ------------------------------------------
+
+    async def start(self) -> None:
+        if not self.processes:
+            return
+        self._running = True
+        self._tasks.append(asyncio.create_task(self._summaries(), name="processes-summary"))
+        if not self.drive:
+            return
+        resumable = isinstance(self.store, Coordination) and self.index.durable
+        for entry in self.processes.values():
+            if isinstance(self.store, Coordination):
+                name = f"{self.lease_kind}:{entry.name}"
+                entry.lease = LeaseKeeper(self.store, name, self.owner, self.settings.lease_ttl)
+            entry.reader = LogReader(
+                self.store,
+                _Follower(self, entry),
+                name=f"{self.lease_kind}:{entry.name}",
+                settings=LoopSettings(poll_interval=self.settings.poll_interval),
+                lease=entry.lease,
+                checkpointed=resumable and entry.lease is not None,
+                on_active=lambda _, entry=entry: entry.caught_up.clear(),  # type: ignore[misc]
+                on_idle=lambda entry=entry: self._reached_head(entry),  # type: ignore[misc]
+            )
+            entry.reader.start()  # and its lease
+            task = asyncio.create_task(
+                self._supervise(entry), name=f"{self.lease_kind}:{entry.name}"
+            )
+            self._tasks.append(task)
+        self._tasks.append(asyncio.create_task(self._timers(), name=f"{self.name}-timers"))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for entry in self.processes.values():
+            if entry.lease is not None:
+                entry.lease.nudge()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for entry in self.processes.values():
+            if entry.reader is not None:
+                await entry.reader.stop()  # releases the lease
+            elif entry.lease is not None:
+                await entry.lease.stop(release=True)
+
+    def notify(self, result: AppendResult | None = None) -> None:
+        last = result.events[-1].position if result is not None and result.events else None
+        for entry in self.processes.values():
+            if entry.reader is not None:
+                entry.reader.notify(last)
+
+    def _reached_head(self, entry: _Process) -> None:
+        if not entry.caught_up.is_set():
+            entry.caught_up.set()
+            self._wake.set()
+            log.info(
+                "process follower caught up with the log",
+                process=entry.name,
+                position=entry.position,
+            )
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -146,25 +294,29 @@ class ProcessRunner(ReactorRunner):
             raise ProcessNotFound(f"{name} process instance", instance)
         return state
 
-    def listing(self, name: str, state: str | None = None) -> list[dict[str, Any]]:
+    async def listing(self, name: str, state: str | None = None) -> list[dict[str, Any]]:
         self.definition(name)
         return [
             {
-                "id": s.id,
-                "state": s.state,
-                "status": s.status,
-                "version": s.version,
-                "updated_at": rfc3339(s.updated_at),
+                "id": row.instance,
+                "state": row.state,
+                "status": row.status,
+                "version": row.version,
+                "updated_at": rfc3339(row.updated_at),
             }
-            for s in self.processes[name].index.values()
-            if state is None or s.state == state
+            for row in await self.index.listing(name, state)
         ]
 
-    def states(self, name: str) -> list[ProcessState]:
-        """The instances this daemon knows of, as its index holds them (the operator inbox
-        reads their pending approvals and timers); read them, do not change them."""
+    async def waiting(self, name: str, overdue_before: float, limit: int) -> list[ProcessState]:
+        """Instances a person may have to look at (the operator inbox): those waiting for a
+        decision, and those whose timer was due before `overdue_before`; `limit` of each."""
         self.definition(name)
-        return list(self.processes[name].index.values())
+        rows = [r for r in await self.index.listing(name) if r.asked_at is not None]
+        asked = sorted(rows, key=lambda r: r.asked_at or 0.0)[:limit]
+        late = await self.index.due(name, overdue_before, limit)
+        ids = dict.fromkeys([r.instance for r in asked] + [t.instance for t in late])
+        states = [await self.instance(name, instance) for instance in ids]
+        return [s for s in states if s.status == "running"]
 
     async def decide(
         self, name: str, instance: str, *, approve: bool, token: str, comment: str | None
@@ -172,12 +324,12 @@ class ProcessRunner(ReactorRunner):
         """A person's decision; NotAwaitingDecision (409) when the instance waits for none."""
         process = self.definition(name)
         entry = self.processes[name]
-        async with entry.lock_of(instance):
+        async with entry.lock(instance):
             for _ in range(10):
                 state = await self.instance(name, instance)
                 try:
                     made = on_approval(
-                        process, state, approve, token, comment, self.clock.now(), self._handled
+                        process, state, approve, token, comment, self.clock.now(), entry.position
                     )
                 except NotWaiting:
                     raise NotAwaitingDecision(name, instance, state.state) from None
@@ -190,82 +342,113 @@ class ProcessRunner(ReactorRunner):
         raise NotAwaitingDecision(name, instance, "changing")
 
     async def settled(self, name: str, instance: str, state: str) -> ProcessState:
-        """Wait until the instance is in `state` (tests; bound it with asyncio.timeout)."""
-        entry = self.processes[name]
+        """Wait until the instance is in `state` with its commands delivered (tests; bound it
+        with asyncio.timeout). Read from the stream on every change seen here, and now and
+        then for the changes of other daemons."""
+        process = self.definition(name)
         while True:
             self._changed.clear()
-            known = entry.index.get(instance)
-            if known is not None and known.state == state and not known.undelivered:
-                return await self.instance(name, instance)
-            await self._changed.wait()
+            known = fold(process, instance, await self.store.read(process.stream(instance)))
+            if known.state == state and not known.undelivered:
+                return known
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self._changed.wait()
 
-    # -- following the log -----------------------------------------------------------------------
+    # -- following the log (the lease holder) -------------------------------------------------
 
-    async def handle(self, events: list[Envelope]) -> int:
-        for event in events:
+    async def follow(self, entry: _Process, events: list[Envelope]) -> int:
+        """Decide on the process's events, in order; repair the index of the decisions seen.
+        Fewer than all handled when the lease is lost: the rest is the next holder's."""
+        seen: dict[str, int] = {}  # instance -> highest decision version read
+        handled = 0
+        try:
+            async with self._batch(entry):
+                await self._decide_all(entry, events, seen)
+                handled = len(events)
+        except _LeaseLost as lost:
+            handled = lost.handled
+        finally:
+            await self._repair(entry, seen)
+        return handled
+
+    async def _decide_all(
+        self, entry: _Process, events: list[Envelope], seen: dict[str, int]
+    ) -> None:
+        prefix = entry.process.stream_prefix
+        for handled, event in enumerate(events):
+            if not self._leading(entry):
+                raise _LeaseLost(handled)
             subject = event.subject or ""
-            if event.type.startswith(DECISION_PREFIX) and subject.startswith("Process-"):
-                self._decided(subject, event)
-            reading = self._reading.get(event.type)
-            if reading:
-                for entry in reading:
-                    await self._event(entry, event)
-            self._handled = max(self._handled, event.position or 0)
-        if len(events) < self.loop.settings.batch:
-            self._idle()
-        return len(events)
+            if event.type.startswith(DECISION_PREFIX) and subject.startswith(prefix):
+                instance = subject[len(prefix) :]
+                seen[instance] = max(seen.get(instance, 0), event.streamversion or 0)
+                self._passed(entry, instance, event)
+            if event.type in entry.reads:
+                await self._event(entry, event)
 
-    def _decided(self, subject: str, event: Envelope) -> None:
-        self._changed.set()
-        for prefix, entry in self._by_prefix.items():
-            if not subject.startswith(prefix):
-                continue
-            instance = subject[len(prefix) :]
-            state = entry.index.get(instance)
-            if state is None:
-                state = entry.index[instance] = ProcessState(entry.process.name, instance, subject)
-            if (event.streamversion or 0) > state.version:  # not applied in hand already
-                evolve(state, event)
-                self._indexed(entry, state)
+    def _passed(self, entry: _Process, instance: str, decision: Envelope) -> None:
+        """Keep the cache up to the log: an event read after a decision (another daemon's, as
+        an approval) is decided on the state after it, as the stream has it."""
+        cached = entry.cache.get(instance)
+        version = decision.streamversion or 0
+        if cached is None or cached.version >= version:
             return
+        if cached.version == version - 1:
+            moved = _copy(cached)  # never changed in place: a decision may be reading it
+            evolve(moved, decision)
+            entry.keep(moved)
+        else:
+            del entry.cache[instance]  # read from the stream when next needed
 
-    def _indexed(self, entry: _Process, state: ProcessState) -> None:
-        """Keep what the index derives from a state: its timer, the events it covered."""
-        when = due(state)
-        if when is not None:
-            heapq.heappush(entry.timers, (when, state.id))
-            self._wake.set()
-        pending = entry.pending.get(state.id)
-        if pending:
-            entry.pending[state.id] = [e for e in pending if (e.position or 0) > state.upto]
+    async def _repair(self, entry: _Process, seen: dict[str, int]) -> None:
+        """Put the rows of instances whose decisions were read but not seen indexed here."""
+        states = []
+        for instance, version in seen.items():
+            if entry.indexed.get(instance, 0) >= version:
+                continue
+            state = await self._state(entry, instance, version)
+            states.append(state)
+        if states:
+            self._changed.set()
+            await self._index(entry, states, quietly=False)
+
+    async def _state(self, entry: _Process, instance: str, at_least: int = 0) -> ProcessState:
+        """The instance as last known here, or read from its stream (then kept)."""
+        state = entry.cached(instance)
+        if state is not None and state.version >= at_least:
+            return state
+        process = entry.process
+        state = fold(process, instance, await self.store.read(process.stream(instance)))
+        entry.keep(state)
+        return state
 
     async def _event(self, entry: _Process, event: Envelope) -> None:
         instance = instance_of(entry.process, event)
         if instance is None:
             return
-        state = entry.index.get(instance)
-        if state is not None and (event.position or 0) <= state.upto:
-            return  # decided on already
-        if not (self._caught_up.is_set() and self._leading(entry)):
-            entry.pending.setdefault(instance, []).append(event)  # decided on later, in order
-            return
         await self._decide_event(entry, instance, event)
 
     async def _decide_event(self, entry: _Process, instance: str, event: Envelope) -> None:
         process = entry.process
-        async with entry.lock_of(instance):
-            for _ in range(10):
-                state = entry.index.get(instance)
+        async with entry.lock(instance):
+            for attempt in range(10):
+                state = entry.cached(instance)
+                if state is None and attempt == 0 and event.type in process.start:
+                    # most start events begin a new instance: tried without reading it, an
+                    # existing one makes the append fail and is read then
+                    state = ProcessState(process.name, instance, process.stream(instance))
+                elif state is None:
+                    state = await self._state(entry, instance)
                 try:
-                    if state is None or state.status is None:
+                    if state.status is None:
                         if event.type not in process.start:
                             self._ignored.labels(process.name, event.type).inc()
                             return
-                        state = ProcessState(process.name, instance, process.stream(instance))
                         made = begin(process, instance, event, self.clock.now())
                     else:
                         if (event.position or 0) <= state.upto:
-                            return
+                            return  # decided on already
                         made = on_event(process, state, event, self.clock.now())
                         if not made:
                             self._ignored.labels(process.name, event.type).inc()
@@ -287,53 +470,34 @@ class ProcessRunner(ReactorRunner):
                 await self._deliver(entry, state)
                 return
 
-    async def _reload(self, entry: _Process, instance: str) -> None:
+    async def _reload(self, entry: _Process, instance: str) -> ProcessState:
         process = entry.process
         state = fold(process, instance, await self.store.read(process.stream(instance)))
-        if state.status is not None:
-            entry.index[instance] = state
-            self._indexed(entry, state)
+        entry.cache.pop(instance, None)
+        entry.keep(state)
+        return state
 
     # -- acting ----------------------------------------------------------------------------------
 
     async def _supervise(self, entry: _Process) -> None:
-        """On every gain of the lease (once caught up): decide on the events kept meanwhile,
-        and send what was announced but not delivered."""
-        await self._caught_up.wait()
+        """Say when the lease is gained; the timers look again then."""
         leading = False
         while not self._stopping:
             now = self._leading(entry)
             if now and not leading:
                 log.info("driving process instances", process=entry.process.name, owner=self.owner)
-                try:
-                    await self._catch_up(entry)
-                except Exception as exc:  # the store failed: the next gain tries again
-                    log.warning(
-                        "process catch-up failed",
-                        process=entry.process.name,
-                        error=getattr(exc, "detail", repr(exc)),
-                    )
-                    now = False
+            if now != leading:
                 self._wake.set()
             leading = now
             if entry.lease is None:
                 return
             await entry.lease.wait_change(entry.lease.period)
 
-    async def _catch_up(self, entry: _Process) -> None:
-        pending, entry.pending = entry.pending, {}
-        for instance, events in pending.items():
-            for event in sorted(events, key=lambda e: e.position or 0):
-                await self._decide_event(entry, instance, event)
-        for state in list(entry.index.values()):
-            if state.undelivered:
-                await self._deliver(entry, state)
-
     async def _commit(
         self, entry: _Process, state: ProcessState, made: list[Decide]
     ) -> ProcessState:
-        """Append `made` at the version `state` was read at; once they are stored (never
-        before: readers of the index read the store), the state after them, in the index."""
+        """Append `made` at the version `state` was read at; then the state after them, in the
+        cache and the index (the follower repairs the index if this write never happens)."""
         expected = state.version
         commit = f"{state.stream}@{expected}"
         now = self.clock.now()
@@ -342,15 +506,51 @@ class ProcessRunner(ReactorRunner):
             for index, decision in enumerate(made)
         ]
         result = await self.append_decisions(state.stream, envelopes, expected, commit)
-        for stored in result.events:  # the follower may have applied them meanwhile
-            if (stored.streamversion or 0) > state.version:
-                evolve(state, stored)
-        known = entry.index.get(state.id)
-        if known is None or known.version <= state.version:
-            entry.index[state.id] = state
-        self._indexed(entry, state)
+        state = _copy(state)
+        for stored in result.events:
+            evolve(state, stored)
+        entry.keep(state)
+        entry.unindexed[state.id] = state
+        if not entry.batching:
+            await self._flush(entry)
+        self._changed.set()
+        if wake_at(state) is not None:
+            self._wake.set()
         self._count(entry.process, made, now)
         return state
+
+    @contextlib.asynccontextmanager
+    async def _batch(self, entry: _Process) -> AsyncIterator[None]:
+        """Rows of the decisions made inside are put together at the end, in one write."""
+        entry.batching += 1
+        try:
+            yield
+        finally:
+            entry.batching -= 1
+            await self._flush(entry)
+
+    async def _flush(self, entry: _Process) -> None:
+        states, entry.unindexed = list(entry.unindexed.values()), {}
+        if states:
+            await self._index(entry, states, quietly=True)
+
+    async def _index(self, entry: _Process, states: list[ProcessState], *, quietly: bool) -> None:
+        try:
+            await self.index.put(entry.name, [row_of(s) for s in states])
+        except Exception as exc:
+            if not quietly:
+                raise
+            # appended already: the follower puts the row when it reads the decision
+            log.warning(
+                "process index not written; the log follower repairs it",
+                process=entry.name,
+                error=getattr(exc, "detail", repr(exc)),
+            )
+            return
+        for state in states:
+            entry.indexed[state.id] = max(entry.indexed.get(state.id, 0), state.version)
+            if wake_at(state) is not None:
+                self._wake.set()
 
     async def _deliver(self, entry: _Process, state: ProcessState) -> None:
         """Send the commands announced and not yet delivered; then mark them delivered."""
@@ -401,64 +601,133 @@ class ProcessRunner(ReactorRunner):
                 await self._reload(entry, state.id)  # delivered again later: same ids, kept once
 
     def _retry_at(self, entry: _Process, instance: str, when: float) -> None:
-        heapq.heappush(entry.timers, (when, instance))
+        heapq.heappush(entry.retries, (when, instance))
+        entry.later[instance] = when
         self._wake.set()
 
     async def _timers(self) -> None:
-        """Fire the timers that fall due, on the leading daemon, once caught up."""
-        await self._caught_up.wait()
+        """Fire what falls due, for each process this daemon drives once its follower caught up:
+        the index says what is due; the retries of failed deliveries and fires are kept here."""
         while not self._stopping:
-            soonest = min(
-                (e.timers[0][0] for e in self.processes.values() if e.timers and self._leading(e)),
-                default=None,
-            )
             self._wake.clear()
-            await self.clock.wait(self._wake, soonest)
-            now = self.clock.now()
+            soonest: float | None = None
             for entry in self.processes.values():
-                if not self._leading(entry):
+                if not (self._leading(entry) and entry.caught_up.is_set()):
                     continue
-                due_now: list[str] = []
-                while entry.timers and entry.timers[0][0] <= now:
-                    due_now.append(heapq.heappop(entry.timers)[1])
-                # fired side by side, a bounded number at once: their appends share the
-                # store's round trips (one instance is still decided one at a time: its lock)
-                for start in range(0, len(due_now), TIMERS_AT_ONCE):
-                    batch = dict.fromkeys(due_now[start : start + TIMERS_AT_ONCE])
-                    await asyncio.gather(*(self._fire_or_retry(entry, i, now) for i in batch))
+                try:
+                    when = await self._fire_due(entry)
+                except Exception as exc:  # the store failed: look again shortly
+                    log.warning(
+                        "process timers not read",
+                        process=entry.name,
+                        error=getattr(exc, "detail", repr(exc)),
+                    )
+                    when = self.clock.now() + 1.0
+                if when is not None and (soonest is None or when < soonest):
+                    soonest = when
+            # another daemon may schedule a timer (an approval taken there): our follower
+            # reads it and wakes us; the poll bounds the wait in any case
+            await self.clock.wait(self._wake, soonest)
 
-    async def _fire_or_retry(self, entry: _Process, instance: str, now: float) -> None:
+    async def _fire_due(self, entry: _Process) -> float | None:
+        """Fire every entry due now; when the next one falls due."""
+        name = entry.name
+        while not self._stopping and self._leading(entry):
+            now = self.clock.now()
+            timers = await self.index.due(name, now, DUE_BATCH)
+            while entry.retries and entry.retries[0][0] <= now:
+                instance = heapq.heappop(entry.retries)[1]
+                entry.later.pop(instance, None)
+                timers.append(DueTimer(instance, now))
+            ready: dict[str, DueTimer] = {}
+            for timer in timers:
+                # one decided on here now (its row is written when that ends), or a delivery
+                # being retried, is left for a later round
+                busy = timer.instance in entry.locks
+                if not busy and entry.later.get(timer.instance, 0.0) <= now:
+                    ready.setdefault(timer.instance, timer)
+            # fired side by side, a bounded number at once: their appends share the store's
+            # round trips (one instance is still decided one at a time: its lock)
+            batch = list(ready.values())
+            for start in range(0, len(batch), TIMERS_AT_ONCE):
+                group = batch[start : start + TIMERS_AT_ONCE]
+                async with self._batch(entry):
+                    await asyncio.gather(*(self._fire_or_retry(entry, t, now) for t in group))
+            if len(timers) < DUE_BATCH or not ready:
+                break
+        now = self.clock.now()
+        retry = entry.retries[0][0] if entry.retries else None
+        soonest = min(
+            (w for w in (await self.index.next_due(name), retry) if w is not None), default=None
+        )
+        if soonest is not None and soonest <= now:
+            # due, yet not fired: held back for a retry (a delivery refused for now)
+            soonest = (
+                retry if retry is not None and retry > now else now + self.settings.poll_interval
+            )
+        return soonest
+
+    async def _fire_or_retry(self, entry: _Process, timer: DueTimer, now: float) -> None:
         try:
-            await self._fire(entry, instance)
+            await self._fire(entry, timer)
         except Exception as exc:  # the store failed: try again shortly
             log.warning(
                 "process timer not fired yet",
                 process=entry.process.name,
-                instance=instance,
+                instance=timer.instance,
                 error=getattr(exc, "detail", repr(exc)),
             )
-            self._retry_at(entry, instance, now + 1.0)
+            self._retry_at(entry, timer.instance, now + 1.0)
 
-    async def _fire(self, entry: _Process, instance: str) -> None:
-        async with entry.lock_of(instance):
+    async def _fire(self, entry: _Process, timer: DueTimer) -> None:
+        instance = timer.instance
+        async with entry.lock(instance):
+            fresh = False  # read from the stream here: the cache may be behind another daemon
+            fired = False
             for _ in range(10):
-                state = entry.index.get(instance)
-                if state is None:
-                    return
-                if state.undelivered:  # a delivery to retry
+                state = await self._state(entry, instance)
+                if state.status is None and fresh:
+                    break
+                if state.undelivered:  # a delivery to (re)try
                     await self._deliver(entry, state)
-                made = on_time(entry.process, state, self.clock.now(), self._handled)
+                    state = await self._state(entry, instance)
+                made = on_time(entry.process, state, self.clock.now(), entry.position)
                 if not made:
-                    return
+                    if fresh:
+                        break
+                    await self._reload(entry, instance)
+                    fresh = True
+                    continue
                 try:
                     state = await self._commit(entry, state, made)
                 except ConcurrencyError:
                     await self._reload(entry, instance)
+                    fresh = True
                     continue
+                fired = True  # its row goes with the commit's (batched)
                 await self._deliver(entry, state)
+                break
+            else:
                 return
+            if not fired:  # met stale (the stream moved on): the index gets the stream's row
+                await self._index(entry, [await self._state(entry, instance)], quietly=False)
+        await self.index.drop(entry.name, timer)
 
     # -- metrics ---------------------------------------------------------------------------------
+
+    async def _summaries(self) -> None:
+        """Keep each process's summary (instances per state, approvals) read from the index."""
+        while not self._stopping:
+            for entry in self.processes.values():
+                try:
+                    entry.summary = await self.index.summary(entry.name)
+                except Exception as exc:  # the store failed: the gauges keep the last values
+                    log.warning(
+                        "process summary not read",
+                        process=entry.name,
+                        error=getattr(exc, "detail", repr(exc)),
+                    )
+            await asyncio.sleep(SUMMARY_EVERY)
 
     def _metrics(self, registry: CollectorRegistry | None) -> None:
         registry = registry or CollectorRegistry()
@@ -492,7 +761,7 @@ class ProcessRunner(ReactorRunner):
         )
         gauge = Gauge(
             "catgad_process_instances",
-            "Instances per process and state.",
+            "Instances per process and state (read from the store's process index).",
             ["process", "state"],
             registry=registry,
         )
@@ -516,8 +785,8 @@ class ProcessRunner(ReactorRunner):
 
     def _oldest_approval(self, entry: _Process) -> Callable[[], float]:
         def age() -> float:
-            asked = [float(x.approval["at"]) for x in entry.index.values() if x.approval]
-            return max(0.0, self.clock.now() - min(asked)) if asked else 0.0
+            asked = entry.summary.oldest_approval
+            return max(0.0, self.clock.now() - asked) if asked is not None else 0.0
 
         return age
 
@@ -535,8 +804,18 @@ class ProcessRunner(ReactorRunner):
 
 
 def _in_state(entry: _Process, state: str) -> Callable[[], float]:
-    return lambda: float(sum(1 for x in entry.index.values() if x.state == state))
+    return lambda: float(entry.summary.states.get(state, 0))
 
 
 def _awaiting(entry: _Process) -> Callable[[], float]:
-    return lambda: float(sum(1 for x in entry.index.values() if x.approval))
+    return lambda: float(entry.summary.approvals)
+
+
+def _copy(state: ProcessState) -> ProcessState:
+    """A state to evolve apart from the one cached (evolve appends to its lists)."""
+    return dataclasses.replace(
+        state,
+        sent=list(state.sent),
+        undelivered=list(state.undelivered),
+        history=list(state.history),
+    )

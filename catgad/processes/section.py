@@ -69,6 +69,20 @@ class Processes(dict[str, ProcessDef]):
             if pattern is None or pattern in scenario.name
         ]
 
+    async def inbox(self, runner: Any) -> list[dict[str, Any]]:
+        from catgad.processes.inbox import inbox_items
+
+        return await inbox_items(runner)
+
+    def page(self) -> Any:
+        return {
+            name: {
+                "states": list(p.states),
+                "approvals": [s for s, d in p.states.items() if d.approval is not None],
+            }
+            for name, p in sorted(self.items())
+        }
+
     def diagram(self, name: str, form: str, config: Config) -> str | None:
         from catgad.processes.diagram import process_diagram, process_svg
 

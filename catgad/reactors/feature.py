@@ -54,6 +54,14 @@ class Reactor(Protocol):
         """The definitions' scenario tests whose name contains `pattern` (None: all)."""
         ...
 
+    async def inbox(self, runner: Any) -> list[dict[str, Any]]:
+        """What waits for a person (catgad.http.inbox items) in `runner`'s instances."""
+        ...
+
+    def page(self) -> Any:
+        """What the dashboard needs to know of the definitions (their names, ...)."""
+        ...
+
     def diagram(self, name: str, form: str, config: Config) -> str | None:
         """Definition `name` drawn (mermaid or svg); None when it is not one of these."""
         ...

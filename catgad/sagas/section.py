@@ -65,6 +65,14 @@ class Sagas(dict[str, SagaDef]):
             if pattern is None or pattern in scenario.name
         ]
 
+    async def inbox(self, runner: Any) -> list[dict[str, Any]]:
+        from catgad.sagas.inbox import inbox_items
+
+        return await inbox_items(runner)
+
+    def page(self) -> Any:
+        return sorted(self)
+
     def diagram(self, name: str, form: str, config: Config) -> str | None:
         from catgad.sagas.diagram import emits, saga_diagram, saga_svg
 

@@ -146,7 +146,17 @@ class Names:
             self.snapshots_stream,
             self.coord_stream,
             self.rewrites_stream,
+            self.index_stream,
         ]
+
+    @property
+    def index_stream(self) -> str:
+        """The process index (nats_process_index): instance rows and timer entries."""
+        return f"{self.stream}_pidx"
+
+    @property
+    def index_subjects(self) -> str:
+        return f"$PIDX.{self.stream}"
 
     def subject(self, stream_id: str) -> str:
         return f"{self.prefix}.{token(stream_id)}"
@@ -164,7 +174,7 @@ class Names:
         return f"$KV.{self.snapshots_bucket}.{token(stream_id)}"
 
     def configs(self, storage: str, replicas: int, window_s: float) -> list[dict[str, Any]]:
-        """JetStream stream configs: the events log and four KV buckets."""
+        """JetStream stream configs: the events log, four KV buckets and the process index."""
         common: dict[str, Any] = {
             "retention": "limits",
             "storage": storage,
@@ -204,7 +214,17 @@ class Names:
                 self.rewrites_bucket,
             )
         ]
-        return [events, *buckets]
+        index = {  # rows kept one per subject by rollups; timer entries deleted one by one
+            **common,
+            "name": self.index_stream,
+            "subjects": [f"{self.index_subjects}.>"],
+            "discard": "old",
+            "max_msgs_per_subject": -1,
+            "allow_rollup_hdrs": True,
+            "deny_delete": False,
+            "deny_purge": False,
+        }
+        return [events, *buckets, index]
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ from catgad.errors import CatgadError, StoreError, Unavailable
 from catgad.store.codec import decode_event, decode_state, encode_events, encode_state
 from catgad.store.postgres_coordination import PostgresCoordination
 from catgad.store.postgres_coordination import ddl as coordination_ddl
+from catgad.store.postgres_process_index import ddl as process_index_ddl
 from catgad.store.postgres_rewrite import rewrite_events
 from catgad.store.postgres_sql import (
     SCHEMA_VERSION,
@@ -171,7 +172,11 @@ class PostgresStore(PostgresCoordination):
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('catgad'), hashtext(%s))", (self.schema,)
             )
-            for statement in (*self._sql.ddl, *coordination_ddl(self.schema)):
+            for statement in (
+                *self._sql.ddl,
+                *coordination_ddl(self.schema),
+                *process_index_ddl(self.schema),
+            ):
                 await conn.execute(statement, prepare=False)
             cur = await conn.execute(self._sql.lock_head)
             row = await cur.fetchone()

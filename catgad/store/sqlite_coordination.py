@@ -10,7 +10,8 @@ in the very statement that compares them, so no Python clock is involved.
 WAL mode needs memory shared between the processes, so everyone sharing the
 file runs on one host and reads one clock.
 
-The two tables are created with IF NOT EXISTS after the event tables: a file
+The two tables (and the process index's, sqlite_process_index) are created with IF NOT
+EXISTS after the event tables: a file
 made by an older catgad gains them on its first open, and the schema version
 (sqlite_tables.SCHEMA_VERSION) stays about the event tables.
 """
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 from catgad.errors import Unavailable
 from catgad.store import sqlite_tables
+from catgad.store.sqlite_process_index import SCHEMA as PROCESS_INDEX
 from catgad.store.sqlite_writer import Writer, each_in_savepoint
 
 T = TypeVar("T")
@@ -76,7 +78,7 @@ def prepare(path: str, synchronous: str, conn: sqlite3.Connection) -> None:
     while True:
         try:
             sqlite_tables.prepare(path, synchronous, conn)
-            for statement in _SCHEMA:
+            for statement in (*_SCHEMA, *PROCESS_INDEX):
                 conn.execute(statement)
             return
         except sqlite3.OperationalError as exc:

@@ -1,4 +1,5 @@
-"""`catgad bench processes`, tiny: every workload runs on both default stores and is reported.
+"""`catgad bench processes`, tiny: every workload runs on both default stores and is reported
+(the resume workload at --quick's 2,000 waiting instances).
 
 Timing is not asserted beyond what must hold on any machine (the machine is
 shared). The benchmark reads each run's store back and stops on a wrong count;
@@ -65,7 +66,7 @@ def test_tiny_run_reports_every_workload_on_both_stores(
     assert main(["bench", "processes", *args]) == 0
     err = capfd.readouterr().err
     for store in STORES:
-        for workload in ("transitions", "burst", "steady"):
+        for workload in ("transitions", "burst", "steady", "resume"):
             assert f"[{store}] repeat 1/1: {workload}:" in err  # progress: store, repeat
 
     text = output.read_text()
@@ -98,6 +99,16 @@ def test_tiny_run_reports_every_workload_on_both_stores(
         assert 0 <= late50 <= late99 <= late_max, cells
         assert cells[8] == expired, cells
         assert cells[9] == ("met" if late99 < 1.0 else "missed"), cells
+
+        cells = _cells(text, "instances waiting", store)
+        waiting, due, query_ms, _, ready, fired, delivered, events, log_read = (
+            _number(c) for c in cells[1:10]
+        )
+        assert (waiting, due) == (2000, 100), cells  # --quick's
+        assert query_ms > 0 and 0 < ready and 0 < fired <= delivered, cells
+        # the log as the new runner found it: each instance's Started and TimerScheduled,
+        # and the order of each due one
+        assert events == 2 * waiting + 3 * due and log_read > 0, cells
 
         section = text.split(f"### {store}: {INSTANCES} timers falling due at once")[1]
         section = section.split("\n### ", 1)[0]

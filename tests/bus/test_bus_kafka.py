@@ -18,13 +18,15 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import InvalidSessionTimeoutError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from catgad.bus.kafka import KafkaBus
+from catgad.bus.kafka_consumer import session_refused
 from catgad.bus.protocol import Bus
 from catgad.bus.topics import kafka_topic, partition_of
 from catgad.envelope import Envelope
-from catgad.errors import Unavailable
+from catgad.errors import CatgadError, Unavailable
 from tests.contracts.bus import BusContract, Inbox, message, until
 from tests.servers.kafka import Tansu, broker_url, free_port, topic_partitions
 
@@ -84,6 +86,26 @@ def test_keys_land_where_the_kafka_partitioner_puts_them() -> None:
         for count in (1, 4, 8, 13):
             parts = list(range(count))
             assert partition_of(key, count) == partitioner(key.encode(), parts, parts)
+
+
+def test_a_heartbeat_not_below_the_session_timeout_is_refused() -> None:
+    with pytest.raises(CatgadError, match=r"heartbeat_interval \(2s\) must be below session_tim"):
+        KafkaBus(session_timeout=2, heartbeat_interval=2)
+    KafkaBus(session_timeout=2, heartbeat_interval=0.5)  # the defaults' ratio is fine
+
+
+def test_a_refused_session_timeout_is_recognised_as_aiokafka_reports_it() -> None:
+    """aiokafka's coordinator dies on InvalidSessionTimeoutError and hands a KafkaError caused
+    by it to the poll; the member must tell that apart from a broker that is away."""
+    try:
+        try:
+            raise InvalidSessionTimeoutError()
+        except InvalidSessionTimeoutError as exc:
+            # as aiokafka.consumer.group_coordinator._coordination_routine does
+            raise KafkaError(f"Unexpected error during coordination {exc!r}") from exc
+    except KafkaError as exc:
+        assert session_refused(exc)
+    assert not session_refused(KafkaError("Unable to bootstrap from [('127.0.0.1', 1)]"))
 
 
 async def test_records_are_keyed_by_stream_and_carry_the_envelope() -> None:

@@ -4,6 +4,7 @@
     await load.run(after=(130, kill_one))   # kill_one() runs once 130 commands were acknowledged
     check_stored(load, stored)              # every 2xx command's events stored exactly once...
     check_delivered(stored, seen)           # ...and delivered at least once, in stream order
+    load.tries                              # every HTTP try: daemon, sent, answered, outcome
 
 Every command has its own id (sent as Idempotency-Key), a home daemon (the
 commands alternate between daemons) and a counter among the 20. A command that
@@ -31,6 +32,21 @@ from tests.helpers.daemon import Daemon
 
 RETRYABLE = frozenset({503, 502})  # dependency down, or a replica that vanished mid-reply
 BACKOFF = 0.05  # seconds between two tries of one command
+
+
+@dataclass(frozen=True, slots=True)
+class Try:
+    """One HTTP try of a command: which daemon, when sent and answered (monotonic), what came."""
+
+    daemon: int
+    stream: str
+    sent: float
+    answered: float
+    outcome: str  # "201", "503", "transport:ConnectError", ...
+
+    @property
+    def seconds(self) -> float:
+        return self.answered - self.sent
 
 
 @dataclass
@@ -79,6 +95,7 @@ class Load:
         self.deadline = deadline
         self.acknowledged = 0
         self.outcomes: Counter[str] = Counter()  # what each try got, e.g. "201", "503", "reset"
+        self.tries: list[Try] = []  # every try of every command, in the order they ended
         self._progress = asyncio.Event()
 
     async def run(self, *, after: tuple[int, Callable[[], Awaitable[None]]] | None = None) -> None:
@@ -122,12 +139,15 @@ class Load:
             command.tries += 1
             daemon = self.daemons[target]
             if daemon.running:
+                sent = time.monotonic()
                 try:
                     resp = await clients[target].post("/commands/Add", json=body, headers=headers)
                 except httpx.TransportError as exc:
                     outcome = f"transport:{type(exc).__name__}"
+                    self.tries.append(Try(target, command.stream, sent, time.monotonic(), outcome))
                 else:
                     outcome = str(resp.status_code)
+                    self.tries.append(Try(target, command.stream, sent, time.monotonic(), outcome))
                     if resp.status_code in (200, 201):
                         command.status = resp.status_code
                         command.events = resp.json()["events"]

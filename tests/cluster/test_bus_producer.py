@@ -1,6 +1,8 @@
-"""A program that is not catgad sends a command over NATS, as the README says, and gets its reply.
+"""A program that is not catgad sends a command over NATS, as docs/operations.md says, and
+gets its reply.
 
-Only nats-py and the README's rules: the subject `<prefix>.commands.<partition>.<stream id>`
+Only nats-py and the rules of docs/operations.md: the subject
+`<prefix>.commands.<partition>.<stream id>`
 (the partition as Kafka's default partitioner picks it), the reply-to and correlation headers,
 a CloudEvent body, and the `expectedversion` extension for If-Match.
 """

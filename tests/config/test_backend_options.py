@@ -77,3 +77,11 @@ def test_bus_option_bounds_are_checked(tmp_path: Path) -> None:
     assert issues == [
         f"{tmp_path / 'c.yaml'}:5:14: bus.options.storage: expected one of file, memory, got 'disk'"
     ]
+
+
+def test_a_kafka_heartbeat_not_below_the_session_timeout_is_refused(tmp_path: Path) -> None:
+    issues = _issues(tmp_path, "bus:\n  kind: kafka\n  options:\n    heartbeat_interval: 3\n")
+    assert issues == [
+        f"{tmp_path / 'c.yaml'}:5:25: bus.options.heartbeat_interval: heartbeat_interval (3s)"
+        " must be below session_timeout (2s); a third of it is usual"
+    ]
