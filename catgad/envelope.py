@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,9 @@ CORE_ATTRIBUTES = frozenset(
     }
 )
 _REQUIRED = ("id", "source", "type")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 class _RandomPool:
@@ -154,7 +158,8 @@ def from_dict(obj: Any) -> Envelope:
     if not isinstance(data, dict):
         raise EnvelopeError("attribute 'data' must be a JSON object")
     for name in ("streamversion", "dataschemaversion"):
-        if obj.get(name) is not None and not isinstance(obj[name], int):
+        value = obj.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise EnvelopeError(f"attribute {name!r} must be an integer")
     for name in ("subject", "time", "correlationid", "causationid", "datacontenttype"):
         if obj.get(name) is not None and not isinstance(obj[name], str):
@@ -173,6 +178,18 @@ def from_dict(obj: Any) -> Envelope:
         dataschemaversion=obj.get("dataschemaversion"),
         extensions={k: v for k, v in obj.items() if k not in CORE_ATTRIBUTES},
     )
+
+
+def is_rfc3339(text: str) -> bool:
+    """Whether `text` is an RFC 3339 date-time (what a CloudEvent's `time` is), such as
+    2026-01-02T03:04:05.678Z or 2026-01-02t03:04:05+01:00."""
+    if _RFC3339.fullmatch(text) is None:
+        return False
+    try:  # the pattern has the shape; the calendar has the rest (no 31 April)
+        datetime.fromisoformat(text.upper().replace("Z", "+00:00").replace(":60", ":59"))
+    except ValueError:
+        return False
+    return True
 
 
 def from_json(raw: bytes | str) -> Envelope:

@@ -17,6 +17,7 @@ from catgad.envelope import (
     EnvelopeError,
     from_dict,
     is_cloudevent,
+    is_rfc3339,
     new_id,
     now_rfc3339,
 )
@@ -155,6 +156,12 @@ class CommandEngine:
                 env = from_dict(body)
             except EnvelopeError as exc:
                 raise InvalidPayload(f"invalid CloudEvent: {exc}") from None
+            stamp = body.get("time")
+            if stamp is not None and not is_rfc3339(stamp):
+                raise InvalidPayload(
+                    f"invalid CloudEvent: attribute 'time' must be an RFC 3339 date-time, "
+                    f"such as 2026-01-02T03:04:05Z; got {stamp!r}"
+                )
             if env.type != command_type:
                 raise InvalidPayload(
                     f"CloudEvent type {env.type!r} does not match command {command_type!r}"

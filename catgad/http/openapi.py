@@ -53,6 +53,8 @@ def _problem(extra: dict[str, Any] | None = None, description: str = "") -> dict
 
 def _schemas() -> dict[str, Any]:
     string = {"type": "string"}
+    nonempty = {"type": "string", "minLength": 1}
+    string_or_null = {"type": ["string", "null"]}
     integer = {"type": "integer"}
     return {
         "Problem": {
@@ -111,20 +113,31 @@ def _schemas() -> dict[str, Any]:
         "UnavailableProblem": _problem({"dependency": string}, "unavailable (retry later)"),
         "CloudEvent": {
             "type": "object",
-            "description": "A CloudEvents 1.0 structured JSON message.",
+            "description": "A CloudEvents 1.0 structured JSON message. An optional "
+            "attribute given as null is taken as absent, as CloudEvents' JSON format says.",
             "required": ["specversion", "id", "source", "type"],
             "properties": {
                 "specversion": {"const": "1.0"},
-                "id": string,
-                "source": string,
-                "type": string,
-                "subject": {"type": "string", "description": "the stream id, e.g. Order-o1"},
-                "time": {"type": "string", "format": "date-time"},
-                "datacontenttype": string,
-                "correlationid": string,
-                "causationid": string,
-                "streamversion": {"type": "integer", "minimum": 1},
-                "dataschemaversion": integer,
+                "id": nonempty,
+                "source": nonempty,
+                "type": nonempty,
+                "subject": {
+                    "type": ["string", "null"],
+                    "description": "the stream id, e.g. Order-o1",
+                },
+                "time": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "RFC 3339; a command's is checked, an event's is its append",
+                },
+                "datacontenttype": string_or_null,
+                "correlationid": string_or_null,
+                "causationid": string_or_null,
+                "streamversion": {
+                    "type": ["integer", "null"],
+                    "description": "an event's 1-based position in its stream",
+                },
+                "dataschemaversion": {"type": ["integer", "null"]},
                 "data": {"type": "object"},
             },
         },
@@ -293,7 +306,12 @@ def _query_paths(config: Config) -> dict[str, Any]:
                 {
                     "name": "from",
                     "in": "query",
-                    "schema": {"type": "integer", "minimum": 0, "default": 1},
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 10**18 - 1,
+                        "default": 1,
+                    },
                     "description": "first stream version to return (inclusive, 1-based)",
                 },
                 {
@@ -363,6 +381,9 @@ def build_openapi(config: Config) -> dict[str, Any]:
         schemas.update(reactor_schemas)
     paths.update(inbox_paths())
     schemas.update(inbox_schemas())
+    for operations in paths.values():  # any route answers 500 on a fault of its own
+        for operation in operations.values():
+            operation["responses"].setdefault("500", _ref("responses", "Internal"))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -390,14 +411,20 @@ def build_openapi(config: Config) -> dict[str, Any]:
                     "in": "header",
                     "description": "The command id. A retry with the same key returns the "
                     "first result and appends nothing.",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 200,
+                        # printable ASCII, neither starting nor ending with a space
+                        "pattern": "^[!-~](?:[ -~]*[!-~])?$",
+                    },
                 },
                 "If-Match": {
                     "name": "If-Match",
                     "in": "header",
                     "description": 'Expected stream version, e.g. 3 or "3" (0: the stream must '
                     "not exist). Another version is a 409.",
-                    "schema": {"type": "string", "pattern": '^"?[0-9]+"?$'},
+                    "schema": {"type": "string", "pattern": '^(?:[0-9]{1,18}|"[0-9]{1,18}")$'},
                 },
             },
             "headers": {

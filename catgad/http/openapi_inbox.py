@@ -88,7 +88,11 @@ def inbox_paths() -> dict[str, Any]:
                         "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
                     }
                 ],
-                "responses": {"200": {"description": "The streams.", "content": {JSON: {}}}},
+                "responses": {
+                    "200": {"description": "The streams.", "content": {JSON: {}}},
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
             }
         },
         "/ui": {

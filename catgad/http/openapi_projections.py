@@ -9,6 +9,7 @@ from catgad.projections.model import KEY_COLUMN, ColumnDef
 from catgad.projections.section import PROJECTIONS
 
 JSON = "application/json"
+PROBLEM = "application/problem+json"
 _TYPES = {
     "string": {"type": ["string", "null"]},
     "integer": {"type": ["integer", "null"]},
@@ -69,6 +70,48 @@ def projection_schemas(config: Config) -> dict[str, Any]:
                 "dead_letters": {"type": "object", "description": "open dead letters"},
             },
         },
+        "ProjectionList": {
+            "type": "object",
+            "required": ["projections"],
+            "properties": {
+                "projections": {"type": "array", "items": _ref("schemas", "ProjectionStatus")}
+            },
+        },
+        "ReplayResult": {
+            "type": "object",
+            "description": "What became of each open dead letter replayed.",
+            "required": ["projection", "replayed", "failed"],
+            "properties": {
+                "projection": {"type": "string"},
+                "replayed": {"type": "array", "items": _ref("schemas", "DeadLetter")},
+                "failed": {
+                    "type": "array",
+                    "description": "still failing: open, with the new `reason`",
+                    "items": _ref("schemas", "DeadLetter"),
+                },
+            },
+        },
+        "DeadLetter": {
+            "type": "object",
+            "required": ["id", "event_id", "event_type", "reason", "attempts"],
+            "properties": {
+                "id": {"type": "string"},
+                "event_id": {"type": "string"},
+                "event_type": {"type": "string"},
+                "stream": {"type": ["string", "null"]},
+                "position": integer_or_null,
+                "reason": {"type": "string"},
+                "attempts": {"type": "integer"},
+                "time": {"type": ["string", "null"]},
+            },
+        },
+        "ProjectionDisabledProblem": {
+            "description": "projection-disabled: `enabled: false` in the config",
+            "allOf": [
+                _ref("schemas", "Problem"),
+                {"type": "object", "properties": {"projection": {"type": "string"}}},
+            ],
+        },
         "ReadPage": {
             "type": "object",
             "required": ["projection", "rows", "next"],
@@ -101,6 +144,10 @@ def projection_paths(config: Config) -> dict[str, Any]:
         "content": {JSON: {"schema": _ref("schemas", "ProjectionStatus")}},
     }
     not_found = _ref("responses", "NotFound")
+    disabled = {
+        "description": "The projection is disabled (`enabled: false` in the config).",
+        "content": {PROBLEM: {"schema": _ref("schemas", "ProjectionDisabledProblem")}},
+    }
 
     def control(verb: str, summary: str, ok: str) -> dict[str, Any]:
         return {
@@ -112,12 +159,17 @@ def projection_paths(config: Config) -> dict[str, Any]:
                 "responses": {
                     ok: status,
                     "404": not_found,
+                    "409": disabled,
                     "503": _ref("responses", "Unavailable"),
                 },
             }
         }
 
     replay = control("replay", "Replay the open dead letters after a fix", "200")
+    replay["post"]["responses"]["200"] = {
+        "description": "What became of each dead letter.",
+        "content": {JSON: {"schema": _ref("schemas", "ReplayResult")}},
+    }
     replay["post"]["parameters"] = [
         name,
         {
@@ -150,83 +202,96 @@ def projection_paths(config: Config) -> dict[str, Any]:
         "required": True,
         "schema": {"type": "string", "enum": queryable},
     }
-    return {
+    paths: dict[str, Any] = {
         "/projections": {
             "get": {
                 "operationId": "projections.list",
                 "tags": ["projections"],
                 "summary": "Every projection's status, checkpoint and lag",
-                "responses": {"200": {"description": "Statuses.", "content": {JSON: {}}}},
-            }
-        },
-        "/projections/{name}": {
-            "get": {
-                "operationId": "projections.get",
-                "tags": ["projections"],
-                "summary": "A projection's status, with its open dead letters",
-                "parameters": [name],
-                "responses": {"200": status, "404": not_found},
-            }
-        },
-        "/projections/{name}/rebuild": rebuild,
-        "/projections/{name}/stop": control("stop", "Stop applying events", "200"),
-        "/projections/{name}/start": control(
-            "start", "Apply events again (after a stop or a failure)", "200"
-        ),
-        "/projections/{name}/replay": replay,
-        "/projections/{name}/skip": skip,
-        "/read/{projection}": {
-            "get": {
-                "operationId": "read.find",
-                "tags": ["read"],
-                "summary": "Rows in key order, filtered on one indexed column (?column=value)",
-                "parameters": [
-                    projection,
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": 1000,
-                            "default": 100,
-                        },
-                    },
-                    {
-                        "name": "cursor",
-                        "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "from `next` of the previous page",
-                    },
-                ],
                 "responses": {
                     "200": {
-                        "description": "A page of rows.",
-                        "content": {JSON: {"schema": _ref("schemas", "ReadPage")}},
-                    },
-                    "400": _ref("responses", "BadRequest"),
-                    "404": not_found,
-                    "503": _ref("responses", "Unavailable"),
-                },
-            }
-        },
-        "/read/{projection}/{key}": {
-            "get": {
-                "operationId": "read.get",
-                "tags": ["read"],
-                "summary": "One row of a read model, by key",
-                "parameters": [
-                    projection,
-                    {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
-                ],
-                "responses": {
-                    "200": {
-                        "description": "The row (see Row.<projection> schemas).",
-                        "content": {JSON: {"schema": {"type": "object"}}},
-                    },
-                    "404": not_found,
-                    "503": _ref("responses", "Unavailable"),
+                        "description": "Statuses.",
+                        "content": {JSON: {"schema": _ref("schemas", "ProjectionList")}},
+                    }
                 },
             }
         },
     }
+    if not PROJECTIONS.of(config):  # no name to call the others with: each would be a 404
+        return paths
+    paths["/projections/{name}"] = {
+        "get": {
+            "operationId": "projections.get",
+            "tags": ["projections"],
+            "summary": "A projection's status, with its open dead letters",
+            "parameters": [name],
+            "responses": {"200": status, "404": not_found},
+        }
+    }
+    paths["/projections/{name}/rebuild"] = rebuild
+    paths["/projections/{name}/stop"] = control("stop", "Stop applying events", "200")
+    paths["/projections/{name}/start"] = control(
+        "start", "Apply events again (after a stop or a failure)", "200"
+    )
+    paths["/projections/{name}/replay"] = replay
+    paths["/projections/{name}/skip"] = skip
+    if not queryable:
+        return paths
+    paths["/read/{projection}"] = {
+        "get": {
+            "operationId": "read.find",
+            "tags": ["read"],
+            "summary": "Rows in key order, filtered on one indexed column (?column=value)",
+            "parameters": [
+                projection,
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 1000,
+                        "default": 100,
+                    },
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "schema": {"type": "string", "pattern": "^[^\\u0000]*$"},
+                    "description": "`cursor` of the previous page: the key of its last row; "
+                    "the page holds the rows after it in key order (a key holds no NUL)",
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "A page of rows.",
+                    "content": {JSON: {"schema": _ref("schemas", "ReadPage")}},
+                },
+                "400": _ref("responses", "BadRequest"),
+                "404": not_found,
+                "409": disabled,
+                "503": _ref("responses", "Unavailable"),
+            },
+        }
+    }
+    paths["/read/{projection}/{key}"] = {
+        "get": {
+            "operationId": "read.get",
+            "tags": ["read"],
+            "summary": "One row of a read model, by key",
+            "parameters": [
+                projection,
+                {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "The row (see Row.<projection> schemas).",
+                    "content": {JSON: {"schema": {"type": "object"}}},
+                },
+                "404": not_found,
+                "409": disabled,
+                "503": _ref("responses", "Unavailable"),
+            },
+        }
+    }
+    return paths

@@ -17,6 +17,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catgad.errors import PROBLEM_BASE, CatgadError
@@ -78,15 +79,30 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
         "detail": _http_detail(request, exc),
         "instance": request.url.path,
     }
-    return problem_response(body, exc.status_code, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request) or headers.get("Allow", "")
+        body["detail"] = (
+            f"{request.method} is not allowed on {request.url.path}; allowed: {headers['Allow']}"
+        )
+    return problem_response(body, exc.status_code, headers)
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route serves on this path: starlette's 405 names only the first
+    route matching the path, and a path has one route per method (catgad.http.access)."""
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", ()):
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match != Match.NONE:
+                methods.update(route.methods)
+    return ", ".join(sorted(methods))
 
 
 def _http_detail(request: Request, exc: HTTPException) -> str:
     if exc.status_code == 404:
         return f"no route for {request.url.path}"
-    if exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
-        return f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
     return str(exc.detail)
 
 

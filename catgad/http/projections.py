@@ -10,6 +10,7 @@
 - `GET /read/{projection}?column=value&limit=N&cursor=C`: rows in key order,
   filtered on one indexed column (none: every row); `next` is the URL of the
   next page. The value is read as the column's type (`?total=3`, `?paid=true`).
+  The cursor is the key of the last row of the page before: the rows after it.
 """
 
 from __future__ import annotations
@@ -92,7 +93,10 @@ class ProjectionEndpoints:
         name: str = request.path_params["projection"]
         projection = self.manager.definition(name)
         limit = query_int(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-        cursor = request.query_params.get("cursor") or None
+        cursors = request.query_params.getlist("cursor")
+        if len(cursors) > 1:
+            raise MalformedRequest("query cursor", "cursor is given more than once; give it once")
+        cursor = cursors[0] if cursors and cursors[0] else None
         filters = [(k, v) for k, v in request.query_params.multi_items() if k not in _PAGING]
         if len(filters) > 1:
             raise MalformedRequest("query", "filter on one column at a time")

@@ -44,6 +44,7 @@ MAX_PAGE = 10_000
 READY_TIMEOUT = 2.0  # seconds a dependency may take to answer /readyz
 _MAX_VERSION_DIGITS = 18  # fits an int64; longer is a malformed header, not a version
 MAX_IDEMPOTENCY_KEY = 200
+_OWS = " \t"  # the spaces HTTP allows around a header value; str.strip() takes more
 # Deepest body accepted: far beyond any command, and well within what is needed after it
 # (orjson writes at most 255 levels, the schema messages recurse in Python).
 MAX_DEPTH = 128
@@ -70,7 +71,7 @@ def parse_if_match(value: str | None) -> int | None:
     """`If-Match: 3` or `If-Match: "3"` → 3; absent → None; anything else → 400."""
     if value is None:
         return None
-    text = value.strip()
+    text = value.strip(_OWS)
     if len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1]
     if not (text.isascii() and text.isdigit() and len(text) <= _MAX_VERSION_DIGITS):
@@ -85,7 +86,7 @@ def parse_if_match(value: str | None) -> int | None:
 def parse_idempotency_key(value: str | None) -> str | None:
     if value is None:
         return None
-    key = value.strip()
+    key = value.strip(_OWS)
     if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or not (key.isascii() and key.isprintable()):
         raise MalformedRequest(
             "header Idempotency-Key",

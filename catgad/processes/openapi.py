@@ -77,6 +77,7 @@ def process_paths(processes: Mapping[str, ProcessDef]) -> dict[str, Any]:
                         "400": component_ref("responses", "BadRequest"),
                         "404": not_found,
                         "409": conflict,
+                        "413": component_ref("responses", "PayloadTooLarge"),
                         "503": component_ref("responses", "Unavailable"),
                     },
                 }

@@ -85,7 +85,11 @@ async def test_reads_by_key_and_by_indexed_column(
     problem = assert_problem(await client.get("/read/orders?total=3"), 400, "malformed-request")
     assert "not an indexed column" in problem["detail"]
     assert_problem(await client.get("/read/orders?status=a&customer=b"), 400, "malformed-request")
-    assert_problem(await client.get("/read/orders?cursor=zzz"), 400, "malformed-request")
+    # a cursor is the key of the last row seen: any string but one with a NUL (no key has one)
+    after = (await client.get("/read/orders", params={"cursor": "o1"})).json()
+    assert [r["key"] for r in after["rows"]] == ["o2", "o3", "o4"]
+    assert (await client.get("/read/orders?cursor=zzz")).json()["rows"] == []
+    assert_problem(await client.get("/read/orders?cursor=o%00"), 400, "malformed-request")
     assert_problem(await client.get("/read/orders?limit=0"), 400, "malformed-request")
     problem = assert_problem(
         await client.get("/read/order-notifications/x"), 409, "projection-disabled"
