@@ -72,7 +72,19 @@ def replay(
 
 
 def initial_state(aggregate: AggregateDef) -> dict[str, Any]:
-    return copy.deepcopy(aggregate.initial)
+    return _copied(aggregate.initial)  # type: ignore[no-any-return]
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of JSON-like data (copy.deepcopy took a tenth of a command's rules)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _copied(member) for key, member in value.items()}
+    if kind is list:
+        return [_copied(member) for member in value]
+    if kind in (str, int, float, bool) or value is None:
+        return value
+    return copy.deepcopy(value)
 
 
 def decide(
