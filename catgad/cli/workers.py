@@ -164,18 +164,24 @@ def _worker(
     try:
         os.setpgid(0, 0)  # stop signals come once, through the supervisor
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)  # until the event loop takes them
+            signal.signal(sig, _stop_early)  # until the event loop takes them
         signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT))
         for other in sockets:
             if other is not sock:
                 other.close()
         code = serve_worker(sock, parent)
+    except SystemExit as exc:  # stopped before serving: nothing was in flight
+        code = exc.code if isinstance(exc.code, int) else 0
     except BaseException:
         log.exception("worker failed", worker=number)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _stop_early(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 async def watch_parent(parent: int, stop: Callable[[], None]) -> None:
