@@ -12,11 +12,11 @@ from typing import Any
 
 from catgad.aggregates.model import AggregateDef, CommandDef
 from catgad.config.cel import CelEvalError, CelExpr
+from catgad.config.fastcel import Fn, compile_fast
 from catgad.envelope import Envelope
 from catgad.errors import PreconditionFailed, RuleError
-from catgad.projections.fastcel import Fn, compile_fast
 
-# Each rule's closure (catgad.projections.fastcel: CEL's result or a fallback to CEL itself),
+# Each rule's closure (catgad.config.fastcel: CEL's result or a fallback to CEL itself),
 # compiled on first use. The CEL runtime cost most of a command's rules (profiled under wrk:
 # the evolve of `data.items.map(i, i.qty * i.price).sum()` alone was 8% of the daemon).
 _FAST: dict[CelExpr, Fn | None] = {}

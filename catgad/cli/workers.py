@@ -47,8 +47,8 @@ from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import Any
 
-from catgad.model import Config
 from catgad.errors import CatgadError, UsageError
+from catgad.model import Config
 from catgad.observability.logs import get_logger
 from catgad.store.factory import open_store
 from catgad.store.protocol import Capability

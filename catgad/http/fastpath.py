@@ -16,9 +16,9 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from catgad.errors import CatgadError
+from catgad.errors import CatgadError, PayloadTooLarge
 from catgad.http.access import Access
-from catgad.http.problems import PayloadTooLarge, catgad_error_handler
+from catgad.http.problems import catgad_error_handler
 from catgad.http.routes import JSON, MAX_BODY_BYTES, Endpoints
 
 PREFIX = "/commands/"

@@ -143,7 +143,7 @@ async def test_an_uncached_stream_guessed_new_is_decided_again_on_the_stored_sta
     """An engine decides a stream it has not cached as new without reading it; when the
     stream exists after all, the append's version check or the refusal sends it back to the
     stored state, so every answer is the one a reading engine would give."""
-    from catgad.config.model import StoreConfig
+    from catgad.store.section import StoreConfig
 
     path = str(tmp_path / "s.db")
     first = open_store(StoreConfig(kind="sqlite", path=path))
