@@ -212,7 +212,16 @@ def wrk(
     url: str, seconds: float, threads: int, connections: int
 ) -> tuple[float, int, dict[str, float]]:
     """requests/s, 2xx answers and {p50, p99} (ms) of one wrk run; BenchError on a non-2xx."""
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+    # a slow answer is an answer: only after 30 s does wrk count it as an error
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "--timeout",
+        "30s",
+    ]
     argv += ["-s", str(LUA), url]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     out = done.stdout
