@@ -272,7 +272,7 @@ NOTES = [
     "store as records (`read_records`: position, type and the decoded body, upcast where old;"
     " no envelope per event, and no decoding of the types the projection does not map), the "
     "mapping runs as one Python function generated per event type from the config's CEL "
-    "(catgad.projections.mapgen; the closures of catgad.projections.fastcel for what it does "
+    "(catgad.projections.mapgen; the closures of catgad.config.fastcel for what it does "
     "not inline, the general evaluator for anything unusual), and the cyclic GC no longer "
     "walks the startup heap (frozen when the first projection starts). The store read, the "
     "mapping and the write take turns rather than overlap: on this shared two-core machine, "

@@ -87,9 +87,24 @@ def _pointer(error: ValidationError) -> str:
 _INT_RANGE = (-(2**63), 2**64 - 1)
 
 
+def _fits(value: Any) -> bool:
+    """Whether every integer in `value` fits 64 bits: beyond_64_bits without the pointers
+    (building one per member cost most of the check, once per command)."""
+    kind = type(value)
+    if kind is int:
+        return bool(_INT_RANGE[0] <= value <= _INT_RANGE[1])
+    if kind is dict:
+        return all(_fits(member) for member in value.values())
+    if kind is list:
+        return all(_fits(member) for member in value)
+    return True
+
+
 def beyond_64_bits(value: Any, at: str = "") -> str | None:
     """The JSON Pointer of the first integer no store can keep, if any (`value` nests as
     deep as the recursion limit allows: an HTTP body at most 128 levels)."""
+    if not at and _fits(value):
+        return None
     kind = type(value)
     if kind is int:
         return None if _INT_RANGE[0] <= value <= _INT_RANGE[1] else at or "/"

@@ -11,9 +11,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from catgad.aggregates.model import AggregateDef, CommandDef
-from catgad.config.cel import CelEvalError
+from catgad.config.cel import CelEvalError, CelExpr
+from catgad.config.fastcel import Fn, compile_fast
 from catgad.envelope import Envelope
 from catgad.errors import PreconditionFailed, RuleError
+
+# Each rule's closure (catgad.config.fastcel: CEL's result or a fallback to CEL itself),
+# compiled on first use. The CEL runtime cost most of a command's rules (profiled under wrk:
+# the evolve of `data.items.map(i, i.qty * i.price).sum()` alone was 8% of the daemon).
+_FAST: dict[CelExpr, Fn | None] = {}
+
+
+def _evaluate(expr: CelExpr, activation: dict[str, Any]) -> Any:
+    """`expr` on `activation`, as CEL answers (raising CelEvalError as it does)."""
+    try:
+        fast = _FAST[expr]
+    except KeyError:
+        fast = _FAST[expr] = compile_fast(expr)
+    if fast is not None:
+        try:
+            return fast(activation)
+        except Exception:  # Fallback, or a case the compiler did not foresee: CEL decides
+            pass
+    return expr.evaluate(activation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +53,7 @@ def evolve(aggregate: AggregateDef, state: dict[str, Any], event: Envelope) -> d
     new_state = dict(state)
     for name, expr in rule.set.items():
         try:
-            new_state[name] = expr.evaluate(activation)
+            new_state[name] = _evaluate(expr, activation)
         except CelEvalError as exc:
             raise RuleError(
                 f"aggregates.{aggregate.name}.on.{event.type}.set.{name}", str(exc), name
@@ -52,7 +72,19 @@ def replay(
 
 
 def initial_state(aggregate: AggregateDef) -> dict[str, Any]:
-    return copy.deepcopy(aggregate.initial)
+    return _copied(aggregate.initial)  # type: ignore[no-any-return]
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of JSON-like data (copy.deepcopy took a tenth of a command's rules)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _copied(member) for key, member in value.items()}
+    if kind is list:
+        return [_copied(member) for member in value]
+    if kind in (str, int, float, bool) or value is None:
+        return value
+    return copy.deepcopy(value)
 
 
 def decide(
@@ -74,7 +106,7 @@ def decide(
     }
     for req in command.require:
         try:
-            ok = req.rule.evaluate(activation)
+            ok = _evaluate(req.rule, activation)
         except CelEvalError as exc:
             raise PreconditionFailed(
                 command.name, req.rule.source, f"{req.message} ({exc})", req.index
@@ -85,9 +117,9 @@ def decide(
     for index, emit in enumerate(command.emit):
         where = f"commands.{command.name}.emit[{index}]"
         try:
-            if emit.when is not None and emit.when.evaluate(activation) is not True:
+            if emit.when is not None and _evaluate(emit.when, activation) is not True:
                 continue
-            data = {name: expr.evaluate(activation) for name, expr in emit.data.items()}
+            data = {name: _evaluate(expr, activation) for name, expr in emit.data.items()}
         except CelEvalError as exc:
             raise RuleError(where, str(exc)) from None
         decisions.append(Decision(emit.event, data))

@@ -34,6 +34,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "replicas": ("replicas", "two `catgad run` against one on a shared store and bus"),
     "sagas": ("sagas", "a 3-step saga against a client sending the same 3 commands"),
     "processes": ("processes", "transitions/s, 10,000 timers at once, lateness at 1,000/s"),
+    "http": ("http_wrk", "wrk: a bare endpoint, an eventsourcing peer, catgad 1 and N workers"),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import signal
 import socket
@@ -20,6 +21,7 @@ from collections.abc import Callable, Generator
 import uvicorn
 
 from catgad.app.load import load_config
+from catgad.cli import workers
 from catgad.errors import (
     ListenError,
     UsageError,
@@ -72,6 +74,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="least severe level logged (default info)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the address and the store, one per core "
+        "(default 1; not with the memory store)",
+    )
+    parser.add_argument(
         "--shutdown-timeout",
         type=float,
         default=DEFAULT_SHUTDOWN_TIMEOUT,
@@ -94,6 +104,16 @@ def run(args: argparse.Namespace) -> int:
             "would be open to anyone who can reach it. Declare service.auth.tokens "
             "(docs/operations.md, Access), listen on loopback (127.0.0.1), or pass --insecure "
             "to mean it"
+        )
+    workers.check(config, args.workers)
+    if args.workers > 1:
+        sockets = workers.bind_all(host, port, args.workers, bind)
+        return workers.supervise(
+            sockets,
+            lambda sock, parent: workers.run_worker(
+                lambda: serve(config, sock, shutdown_timeout=args.shutdown_timeout, parent=parent),
+                _loop_factory(),
+            ),
         )
     sock = bind(host, port)
     try:
@@ -119,8 +139,9 @@ def exposed(host: str) -> bool:
         return any(not ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A bound TCP socket for uvicorn, or a one-line ListenError."""
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A bound TCP socket for uvicorn, or a one-line ListenError; `reuse_port` for one of
+    several workers' sockets on one address (catgad.cli.workers)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
@@ -130,6 +151,8 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         if sys.platform != "win32":  # restart right after a crash despite TIME_WAIT
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except OSError as exc:
         sock.close()
@@ -139,7 +162,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(config: Config, sock: socket.socket, *, shutdown_timeout: float) -> None:
+async def serve(
+    config: Config, sock: socket.socket, *, shutdown_timeout: float, parent: int | None = None
+) -> None:
+    """Serve until a signal; `parent`: a worker's supervisor, whose death stops it too."""
     async with Runtime.start(config, relay=True, projections=True, commands=True) as runtime:
         server = _Server(
             uvicorn.Config(
@@ -152,7 +178,15 @@ async def serve(config: Config, sock: socket.socket, *, shutdown_timeout: float)
             ),
             config=config,
         )
-        await server.serve(sockets=[sock])
+        watch = None
+        if parent is not None:
+            stop = functools.partial(setattr, server, "should_exit", True)
+            watch = asyncio.create_task(workers.watch_parent(parent, stop))
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if watch is not None:
+                watch.cancel()
     log.info("stopped", service=config.service.name)
 
 

@@ -45,6 +45,9 @@ EventCheck = Callable[[str, list[Envelope]], None]
 
 # How often a command without If-Match is re-decided when another writer got there first.
 MAX_CONFLICT_RETRIES = 8
+# Refusals that depend on the state decided on: checked again on the stored state when that
+# was a cached or guessed one.
+_STATE_DEPENDENT = (PreconditionFailed, CommandRejected, RuleError, EventRuleFailed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,8 +245,12 @@ class CommandEngine:
                     raise IdempotencyKeyReused(envelope.id, f"stream {first.stream!r}")
                 return _result(first, duplicate=True)
         fresh = False
+        # An uncached stream is guessed new (StateLoader): a wrong guess is caught by the
+        # append's version check or re-decided on the stored state after a rejection. Not
+        # for a handler, which would be asked about a state that may not be the stream's.
+        guess = cmd.handler is None
         for _attempt in range(MAX_CONFLICT_RETRIES):
-            loaded = await self.states.load(aggregate, stream, fresh=fresh)
+            loaded = await self.states.load(aggregate, stream, fresh=fresh, guess=guess)
             if expected_version is not None and loaded.version != expected_version and not fresh:
                 loaded = await self.states.load(aggregate, stream, fresh=True)
             try:
@@ -263,12 +270,14 @@ class CommandEngine:
                 else:
                     decisions = decide(cmd, loaded.state, loaded.version, envelope)
                     checked = False
+                events = self._envelopes(cmd, stream, envelope, decisions, checked)
+                after = self._applied(cmd, aggregate, loaded, events)
             except CatgadError as exc:
-                if not fresh and isinstance(exc, PreconditionFailed | CommandRejected):
+                if not fresh and isinstance(exc, _STATE_DEPENDENT):
                     # The state may be a cached one that another replica has since moved on
-                    # from (streams move between replicas): a rejection stands only on the
-                    # state as stored. Decided again only when the stream did move, so a
-                    # handler (a webhook) is not asked twice for every rejection.
+                    # from (streams move between replicas), or a guess: a refusal stands only
+                    # on the state as stored. Decided again only when the stream did move, so
+                    # a handler (a webhook) is not asked twice for every rejection.
                     fresh = True
                     if await self.store.stream_version(stream) != loaded.version:
                         continue
@@ -279,8 +288,6 @@ class CommandEngine:
                     if first is not None:
                         return _result(first, duplicate=True)
                 raise
-            events = self._envelopes(cmd, stream, envelope, decisions, checked)
-            after = self._applied(cmd, aggregate, loaded, events)
             try:
                 appended = await self.store.append(
                     stream, events, expected_version=loaded.version, command_id=envelope.id

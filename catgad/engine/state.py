@@ -34,7 +34,11 @@ class StateLoader:
 
     The cache is only an optimisation: appends always carry the version the
     state was computed at, so a stale entry (another process appended) shows
-    up as a ConcurrencyError and the caller reloads with `fresh=True`.
+    up as a ConcurrencyError and the caller reloads with `fresh=True`. For the
+    same reason a stream that is not cached may be guessed (`guess=True`) to be
+    new: the initial state at version 0, read from nothing. Most commands on an
+    uncached stream create it, and an append expecting version 0 fails on a
+    stream that exists, so a wrong guess costs one conflict and a reload.
     """
 
     def __init__(
@@ -50,12 +54,16 @@ class StateLoader:
         self._capacity = capacity
         self._fingerprints: dict[str, str] = {}
 
-    async def load(self, aggregate: AggregateDef, stream: str, *, fresh: bool = False) -> Loaded:
+    async def load(
+        self, aggregate: AggregateDef, stream: str, *, fresh: bool = False, guess: bool = False
+    ) -> Loaded:
         if not fresh:
             hit = self._cache.get(stream)
             if hit is not None:
                 self._cache.move_to_end(stream)
                 return hit
+            if guess:  # not remembered: only an append that succeeds on it proves it
+                return Loaded(initial_state(aggregate), 0)
         loaded = await self._load_from_store(aggregate, stream)
         self._remember(stream, loaded)
         return loaded

@@ -85,7 +85,9 @@ class Access:
         header = request.headers.get("authorization")
         if header is None and cookie and request.cookies.get(COOKIE):
             header = f"Bearer {unquote(request.cookies[COOKIE])}"  # set encodeURIComponent'ed
-        token = self.authenticate(header)
+        return self.require(self.authenticate(header), scope)
+
+    def require(self, token: AuthToken, scope: str) -> AuthToken:
         if scope not in token.scopes:
             raise Forbidden(token.name, scope)
         return token

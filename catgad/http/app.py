@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from catgad.errors import CatgadError
 from catgad.http.access import OPEN, Access
+from catgad.http.fastpath import CommandPath
 from catgad.http.inbox import InboxEndpoints
 from catgad.http.openapi import build_openapi
 from catgad.http.problems import RequestContext, catgad_error_handler, http_error_handler
@@ -93,7 +94,11 @@ def create_app(runtime: Runtime) -> Starlette:
             *UiEndpoints(runtime, access).routes(access),
         ],
         lifespan=inbox.inbox.lifespan,
-        middleware=[Middleware(RequestContext)],
+        # the hot route served without the router (catgad.http.fastpath), inside the id guard
+        middleware=[
+            Middleware(RequestContext),
+            Middleware(CommandPath, endpoints=endpoints, access=access),
+        ],
         exception_handlers={
             CatgadError: catgad_error_handler,
             HTTPException: http_error_handler,

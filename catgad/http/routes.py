@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -251,13 +252,30 @@ class Endpoints:
         ]
 
     async def command(self, request: Request) -> Response:
-        command_type: str = request.path_params["command_type"]
-        self.engine.command_def(command_type)  # 404 before reading a body we cannot use
         headers = request.headers
-        command_id = parse_idempotency_key(headers.get("idempotency-key"))
-        expected = parse_if_match(headers.get("if-match"))
-        body = parse_json(await read_body(request))
-        content_type = headers.get("content-type", "")
+        status, body, extra = await self.run_command(
+            request.path_params["command_type"],
+            headers.get("idempotency-key"),
+            headers.get("if-match"),
+            headers.get("content-type", ""),
+            lambda: read_body(request),
+        )
+        return Response(body, status, headers=extra, media_type=JSON)
+
+    async def run_command(
+        self,
+        command_type: str,
+        idempotency_key: str | None,
+        if_match: str | None,
+        content_type: str,
+        body_reader: Callable[[], Awaitable[bytes]],
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """POST /commands/{type}: status, JSON body and headers of the success; errors raised.
+        Shared by the route and catgad.http.fastpath, which reads the request itself."""
+        self.engine.command_def(command_type)  # 404 before reading a body we cannot use
+        command_id = parse_idempotency_key(idempotency_key)
+        expected = parse_if_match(if_match)
+        body = parse_json(await body_reader())
         if content_type.startswith(CLOUDEVENTS_JSON) and not is_cloudevent(body):
             raise MalformedRequest(
                 "body",
@@ -266,9 +284,9 @@ class Endpoints:
         result = await self.runtime.execute(
             command_type, body, command_id=command_id, expected_version=expected
         )
-        return json_response(
-            result.to_dict(),
+        return (
             201 if result.created else 200,
+            orjson.dumps(result.to_dict()),
             {"ETag": etag(result.version), "Location": stream_location(result.stream)},
         )
 

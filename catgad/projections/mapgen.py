@@ -27,8 +27,8 @@ from typing import Any
 from catgad.config.cel import CelExpr, _parser
 
 # _Unsupported here means "not inlined: the expression's closure is called instead"
-from catgad.projections.fastcel import Fn, _args, _bound_name, _literal, _Unsupported
-from catgad.projections.fastcel_values import FUNCTIONS, INT64, Fallback, arith
+from catgad.config.fastcel import Fn, _args, _bound_name, _literal, _Unsupported
+from catgad.config.fastcel_values import FUNCTIONS, INT64, Fallback, arith
 from catgad.projections.model import ColumnType, OpKind
 
 Appender = Callable[[Any, list[Any]], None]  # (event, out): appends the event's operations

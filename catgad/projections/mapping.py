@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from catgad.config.cel import CelEvalError, CelExpr
+from catgad.config.fastcel import compile_fast, literal_of
 from catgad.envelope import Envelope
-from catgad.projections.fastcel import compile_fast, literal_of
 from catgad.projections.mapgen import Appender, FieldPlan, OpPlan, generate
 from catgad.projections.model import ColumnDef, ColumnType, OpDef, OpKind, ProjectionDef
 from catgad.store.codec import StoredEvent

@@ -15,6 +15,7 @@ import concurrent.futures
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,6 +23,8 @@ from catgad.errors import StoreError, Unavailable
 
 T = TypeVar("T")
 _SAVEPOINT = "job"
+_FIRST_PAUSE = 0.0001  # seconds between looks at another process's write lock, doubling
+_MAX_PAUSE = 0.002
 Apply = Callable[[sqlite3.Connection, list[Any]], list[object]]
 
 
@@ -144,6 +147,8 @@ class Writer:
         except BaseException as exc:
             self.ready.set_exception(exc)
         else:
+            # BEGIN IMMEDIATE waits in _begin; no statement after it in a transaction waits
+            conn.execute("PRAGMA busy_timeout = 0")
             with self._lock:
                 self._accepting = True
             self.ready.set_result(None)
@@ -173,10 +178,34 @@ class Writer:
                 batch.append(job)
             self._commit(conn, batch)
 
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting for another process's write lock in short steps.
+
+        SQLite's own busy handler sleeps 1, 2, 5, 10, ... ms between tries: with several
+        processes writing one file (`catgad run --workers`, replicas) each commit of the
+        others left the lock free for milliseconds while a writer slept. Here the writer
+        looks again after 0.1 ms, doubling to at most 2 ms, within `busy_timeout_ms`.
+        """
+        pause = _FIRST_PAUSE
+        deadline = 0.0
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                now = time.monotonic()
+                deadline = deadline or now + self._busy_ms / 1000
+                if now + pause > deadline:
+                    raise
+            time.sleep(pause)  # the writer's own thread: nothing else waits on it
+            pause = min(pause * 2, _MAX_PAUSE)
+
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         outcomes: list[object]
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin(conn)
             try:
                 outcomes = self._apply(conn, [job.payload for job in batch])
                 conn.execute("COMMIT")

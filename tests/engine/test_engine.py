@@ -137,6 +137,40 @@ async def test_two_engines_on_one_sqlite_file_never_lose_an_update(
             await store.close()
 
 
+async def test_an_uncached_stream_guessed_new_is_decided_again_on_the_stored_state(
+    config: Config, tmp_path: Path
+) -> None:
+    """An engine decides a stream it has not cached as new without reading it; when the
+    stream exists after all, the append's version check or the refusal sends it back to the
+    stored state, so every answer is the one a reading engine would give."""
+    from catgad.store.section import StoreConfig
+
+    path = str(tmp_path / "s.db")
+    first = open_store(StoreConfig(kind="sqlite", path=path))
+    await first.open()
+    try:
+        await CommandEngine(config, first).execute("CreateOrder", create("o1"))
+        fresh = CommandEngine(config, first)  # as a restarted daemon: nothing cached
+        with pytest.raises(PreconditionFailed, match="order already exists"):
+            await fresh.execute("CreateOrder", create("o1"))  # the guess passed version == 0
+        paid = await CommandEngine(config, first).execute(
+            "PayOrder", {"order_id": "o1", "amount": 2500}
+        )  # refused on the guess (version > 0), then decided on the stored state
+        assert paid.version == 2
+        with pytest.raises(ConcurrencyError):  # If-Match 0 on a stream at 2: no retry
+            await CommandEngine(config, first).execute(
+                "CreateOrder", create("o1"), expected_version=0
+            )
+        shipped = await CommandEngine(config, first).execute(
+            "ShipOrder", {"order_id": "o1", "tracking": "T1"}, expected_version=2
+        )
+        assert shipped.version == 3
+        events = await first.read("Order-o1")
+        assert [e.type for e in events] == ["OrderCreated", "OrderPaid", "OrderShipped"]
+    finally:
+        await first.close()
+
+
 COUNTER = """
 catgad: 1
 service: {name: counters}

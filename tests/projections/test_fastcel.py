@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from catgad.config.cel import CelEvalError, CelExpr
-from catgad.projections.fastcel import compile_fast, evaluate
+from catgad.config.fastcel import compile_fast, evaluate
 
 EXPRESSIONS = [
     "data.items.map(i, i.qty * i.price).sum()",

@@ -1,4 +1,4 @@
-"""The values side of catgad.projections.fastcel: CEL's arithmetic and functions, or Fallback.
+"""The values side of catgad.config.fastcel: CEL's arithmetic and functions, or Fallback.
 
 Each function gives CEL's result for the cases it is sure of and raises
 Fallback for anything else (mixed types, int64 overflow, division by zero,

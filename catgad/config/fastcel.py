@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from catgad.config.cel import CelExpr, _parser
-from catgad.projections.fastcel_values import FUNCTIONS, INT64, Fallback, arith, checked
+from catgad.config.fastcel_values import FUNCTIONS, INT64, Fallback, arith, checked
 
 __all__ = ["Fallback", "Fn", "compile_fast", "evaluate", "literal_of"]
 
