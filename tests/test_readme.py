@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.daemon import ORDERS_YAML, REPO, Daemon
+from tests.helpers.daemon import ORDERS_YAML, REPO, Daemon
 
 README = Path(__file__).parents[1] / "README.md"
 SAGA_YAML = REPO / "config" / "examples" / "order-saga.yaml"
@@ -84,7 +84,7 @@ def test_readme_session_is_what_the_daemon_answers(tmp_path: Path) -> None:
 
 def test_readme_saga_session_is_what_the_daemon_answers(tmp_path: Path) -> None:
     """The Sagas section's session, on the order saga example and its payments webhook."""
-    from handlers.servers import WebhookServer
+    from tests.handlers.servers import WebhookServer
 
     pairs = console_session("## Sagas")
     assert len(pairs) >= 5, "the README's saga session went missing"

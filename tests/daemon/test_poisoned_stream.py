@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.daemon import ORDERS_YAML, Daemon, run_cli
+from tests.helpers.daemon import ORDERS_YAML, Daemon, run_cli
 
 from catgad.envelope import Envelope
 from catgad.ids import event_id

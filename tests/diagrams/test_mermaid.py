@@ -14,8 +14,8 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
-from handlers.servers import ServerError, npm_install
-from helpers.daemon import REPO
+from tests.handlers.servers import ServerError, npm_install
+from tests.helpers.daemon import REPO
 
 from catgad.app.load import load_config
 from catgad.cli.diagram import diagram

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.schemas import from_schema
-from helpers.stores import BACKEND_PARAMS, BACKENDS
+from tests.helpers.schemas import from_schema
+from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 

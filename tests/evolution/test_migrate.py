@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.daemon import run_cli
+from tests.helpers.daemon import run_cli
 
 from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
@@ -36,7 +36,7 @@ from catgad.store.memory import MemoryStore
 from catgad.store.protocol import AppendResult, EventStore
 from catgad.store.sqlite import SQLiteStore
 
-from .configs import write
+from tests.evolution.configs import write
 
 pytestmark = pytest.mark.sqlite
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.daemon import edited_example, run_cli
-from helpers.stores import BACKEND_PARAMS, BACKENDS
+from tests.helpers.daemon import edited_example, run_cli
+from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
 
 from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine

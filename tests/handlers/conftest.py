@@ -18,7 +18,7 @@ from catgad.handlers.registry import HandlerRegistry
 from catgad.model import Config
 from catgad.store.memory import MemoryStore
 
-from .servers import SECRET, ServerError, WebhookServer, npm_install
+from tests.handlers.servers import SECRET, ServerError, WebhookServer, npm_install
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.daemon import free_port
+from tests.support.ports import free_port
 
 from catgad.errors import CommandRejected, WebhookFailed
 
-from .conftest import tickets
-from .servers import WebhookServer
+from tests.handlers.conftest import tickets
+from tests.handlers.servers import WebhookServer
 
 
 async def test_a_reply_is_appended(tmp_path: Path, faults: WebhookServer) -> None:
@@ -221,7 +221,7 @@ async def test_a_kept_alive_connection_closed_by_the_server_is_not_reused(
 
     from catgad.handlers.transport import ClientPool
 
-    from .servers import CORPUS, HERE, SECRET
+    from tests.handlers.servers import CORPUS, HERE, SECRET
 
     port = free_port()
     argv = [sys.executable, str(HERE / "fault_server.py"), "--port", str(port)]

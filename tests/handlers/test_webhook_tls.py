@@ -14,8 +14,8 @@ import pytest
 
 from catgad.errors import WebhookFailed
 
-from .conftest import tickets
-from .servers import WebhookServer
+from tests.handlers.conftest import tickets
+from tests.handlers.servers import WebhookServer
 
 
 @pytest.fixture

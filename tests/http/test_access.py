@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.daemon import ORDERS_YAML, edited_example, run_cli
+from tests.helpers.daemon import ORDERS_YAML, edited_example, run_cli
 from openapi_spec_validator import validate
 from starlette.routing import Route
 

@@ -33,9 +33,9 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.api import PROBLEM_BASE, PROBLEM_JSON
-from helpers.daemon import ORDERS_YAML, Daemon
-from helpers.stores import BACKEND_PARAMS, BACKENDS
+from tests.helpers.api import PROBLEM_BASE, PROBLEM_JSON
+from tests.helpers.daemon import ORDERS_YAML, Daemon
+from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
 
 from catgad.app.load import load_config
 from catgad.http import create_app

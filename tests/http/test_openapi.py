@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers.daemon import ORDERS_YAML
+from tests.helpers.daemon import ORDERS_YAML
 from openapi_spec_validator import validate
 
 from catgad.app.load import load_config

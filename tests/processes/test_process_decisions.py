@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers.daemon import REPO
+from tests.helpers.daemon import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

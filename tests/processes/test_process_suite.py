@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers.daemon import REPO
-from helpers.stores import BACKEND_PARAMS, BACKENDS
+from tests.helpers.daemon import REPO
+from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
 from prometheus_client import CollectorRegistry
 
 from catgad.app.load import load_config

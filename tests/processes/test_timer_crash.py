@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.daemon import REPO, Daemon
+from tests.helpers.daemon import REPO, Daemon
 
 from catgad.processes.state import TIMER_FIRED, TIMER_SCHEDULED
 from catgad.store.sqlite import SQLiteStore

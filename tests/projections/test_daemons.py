@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.daemon import ORDERS_YAML, Daemon
+from tests.helpers.daemon import ORDERS_YAML, Daemon
 
 from catgad.app.load import load_config
 from catgad.envelope import Envelope

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.daemon import ORDERS_YAML, Daemon
+from tests.helpers.daemon import ORDERS_YAML, Daemon
 
 from catgad.app.load import load_config
 from catgad.projections.section import PROJECTIONS

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from helpers.daemon import REPO
+from tests.helpers.daemon import REPO
 
 SAGA_YAML = REPO / "config" / "examples" / "order-saga.yaml"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

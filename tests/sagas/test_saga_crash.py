@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.daemon import Daemon
+from tests.helpers.daemon import Daemon
 
-from .orders import (
+from tests.sagas.orders import (
     DEADLINE,
     SAGA_YAML,
     SECRET,

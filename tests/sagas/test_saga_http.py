@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from handlers.servers import WebhookServer
-from helpers.api import PROBLEM_BASE, PROBLEM_JSON
-from helpers.daemon import REPO, Daemon
+from tests.handlers.servers import WebhookServer
+from tests.helpers.api import PROBLEM_BASE, PROBLEM_JSON
+from tests.helpers.daemon import REPO, Daemon
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from .conftest import SHOP
+from tests.sagas.conftest import SHOP
 
 SAGA_YAML = REPO / "config" / "examples" / "order-saga.yaml"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -9,13 +9,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from helpers.daemon import Daemon
+from tests.helpers.daemon import Daemon
 
 from tests.cluster.deployments import unique
 from tests.servers import nats as nats_servers
 from tests.servers import redis as redis_servers
 
-from .orders import SAGA_YAML, SECRET, orders, payment_requests, settle_and_check, wait_for
+from tests.sagas.orders import SAGA_YAML, SECRET, orders, payment_requests, settle_and_check, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.nats]
 
