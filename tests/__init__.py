@@ -1,1 +1,1 @@
-"""The test suite: one package, imported as `tests.<dir>.<module>` (the repository root is on the path)."""
+"""The test suite, one package: modules are imported as `tests.<dir>.<module>`."""

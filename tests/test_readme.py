@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.daemon import ORDERS_YAML, REPO, Daemon
 
 README = Path(__file__).parents[1] / "README.md"

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.helpers.daemon import ORDERS_YAML, Daemon
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.slow]

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+
 from tests.helpers.daemon import ORDERS_YAML, Daemon, run_cli
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.slow]

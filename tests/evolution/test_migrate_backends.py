@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers.daemon import run_cli
-from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
 
 from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
@@ -28,8 +26,9 @@ from catgad.evolution.upcast import Upcasters
 from catgad.handlers.registry import load_plugins
 from catgad.model import Config
 from catgad.store.protocol import EventStore, RewritableStore
-
 from tests.evolution.configs import write
+from tests.helpers.daemon import run_cli
+from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
 
 CUSTOMERS = [f"c{i}" for i in range(12)]
 

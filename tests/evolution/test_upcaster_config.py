@@ -8,7 +8,6 @@ import pytest
 
 from catgad.app.load import load_config
 from catgad.errors import ConfigError
-
 from tests.evolution.configs import write
 
 

@@ -13,7 +13,6 @@ import pytest
 
 from catgad.errors import CircuitOpen, WebhookFailed
 from catgad.handlers.circuit import CircuitBreaker
-
 from tests.handlers.conftest import tickets
 from tests.handlers.servers import WebhookServer
 

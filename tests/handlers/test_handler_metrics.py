@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from tests.helpers.daemon import Daemon
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.handlers.conftest import tickets_yaml
 from tests.handlers.servers import WebhookServer
+from tests.helpers.daemon import Daemon
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from tests.handlers.servers import SECRET, WebhookServer
 from tests.helpers.api import PROBLEM_BASE, assert_problem, create_order
 from tests.helpers.daemon import ORDERS_YAML, Daemon, run_cli
 from tests.support.ports import free_port
-
-from tests.handlers.servers import SECRET, WebhookServer
 
 
 @pytest.mark.node

@@ -18,7 +18,6 @@ from catgad.engine.commands import CommandEngine, CommandResult
 from catgad.errors import BadReply, CommandRejected
 from catgad.handlers.registry import HandlerRegistry
 from catgad.store.memory import MemoryStore
-
 from tests.handlers.servers import OLD_SECRET, SECRET, WebhookServer
 
 ORDERS = Path(__file__).resolve().parents[2] / "config" / "examples" / "orders.yaml"

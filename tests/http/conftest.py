@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from tests.helpers.daemon import ORDERS_YAML, Daemon
 
 

@@ -8,6 +8,7 @@ import uuid
 import httpx
 import orjson
 import pytest
+
 from tests.helpers.api import assert_problem
 from tests.helpers.api import create_order as create
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.helpers.daemon import ORDERS_YAML
 from openapi_spec_validator import validate
 
 from catgad.app.load import load_config
 from catgad.http.openapi import build_openapi
 from catgad.model import Config
+from tests.helpers.daemon import ORDERS_YAML
 
 
 @pytest.fixture(scope="module")

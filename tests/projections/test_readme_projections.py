@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.helpers.daemon import ORDERS_YAML, Daemon
 
 from catgad.app.load import load_config
 from catgad.projections.section import PROJECTIONS
+from tests.helpers.daemon import ORDERS_YAML, Daemon
 
 README = Path(__file__).parents[2] / "README.md"
 SECTION = README.read_text().split("## Read models (projections)", 1)[1].split("\n## ", 1)[0]

@@ -30,7 +30,6 @@ from catgad.reactors.send import RouterSender
 from catgad.sagas.runner import SagaRunner
 from catgad.sagas.state import SagaState
 from catgad.store.protocol import EventStore
-
 from tests.sagas.orders import payments_server
 
 SHOP = """
