@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import redis as redis_servers
+from tests.support.ci import needed
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -30,8 +31,9 @@ def test_without_wrk_the_suite_says_so_and_exits_2(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk (Debian package wrk) is not installed")
 def test_quick_run_reports_every_system(tmp_path: Path) -> None:
+    if shutil.which("wrk") is None:
+        needed("wrk", "the Debian package wrk drives the HTTP benchmark")
     output = tmp_path / "RESULTS-http.md"
     env = {**os.environ, "CATGAD_REDIS_URL": redis_servers.server_url()}
     done = subprocess.run(

@@ -16,6 +16,7 @@ from catgad.runtime import Runtime
 from catgad.store.protocol import EventStore
 from catgad.store.section import StoreConfig
 from tests.helpers.daemon import ORDERS_YAML
+from tests.support.waiting import eventually_async
 
 WAIT = 10.0  # seconds any awaited condition may take
 POLL = 0.01  # seconds between looks at a condition
@@ -48,15 +49,13 @@ async def stored(store: EventStore) -> list[Envelope]:
     return out
 
 
-async def until(condition: Callable[[], bool], within: float = WAIT) -> None:
+async def until(condition: Callable[[], bool], within: float = WAIT, what: str = "") -> None:
     """Wait until `condition()` holds; fail after `within` seconds.
 
     It looks every POLL seconds: the conditions read state that several tasks
     change (relays, leases, subscribers) and that no single event announces.
     """
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(POLL)
+    await eventually_async(condition, within, what or "the condition", interval=POLL)
 
 
 class Recorder:

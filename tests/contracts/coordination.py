@@ -21,20 +21,12 @@ import abc
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
 from catgad.store.protocol import Coordination
+from tests.support.waiting import eventually_async
 
 DEADLINE = 10.0  # seconds any awaited condition may take before the test fails
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], within: float = DEADLINE) -> None:
-    """Poll `condition` until it is true; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.01)
 
 
 class CoordinationContract(abc.ABC):
@@ -96,7 +88,12 @@ class CoordinationContract(abc.ABC):
         async with self.make_store() as store, self.connect_peer(store) as peer:
             taken = time.monotonic()
             assert await store.acquire_lease("relay:s", "a", self.TTL)
-            await eventually(lambda: peer.acquire_lease("relay:s", "b", 30))
+            await eventually_async(
+                lambda: peer.acquire_lease("relay:s", "b", 30),
+                DEADLINE,
+                "b to take the lease",
+                interval=0.01,
+            )
             # not before the TTL (less a little for clocks ticking in milliseconds)
             assert time.monotonic() - taken >= self.TTL * 0.8
             assert await store.lease_owner("relay:s") == "b"
@@ -109,7 +106,7 @@ class CoordinationContract(abc.ABC):
             async def vacant() -> bool:
                 return await peer.lease_owner("relay:s") is None
 
-            await eventually(vacant)
+            await eventually_async(vacant, DEADLINE, "the lease to be vacant", interval=0.01)
             # nobody took it meanwhile: the late holder may carry on
             assert await store.acquire_lease("relay:s", "a", 30)
             assert await peer.lease_owner("relay:s") == "a"

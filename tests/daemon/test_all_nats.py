@@ -9,7 +9,6 @@ version) gives the test the defaults without touching anyone else's streams.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +20,7 @@ from catgad.store.nats_codec import DEFAULT_SUBJECT_PREFIX
 from tests.helpers.api import create_order
 from tests.helpers.daemon import Daemon, edited_example
 from tests.servers.nats import NatsServer
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.nats, pytest.mark.slow]
 
@@ -70,10 +70,8 @@ def test_commands_are_stored_and_relayed_with_the_defaults(
             for n in range(3):
                 resp = create_order(client, f"o{n}")
                 assert resp.status_code == 201, resp.text
-        deadline = time.monotonic() + 20
-        while asyncio.run(relayed(server.url)) < 3:
-            assert time.monotonic() < deadline, f"not relayed:\n{daemon.logs()}"
-            time.sleep(0.1)
+        eventually(lambda: asyncio.run(relayed(server.url)) >= 3, 20, "3 events relayed",
+                   interval=0.1)  # fmt: skip
         assert "overlap" not in daemon.logs()
     finally:
         daemon.stop()

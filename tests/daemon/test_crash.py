@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.daemon import ORDERS_YAML, Daemon
+
+from tests.helpers.daemon import ORDERS_YAML, Daemon
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.slow]
 

@@ -12,32 +12,25 @@ read model row comes back by replaying its dead letter (as repaired), and by a r
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from helpers.daemon import ORDERS_YAML, Daemon, run_cli
 
 from catgad.envelope import Envelope
 from catgad.ids import event_id
 from catgad.store.sqlite import SQLiteStore
+from tests.helpers.daemon import ORDERS_YAML, Daemon, run_cli
+from tests.support.waiting import eventually
+
+WAIT = 30.0  # seconds a read model may take to show a change
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.slow]
 
 ENV = {"CATGAD_REDIS_PROJECTIONS": "false"}  # the read model in SQLite only: no Redis needed
 ORDER = {"order_id": "o1", "customer": "alice", "items": [{"sku": "book", "qty": 2, "price": 5.0}]}
-
-
-def eventually(probe: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """`probe()` once it is truthy; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        assert time.monotonic() < deadline, f"{what} not within {timeout}s"
-        time.sleep(0.05)
-    return value
 
 
 def read_row(client: httpx.Client, key: str) -> Callable[[], dict[str, Any] | None]:
@@ -63,13 +56,15 @@ def test_create_order_with_price_5_0_reads_back_and_is_paid(tmp_path: Path) -> N
         assert order.status_code == 200, order.text
         assert order.json()["state"]["total"] == 10 and order.json()["version"] == 1
 
-        row = eventually(read_row(client, "o1"), "the orders row of o1")
+        row = eventually(read_row(client, "o1"), WAIT, "the orders row of o1")
         assert (row["status"], row["total"]) == ("created", 10)
 
         paid = client.post("/commands/PayOrder", json={"order_id": "o1", "amount": 10})
         assert paid.status_code == 200, paid.text
         assert paid.json()["version"] == 2
-        eventually(lambda: (read_row(client, "o1")() or {}).get("status") == "paid", "o1 paid")
+        eventually(
+            lambda: (read_row(client, "o1")() or {}).get("status") == "paid", WAIT, "o1 paid"
+        )
 
 
 async def stored_by_an_earlier_catgad(db: Path) -> None:
@@ -113,6 +108,7 @@ def test_a_stream_poisoned_before_answers_500_until_migrate_repairs_it(tmp_path:
         # the read model could not apply it either: dead-lettered, no row
         letters = eventually(
             lambda: client.get("/projections/orders").json()["dead_letters"]["items"],
+            WAIT,
             "o2's dead letter in the orders projection",
         )
         assert [(d["stream"], d["event_type"]) for d in letters] == [("Order-o2", "OrderCreated")]
@@ -131,7 +127,7 @@ def test_a_stream_poisoned_before_answers_500_until_migrate_repairs_it(tmp_path:
         assert replayed.status_code == 200, replayed.text
         assert replayed.json()["failed"] == [], replayed.text
         assert [r["stream"] for r in replayed.json()["replayed"]] == ["Order-o2"]
-        row = eventually(read_row(client, "o2"), "the orders row of o2")
+        row = eventually(read_row(client, "o2"), WAIT, "the orders row of o2")
         assert (row["status"], row["total"]) == ("created", 15)
         paid = client.post("/commands/PayOrder", json={"order_id": "o2", "amount": 15})
         assert paid.status_code == 200, paid.text
@@ -141,6 +137,7 @@ def test_a_stream_poisoned_before_answers_500_until_migrate_repairs_it(tmp_path:
         assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
         row = eventually(
             lambda: r if (r := read_row(client, "o2")()) and r["status"] == "paid" else None,
+            WAIT,
             "the orders row of o2, paid",
         )
         assert (row["status"], row["total"]) == ("paid", 15)

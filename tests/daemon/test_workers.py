@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from helpers.daemon import ORDERS_YAML, Daemon, edited_example, run_cli
+
+from tests.helpers.daemon import ORDERS_YAML, Daemon, edited_example, run_cli
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.slow]
 

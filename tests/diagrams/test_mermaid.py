@@ -14,8 +14,6 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
-from handlers.servers import ServerError, npm_install
-from helpers.daemon import REPO
 
 from catgad.app.load import load_config
 from catgad.cli.diagram import diagram
@@ -27,6 +25,9 @@ from catgad.runtime import Runtime
 from catgad.sagas.diagram import emits, saga_diagram
 from catgad.sagas.section import SAGAS
 from catgad.store.memory import MemoryStore
+from tests.handlers.servers import ServerError, npm_install
+from tests.helpers.daemon import REPO
+from tests.support.ci import needed
 
 HERE = Path(__file__).parent
 EXAMPLES = REPO / "config" / "examples"
@@ -39,7 +40,7 @@ def mermaid_modules() -> Path:
     try:
         return npm_install(cache, HERE / "mermaid", marker="mermaid")
     except ServerError as exc:
-        pytest.skip(str(exc))
+        needed("Node.js and npm (the Mermaid parser)", str(exc))
 
 
 def parse(modules: Path, texts: dict[str, str], folder: Path) -> dict[str, dict[str, object]]:
@@ -200,7 +201,7 @@ def test_the_svg_pictures_show_what_the_checked_in_ones_show(golden: Path) -> No
     """Drawn by Graphviz on the server; the layout may move between Graphviz versions, what
     it says may not: every state (step), label and command, as in the checked-in picture."""
     if shutil.which("dot") is None:
-        pytest.skip("Graphviz's dot is not installed (apt install graphviz)")
+        needed("Graphviz's dot", "it is not installed (apt install graphviz)")
     example, name = golden.stem.split(".")
     config = load_config(EXAMPLES / f"{example}.yaml", env={})
     text = diagram(config, name, "svg")
@@ -215,7 +216,7 @@ def test_the_svg_pictures_show_what_the_checked_in_ones_show(golden: Path) -> No
 
 async def test_the_diagram_endpoints_draw_svg(tmp_path: Path) -> None:
     if shutil.which("dot") is None:
-        pytest.skip("Graphviz's dot is not installed (apt install graphviz)")
+        needed("Graphviz's dot", "it is not installed (apt install graphviz)")
     config = load_config(EXAMPLES / "fulfilment.yaml", env={})
     async with Runtime.start(config, store=MemoryStore()) as runtime:
         transport = httpx.ASGITransport(app=create_app(runtime))

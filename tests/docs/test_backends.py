@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers.daemon import REPO, Daemon, run_cli
 
+from tests.helpers.daemon import REPO, Daemon, run_cli
 from tests.servers import kafka, nats, postgres, redis
 
 PAGES = REPO / "docs" / "backends"

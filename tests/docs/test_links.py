@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from docs.sessions import PAGES, REPO
+from tests.docs.sessions import PAGES, REPO
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 

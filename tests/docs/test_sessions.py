@@ -11,9 +11,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from helpers.daemon import ORDERS_YAML, REPO, Daemon
 
-from docs.sessions import PAGES, Session, all_sessions, as_pattern, sessions
+from tests.docs.sessions import PAGES, Session, all_sessions, as_pattern, sessions
+from tests.helpers.daemon import ORDERS_YAML, REPO, Daemon
 
 EXAMPLES = REPO / "config" / "examples"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -28,7 +28,7 @@ def orders(folder: Path) -> Iterator[Daemon]:
 @contextmanager
 def order_saga(folder: Path) -> Iterator[Daemon]:
     """The order saga example and its payments webhook (examples/webhooks/python)."""
-    from handlers.servers import WebhookServer
+    from tests.handlers.servers import WebhookServer
 
     with WebhookServer.python_example(SECRET) as payments:
         env = {"PAYMENTS_WEBHOOK_URL": payments.url("/payment"), "ORDERS_WEBHOOK_SECRET": SECRET}

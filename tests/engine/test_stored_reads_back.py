@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.schemas import from_schema
-from helpers.stores import BACKEND_PARAMS, BACKENDS
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
@@ -39,6 +37,8 @@ from catgad.projections.mapping import Mapper, MappingError, Rows
 from catgad.projections.precheck import ProjectionPrecheck
 from catgad.projections.section import PROJECTIONS
 from catgad.store.protocol import EventStore
+from tests.helpers.schemas import from_schema
+from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "examples" / "orders.yaml"
 CONFIG = load_config(EXAMPLE, env={})  # every projection enabled, customer_totals too

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.daemon import run_cli
 
 from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
@@ -35,8 +34,8 @@ from catgad.model import Config
 from catgad.store.memory import MemoryStore
 from catgad.store.protocol import AppendResult, EventStore
 from catgad.store.sqlite import SQLiteStore
-
-from .configs import write
+from tests.evolution.configs import write
+from tests.helpers.daemon import run_cli
 
 pytestmark = pytest.mark.sqlite
 

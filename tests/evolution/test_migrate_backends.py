@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.daemon import run_cli
-from helpers.stores import BACKEND_PARAMS, BACKENDS
 
 from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
@@ -28,8 +26,9 @@ from catgad.evolution.upcast import Upcasters
 from catgad.handlers.registry import load_plugins
 from catgad.model import Config
 from catgad.store.protocol import EventStore, RewritableStore
-
-from .configs import write
+from tests.evolution.configs import write
+from tests.helpers.daemon import run_cli
+from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
 
 CUSTOMERS = [f"c{i}" for i in range(12)]
 
@@ -237,7 +236,7 @@ def test_the_cli_on_redis(redis_service: _RedisService) -> None:
 @pytest.mark.redis
 @pytest.mark.slow
 def test_kill_9_mid_run_on_redis_loses_nothing(redis_service: _RedisService) -> None:
-    from .test_migrate import seed, view
+    from tests.evolution.test_migrate import seed, view
 
     svc = redis_service
     total = svc.run(lambda store: seed(store, 2000, 4))

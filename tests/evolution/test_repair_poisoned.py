@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.daemon import edited_example, run_cli
-from helpers.stores import BACKEND_PARAMS, BACKENDS
 
 from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
@@ -30,6 +28,8 @@ from catgad.ids import event_id
 from catgad.model import Config
 from catgad.store.protocol import EventStore, RewritableStore
 from catgad.store.sqlite import SQLiteStore
+from tests.helpers.daemon import edited_example, run_cli
+from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "examples" / "orders.yaml"
 POISONED = {"order_id": "o1", "customer": "alice", "items": [{"sku": "b", "qty": 2, "price": 5.0}]}

@@ -18,8 +18,7 @@ from catgad.model import Config
 from catgad.store.memory import MemoryStore
 from catgad.store.protocol import EventStore, RewritableStore
 from catgad.store.sqlite import SQLiteStore
-
-from .configs import write
+from tests.evolution.configs import write
 
 V1_REGISTERED = {"customer_id": "c1", "customer": "Ada Lovelace", "mail": "ada@example.com"}
 V3_REGISTERED = {

@@ -8,8 +8,7 @@ import pytest
 
 from catgad.app.load import load_config
 from catgad.errors import ConfigError
-
-from .configs import write
+from tests.evolution.configs import write
 
 
 def issues(tmp_path: Path, old: str, new: str) -> list[str]:

@@ -17,8 +17,8 @@ from catgad.engine.commands import CommandEngine
 from catgad.handlers.registry import HandlerRegistry
 from catgad.model import Config
 from catgad.store.memory import MemoryStore
-
-from .servers import SECRET, ServerError, WebhookServer, npm_install
+from tests.handlers.servers import SECRET, ServerError, WebhookServer, npm_install
+from tests.support.ci import needed
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -145,4 +145,4 @@ def node_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         return npm_install(cache)
     except ServerError as exc:
-        pytest.skip(str(exc))
+        needed("Node.js and npm (the example webhook servers)", str(exc))

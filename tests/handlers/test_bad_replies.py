@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.api import PROBLEM_BASE, PROBLEM_JSON
-from helpers.daemon import Daemon
 
-from .conftest import tickets_yaml
-from .servers import CORPUS, WebhookServer
+from tests.handlers.conftest import tickets_yaml
+from tests.handlers.servers import CORPUS, WebhookServer
+from tests.helpers.api import PROBLEM_BASE, PROBLEM_JSON
+from tests.helpers.daemon import Daemon
 
 CASES = sorted(CORPUS.glob("[0-9][0-9]-*.json"))
 

@@ -13,9 +13,8 @@ import pytest
 
 from catgad.errors import CircuitOpen, WebhookFailed
 from catgad.handlers.circuit import CircuitBreaker
-
-from .conftest import tickets
-from .servers import WebhookServer
+from tests.handlers.conftest import tickets
+from tests.handlers.servers import WebhookServer
 
 
 class Clock:

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from helpers.daemon import Daemon
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import tickets_yaml
-from .servers import WebhookServer
+from tests.handlers.conftest import tickets_yaml
+from tests.handlers.servers import WebhookServer
+from tests.helpers.daemon import Daemon
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -91,7 +91,8 @@ def test_a_webhooks_outcomes_latency_retries_and_circuit(
 
 
 def test_a_plugin_reports_through_the_same_families(tmp_path: Path) -> None:
-    from helpers.daemon import ORDERS_YAML, free_port
+    from tests.helpers.daemon import ORDERS_YAML
+    from tests.support.ports import free_port
 
     env = {"ORDERS_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/gift-note"}
     with Daemon(ORDERS_YAML, tmp_path, env=env) as daemon, daemon.client() as client:

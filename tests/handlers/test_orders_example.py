@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.api import PROBLEM_BASE, assert_problem, create_order
-from helpers.daemon import ORDERS_YAML, Daemon, free_port, run_cli
 
-from .servers import SECRET, WebhookServer
+from tests.handlers.servers import SECRET, WebhookServer
+from tests.helpers.api import PROBLEM_BASE, assert_problem, create_order
+from tests.helpers.daemon import ORDERS_YAML, Daemon, run_cli
+from tests.support.ports import free_port
 
 
 @pytest.mark.node

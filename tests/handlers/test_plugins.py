@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.daemon import run_cli
 
 from catgad import Rejected
 from catgad.app.load import load_config
 from catgad.engine.commands import CommandEngine
 from catgad.errors import BadReply, CommandRejected, HandlerError
 from catgad.handlers.plugin import PluginHandler
-
-from .conftest import tickets_yaml
+from tests.handlers.conftest import tickets_yaml
+from tests.helpers.daemon import run_cli
 
 Fn = Callable[..., Any]
 

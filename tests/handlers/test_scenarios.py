@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.daemon import run_cli
 
 from catgad.app.load import load_config
 from catgad.errors import ConfigError
-
-from .conftest import tickets_yaml
+from tests.handlers.conftest import tickets_yaml
+from tests.helpers.daemon import run_cli
 
 SCENARIOS = """
 tests:

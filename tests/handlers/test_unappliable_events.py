@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.api import PROBLEM_BASE, PROBLEM_JSON
-from helpers.daemon import Daemon
 
 from catgad.errors import EventRuleFailed
-
-from .conftest import tickets_yaml
-from .servers import WebhookServer
-from .test_plugins import engine_with, triage
+from tests.handlers.conftest import tickets_yaml
+from tests.handlers.servers import WebhookServer
+from tests.handlers.test_plugins import engine_with, triage
+from tests.helpers.api import PROBLEM_BASE, PROBLEM_JSON
+from tests.helpers.daemon import Daemon
 
 RULE = "aggregates.Ticket.on.TicketEscalated.set.escalation"
 

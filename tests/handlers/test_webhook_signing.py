@@ -18,8 +18,7 @@ from catgad.engine.commands import CommandEngine, CommandResult
 from catgad.errors import BadReply, CommandRejected
 from catgad.handlers.registry import HandlerRegistry
 from catgad.store.memory import MemoryStore
-
-from .servers import OLD_SECRET, SECRET, WebhookServer
+from tests.handlers.servers import OLD_SECRET, SECRET, WebhookServer
 
 ORDERS = Path(__file__).resolve().parents[2] / "config" / "examples" / "orders.yaml"
 RAW_SECRET = "correct horse battery staple"  # not whsec_: its UTF-8 bytes are the key

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from catgad.errors import WebhookFailed
-
-from .conftest import tickets
-from .servers import WebhookServer
+from tests.handlers.conftest import tickets
+from tests.handlers.servers import WebhookServer
+from tests.support.ci import needed
 
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
+        needed("openssl", "it makes the test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ORDERS_YAML = REPO / "config" / "examples" / "orders.yaml"
@@ -44,13 +45,6 @@ def edited_example(folder: Path, replacements: Mapping[str, str]) -> Path:
         text = text.replace(old, new, 1)
     target.write_text(text)
     return target
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def run_cli(

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from helpers.daemon import ORDERS_YAML, Daemon
+
+from tests.helpers.daemon import ORDERS_YAML, Daemon
 
 
 @pytest.fixture(scope="session")

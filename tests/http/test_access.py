@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.daemon import ORDERS_YAML, edited_example, run_cli
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
@@ -22,6 +21,7 @@ from catgad.http import create_app
 from catgad.observability.logs import configure_logging
 from catgad.runtime import Runtime
 from catgad.store.memory import MemoryStore
+from tests.helpers.daemon import ORDERS_YAML, edited_example, run_cli
 
 SECRETS = {"reader": "r-secret-1", "writer": "w-secret-2", "ops": "o-secret-3"}
 OPS_DIGEST = hashlib.sha256(SECRETS["ops"].encode()).hexdigest()

@@ -33,15 +33,16 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.api import PROBLEM_BASE, PROBLEM_JSON
-from helpers.daemon import ORDERS_YAML, Daemon
-from helpers.stores import BACKEND_PARAMS, BACKENDS
 
 from catgad.app.load import load_config
 from catgad.http import create_app
 from catgad.runtime import Runtime
 from catgad.store.memory import MemoryStore
 from catgad.store.protocol import EventStore
+from tests.helpers.api import PROBLEM_BASE, PROBLEM_JSON
+from tests.helpers.daemon import ORDERS_YAML, Daemon
+from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
+from tests.support.waiting import eventually
 
 CORPUS = Path(__file__).parent / "hostile"
 CASE_FILES = sorted(CORPUS.glob("*.json"))
@@ -300,10 +301,11 @@ def test_hostile_requests_against_a_daemon(tmp_path: Path) -> None:
                 assert client.get("/healthz").status_code == 200
                 assert client.get("/readyz").status_code == 200
         # ...and when it hangs up, that is a line in the log, not an error with a traceback
-        deadline = time.monotonic() + TIMEOUT
-        while "client disconnected before its request was read" not in daemon.logs():
-            assert time.monotonic() < deadline, daemon.logs()[-2000:]
-            time.sleep(0.05)
+        eventually(
+            lambda: "client disconnected before its request was read" in daemon.logs(),
+            TIMEOUT,
+            "the hang-up's log line",
+        )
 
         with daemon.client(timeout=TIMEOUT) as client:
             assert client.get(f"/streams/{STREAM}").status_code == 404

@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.daemon import ORDERS_YAML
 
 from catgad.app.load import load_config
 from catgad.envelope import Envelope
@@ -17,6 +16,7 @@ from catgad.observability.logs import configure_logging
 from catgad.runtime import Runtime
 from catgad.store.memory import MemoryStore
 from catgad.store.protocol import AppendResult
+from tests.helpers.daemon import ORDERS_YAML
 
 ORDER = {"order_id": "o1", "customer": "c", "items": [{"sku": "a", "qty": 1, "price": 3}]}
 

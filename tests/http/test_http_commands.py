@@ -8,8 +8,9 @@ import uuid
 import httpx
 import orjson
 import pytest
-from helpers.api import assert_problem
-from helpers.api import create_order as create
+
+from tests.helpers.api import assert_problem
+from tests.helpers.api import create_order as create
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.slow]
 

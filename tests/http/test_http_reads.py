@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from helpers.api import assert_problem
-from helpers.api import create_order as create
 from openapi_spec_validator import validate
+
+from tests.helpers.api import assert_problem
+from tests.helpers.api import create_order as create
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.slow]
 

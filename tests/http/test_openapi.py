@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import pytest
-from helpers.daemon import ORDERS_YAML
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
@@ -18,6 +17,7 @@ from catgad.http.openapi import build_openapi
 from catgad.http.routes import parse_idempotency_key, parse_if_match
 from catgad.model import Config
 from catgad.projections.section import PROJECTIONS
+from tests.helpers.daemon import ORDERS_YAML
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
-from handlers.servers import SECRET, WebhookServer
-from helpers.daemon import ORDERS_YAML, Daemon, edited_example
+
+from tests.handlers.servers import SECRET, WebhookServer
+from tests.helpers.daemon import ORDERS_YAML, Daemon, edited_example
 
 EXAMPLES = ORDERS_YAML.parent
 MAX_EXAMPLES = int(os.environ.get("CATGAD_SCHEMATHESIS_EXAMPLES", "10"))

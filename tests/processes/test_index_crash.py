@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.daemon import REPO
 
 from catgad.app.load import load_config
 from catgad.consumer.settings import LeasedSettings
@@ -26,6 +25,7 @@ from catgad.processes.state import TIMER_FIRED, TIMER_SCHEDULED
 from catgad.reactors.send import RouterSender
 from catgad.store.process_index import process_index
 from catgad.store.sqlite import SQLiteStore
+from tests.helpers.daemon import REPO
 
 FULFILMENT = REPO / "config" / "examples" / "fulfilment.yaml"
 CHILD = Path(__file__).with_name("index_crash_child.py")

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers.daemon import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +32,7 @@ from catgad.processes.state import (
     on_time,
 )
 from catgad.reactors.decisions import Decide
+from tests.helpers.daemon import REPO
 
 FULFILMENT = REPO / "config" / "examples" / "fulfilment.yaml"
 T0 = 1_000_000.0

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers.stores import BACKEND_PARAMS, BACKENDS
 
 from catgad.store.process_index import InstanceRow, ProcessIndex, process_index
+from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
 
 NOW = 1_700_000_000.0
 WAITING = 1000  # instances whose timers are a day away

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers.daemon import REPO
-from helpers.stores import BACKEND_PARAMS, BACKENDS
 from prometheus_client import CollectorRegistry
 
 from catgad.app.load import load_config
@@ -27,6 +25,8 @@ from catgad.processes.runner import ProcessRunner
 from catgad.processes.state import ProcessState, command_id
 from catgad.reactors.send import RouterSender
 from catgad.store.protocol import EventStore
+from tests.helpers.daemon import REPO
+from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
 
 FULFILMENT = REPO / "config" / "examples" / "fulfilment.yaml"
 DAY = 86_400.0

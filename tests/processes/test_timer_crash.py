@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.daemon import REPO, Daemon
 
 from catgad.processes.state import TIMER_FIRED, TIMER_SCHEDULED
 from catgad.store.sqlite import SQLiteStore
+from tests.helpers.daemon import REPO, Daemon
+from tests.support.waiting import eventually
 
 FULFILMENT = REPO / "config" / "examples" / "fulfilment.yaml"
 pytestmark = pytest.mark.slow
@@ -71,13 +72,6 @@ async def cancellations(db: Path, orders: list[str]) -> dict[str, int]:
         await store.close()
 
 
-def wait_until(condition: Any, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def expired(client: httpx.Client) -> int:
     listed = client.get("/processes/Fulfilment", params={"state": "expired"}).json()
     return len(listed["instances"])
@@ -104,7 +98,7 @@ def test_timers_due_while_down_fire_once_after_a_restart(tmp_path: Path) -> None
         time.sleep(5)  # every deadline passes while nobody runs
         daemon.start()
         with daemon.client() as client:
-            wait_until(lambda: expired(client) == len(orders), 60, "every order to expire")
+            eventually(lambda: expired(client) == len(orders), 60, "every order to expire")
     check_fired_once(asyncio.run(decisions(daemon.db_path, orders)))
     assert set(asyncio.run(cancellations(daemon.db_path, orders)).values()) == {1}
 
@@ -118,7 +112,7 @@ def test_two_daemons_on_one_store_fire_each_timer_once(tmp_path: Path) -> None:
         asyncio.run(place(first.url, orders[:30]))
         asyncio.run(place(second.url, orders[30:]))
         with second.client() as client:
-            wait_until(lambda: expired(client) == len(orders), 60, "every order to expire")
+            eventually(lambda: expired(client) == len(orders), 60, "every order to expire")
         driving = [d for d in (first, second) if "driving process instances" in d.logs()]
         assert len(driving) == 1, "one daemon drives the process at a time"
     check_fired_once(asyncio.run(decisions(first.db_path, orders)))

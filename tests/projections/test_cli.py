@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from helpers.daemon import ORDERS_YAML, Daemon, run_cli
+from tests.helpers.daemon import ORDERS_YAML, Daemon, run_cli
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:

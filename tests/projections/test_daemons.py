@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,13 +20,16 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.daemon import ORDERS_YAML, Daemon
 
 from catgad.app.load import load_config
 from catgad.envelope import Envelope
 from catgad.projections.section import PROJECTIONS
 from catgad.store.sqlite import SQLiteStore
+from tests.helpers.daemon import ORDERS_YAML, Daemon
 from tests.projections.test_crash_properties import oracle
+from tests.support.waiting import eventually
+
+WAIT = 60.0  # seconds a daemon may take to catch up
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.redis, pytest.mark.slow]
 TABLES = ("orders", "customer_totals")
@@ -51,17 +53,6 @@ def read_all(client: httpx.Client, name: str) -> list[dict[str, Any]]:
         rows.extend(page["rows"])
         url = page["next"]
     return rows
-
-
-def wait_for(predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.05)
 
 
 def caught_up(client: httpx.Client, name: str) -> bool:
@@ -113,7 +104,7 @@ def test_kill_9_during_live_processing(tmp_path: Path, redis_env: dict[str, str]
         threads = [threading.Thread(target=load, args=(daemon, stop, sent)) for _ in range(4)]
         for thread in threads:
             thread.start()
-        wait_for(lambda: sent[0] >= 150, what="150 orders")
+        eventually(lambda: sent[0] >= 150, WAIT, "150 orders")
         daemon.kill()
         stop.set()
         for thread in threads:
@@ -121,7 +112,7 @@ def test_kill_9_during_live_processing(tmp_path: Path, redis_env: dict[str, str]
         daemon.start()
         with daemon.client() as client:
             for name in TABLES:
-                wait_for(lambda n=name: caught_up(client, n), what=f"{name} caught up")
+                eventually(lambda n=name: caught_up(client, n), WAIT, f"{name} caught up")
             truth = expected(daemon)
             for name in TABLES:
                 assert read_all(client, name) == truth[name], name
@@ -137,7 +128,7 @@ def test_kill_9_during_a_rebuild(tmp_path: Path, redis_env: dict[str, str]) -> N
     try:
         with daemon.client() as client:
             for name in TABLES:
-                wait_for(lambda n=name: caught_up(client, n), 120, f"{name} caught up")
+                eventually(lambda n=name: caught_up(client, n), 120, f"{name} caught up")
             before = {name: read_all(client, name) for name in TABLES}
             for name in TABLES:
                 assert client.post(f"/projections/{name}/rebuild").status_code == 202
@@ -146,7 +137,7 @@ def test_kill_9_during_a_rebuild(tmp_path: Path, redis_env: dict[str, str]) -> N
                 status = client.get("/projections/orders").json()
                 return status["status"] == "rebuilding" and status["rebuild"]["position"] > 0
 
-            wait_for(midway, what="rebuild under way")
+            eventually(midway, WAIT, "rebuild under way")
             during = client.get("/read/orders?limit=5").json()["rows"]
             assert during == before["orders"][:5]  # queries answer from the old model
         daemon.kill()
@@ -155,7 +146,7 @@ def test_kill_9_during_a_rebuild(tmp_path: Path, redis_env: dict[str, str]) -> N
             status = client.get("/projections/orders").json()
             assert status["status"] in ("rebuilding", "running")
             for name in TABLES:
-                wait_for(lambda n=name: caught_up(client, n), 120, f"{name} rebuilt")
+                eventually(lambda n=name: caught_up(client, n), 120, f"{name} rebuilt")
                 assert read_all(client, name) == before[name], name
     finally:
         daemon.stop()
@@ -209,7 +200,7 @@ def test_two_daemons_one_consumer_and_failover(tmp_path: Path, redis_env: dict[s
                 assert statuses[0]["owner"] == statuses[1]["owner"]
             holder = first if a.get("/projections/orders").json()["active_here"] else second
             other = second if holder is first else first
-            wait_for(lambda: all(caught_up(holder.client(), n) for n in TABLES), what="holder")
+            eventually(lambda: all(caught_up(holder.client(), n) for n in TABLES), WAIT, "holder")
         holder.kill()
         with other.client() as client:
             for i in range(60, 90):
@@ -217,7 +208,7 @@ def test_two_daemons_one_consumer_and_failover(tmp_path: Path, redis_env: dict[s
                         "items": [{"sku": "s", "qty": 1, "price": 10}]}  # fmt: skip
                 assert client.post("/commands/CreateOrder", json=body).status_code == 201
             for name in TABLES:  # the lease (10 s) lapses, then the survivor goes on
-                wait_for(lambda n=name: caught_up(client, n), 40, f"{name} taken over")
+                eventually(lambda n=name: caught_up(client, n), 40, f"{name} taken over")
             truth = expected(other)
             for name in TABLES:
                 assert read_all(client, name) == truth[name], name

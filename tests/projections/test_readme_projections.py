@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.daemon import ORDERS_YAML
-
 from catgad.app.load import load_config
 from catgad.projections.section import PROJECTIONS
+from tests.helpers.daemon import ORDERS_YAML
 
 PAGE = Path(__file__).parents[2] / "docs" / "projections.md"
 SECTION = PAGE.read_text()

@@ -18,8 +18,7 @@ from catgad.projections.section import PROJECTIONS
 from catgad.projections.targets.sqlite import SQLiteDatabase, SQLiteTarget
 from catgad.store.memory import MemoryStore
 from catgad.store.sqlite import SQLiteStore
-
-from .helpers import FAST, caught_up
+from tests.projections.helpers import FAST, caught_up
 
 # Renamed is at version 2: stored at version 1 its data said `title`, now `name`.
 SERVICE = """

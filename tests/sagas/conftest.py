@@ -30,8 +30,7 @@ from catgad.reactors.send import RouterSender
 from catgad.sagas.runner import SagaRunner
 from catgad.sagas.state import SagaState
 from catgad.store.protocol import EventStore
-
-from .orders import payments_server
+from tests.sagas.orders import payments_server
 
 SHOP = """
 catgad: 1

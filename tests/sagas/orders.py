@@ -8,29 +8,20 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from helpers.daemon import REPO
+
+from tests.helpers.daemon import REPO
+from tests.support.waiting import eventually
 
 SAGA_YAML = REPO / "config" / "examples" / "order-saga.yaml"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SERVER = Path(__file__).with_name("payments_server.py")
 DEADLINE = 90.0
-
-
-def wait_for(condition: Any, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def payments_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
@@ -80,7 +71,7 @@ def settle_and_check(client: httpx.Client, placed: list[dict[str, Any]], within:
         done = [i for i in listed if i["status"] in ("completed", "compensated")]
         return len(done) == len(placed)
 
-    wait_for(all_settled, within, "every saga to settle")
+    eventually(all_settled, within, "every saga to settle")
     for order in placed:
         saga = client.get(f"/sagas/PlaceOrder/{order['order_id']}").json()
         undo = expected_undo(order)

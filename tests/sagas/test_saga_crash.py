@@ -8,17 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.daemon import Daemon
 
-from .orders import (
+from tests.helpers.daemon import Daemon
+from tests.sagas.orders import (
     DEADLINE,
     SAGA_YAML,
     SECRET,
     orders,
     payment_requests,
     settle_and_check,
-    wait_for,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def test_sagas_survive_a_kill_mid_flight(tmp_path: Path, payments: tuple[str, Pa
                 response = client.post("/commands/PlaceOrder", json=order)
                 assert response.status_code == 201, response.text
         # mid-flight: some payments are being answered right now
-        wait_for(lambda: len(record.read_text().splitlines()) >= 12, 30, "payments in flight")
+        eventually(lambda: len(record.read_text().splitlines()) >= 12, 30, "payments in flight")
         daemon.kill()
         seen_before = len(record.read_text().splitlines())
         daemon.start()

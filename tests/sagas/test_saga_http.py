@@ -11,13 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from handlers.servers import WebhookServer
-from helpers.api import PROBLEM_BASE, PROBLEM_JSON
-from helpers.daemon import REPO, Daemon
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from .conftest import SHOP
+from tests.handlers.servers import WebhookServer
+from tests.helpers.api import PROBLEM_BASE, PROBLEM_JSON
+from tests.helpers.daemon import REPO, Daemon
+from tests.sagas.conftest import SHOP
+from tests.support.waiting import eventually
 
 SAGA_YAML = REPO / "config" / "examples" / "order-saga.yaml"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -137,10 +138,12 @@ def test_a_failed_compensation_shows_until_a_retry_finishes_it(shop: Daemon) -> 
     with shop.client() as client:
         order = {"order_id": "f1", "qty": 1, "amount": 3000, "address": "x"}  # awaits a capture
         assert client.post("/commands/PlaceOrder", json=order).status_code == 201
-        deadline = time.monotonic() + 10
-        while not any(e["decision"] == "StepAccepted" for e in log_of(client, "Place", "f1")):
-            assert time.monotonic() < deadline, "the saga never reached its payment"
-            time.sleep(0.02)
+        eventually(
+            lambda: any(e["decision"] == "StepAccepted" for e in log_of(client, "Place", "f1")),
+            10,
+            "the saga to reach its payment",
+            interval=0.02,
+        )
         assert client.post("/commands/HoldStock", json={"order_id": "f1"}).status_code == 200
         saga = settled(client, "Place", "f1")  # the await times out after 1s; release refused
         assert (saga["status"], saga["reason"]) == (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.daemon import REPO, run_cli
+from tests.helpers.daemon import REPO, run_cli
 
 SAGA_YAML = REPO / "config" / "examples" / "order-saga.yaml"
 

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bus.outbox import until
-from helpers.stores import BACKEND_PARAMS, BACKENDS
 
 from catgad.envelope import Envelope
 from catgad.errors import SagaConflict, SagaNotFound
 from catgad.sagas.state import Send, command_id, next_action
-
-from .conftest import Shop, shop, shop_config
+from tests.bus.outbox import until
+from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
+from tests.sagas.conftest import Shop, shop, shop_config
 
 pytestmark = pytest.mark.parametrize("backend", BACKEND_PARAMS)
 

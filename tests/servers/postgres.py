@@ -1,6 +1,6 @@
 """Real PostgreSQL servers for tests: the shared one, a schema per test, and private ones to break.
 
-    url = server_url()                     # the shared server; skips (or fails with CI=true)
+    url = server_url()                     # the shared server; needed() if it does not answer
     async with postgres_store() as store:  # an opened store in a fresh schema, dropped after
         ...
     with PrivateServer() as srv:           # our own postmaster on a free port: crash it, restart it
@@ -18,10 +18,8 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,23 +27,14 @@ from types import TracebackType
 from typing import Any
 
 import psycopg
-import pytest
 
 from catgad.store.postgres import PostgresStore
+from tests.support.ci import needed
+from tests.support.ports import free_port
+from tests.support.servers import wait_started
 
 DEFAULT_URL = "postgresql://127.0.0.1:5432/postgres"
 _reachable: dict[str, str | None] = {}  # url -> why it is not reachable (None: it is)
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def unavailable(why: str) -> None:
-    """Skip the test, or fail it in CI, where a missing server must never pass silently."""
-    if in_ci():
-        pytest.fail(f"PostgreSQL is required in CI: {why}")
-    pytest.skip(f"PostgreSQL not available: {why}")
 
 
 def server_url() -> str:
@@ -60,8 +49,16 @@ def server_url() -> str:
             _reachable[url] = f"{url}: {exc}"
     why = _reachable[url]
     if why is not None:
-        unavailable(why)
+        needed("PostgreSQL", why)
     return url
+
+
+def answers(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
 
 
 def new_schema() -> str:
@@ -115,21 +112,13 @@ def _bindir() -> Path | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class PrivateServer:
     """A postmaster of our own, on a free loopback port, with durable (fsync) storage."""
 
     def __init__(self) -> None:
         bindir = _bindir()
         if bindir is None:
-            unavailable("no postgres/initdb binaries on PATH or from pg_config")
-            raise AssertionError("unreachable")
+            needed("PostgreSQL", "no postgres/initdb binaries on PATH or from pg_config")
         self.bindir = bindir
         # not pytest's tmp_path: it sits in a directory only root may enter
         self.root = Path(tempfile.mkdtemp(prefix="catgad-pg-"))
@@ -160,16 +149,12 @@ class PrivateServer:
             stdout=log, stderr=log, cwd=self.root, **self._run_as(),
         )  # fmt: skip
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with psycopg.connect(self.url, connect_timeout=2):
-                    return
-            except psycopg.OperationalError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    tail = (self.root / "server.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"private postgres did not start:\n{tail}") from None
-                time.sleep(0.05)
+        wait_started(self.proc, lambda: answers(self.url), f"a private postgres on {self.port}",
+                     timeout=timeout, log=self.root / "server.log")  # fmt: skip
+
+    def kill(self) -> None:
+        """A crash: see crash()."""
+        self.crash()
 
     def crash(self) -> None:
         """Immediate shutdown (SIGQUIT): like a crash, recovery from the WAL on the next start."""

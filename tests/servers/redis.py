@@ -8,7 +8,7 @@
 
 When no server answers at CATGAD_REDIS_URL (default redis://127.0.0.1:6379/0)
 a private redis-server from PATH is started for the test session and named on
-stderr. With neither, a test skips, or fails when CI=true.
+stderr. With neither, a test skips, or fails when CI=true (tests.support.ci.needed).
 """
 
 from __future__ import annotations
@@ -19,36 +19,25 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import pytest
 import redis
 import redis.asyncio as aioredis
 
 from catgad.store.redis import RedisStore
+from tests.support.ci import needed
+from tests.support.ports import free_port
+from tests.support.servers import wait_started
 
 SHARED_URL = os.environ.get("CATGAD_REDIS_URL", "redis://127.0.0.1:6379/0")
 _chosen: list[str] = []  # the url this session uses, once decided
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def answers(url: str, timeout: float = 1.0) -> str | None:
@@ -79,10 +68,7 @@ def server_url() -> str:
         print(f"\nno Redis at {SHARED_URL} ({why}); started {srv.url}", file=sys.stderr)
         _chosen.append(srv.url)
         return srv.url
-    reason = f"no Redis server at {SHARED_URL} ({why}) and no redis-server on PATH"
-    if in_ci():
-        pytest.fail(reason)
-    pytest.skip(reason)
+    needed("Redis server", f"none at {SHARED_URL} ({why}) and no redis-server on PATH")
 
 
 def unique_prefix() -> str:
@@ -157,12 +143,9 @@ class PrivateRedis:
             "--logfile", str(self.directory / "redis.log"), *durability, *self.extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while (why := answers(self.url, 0.2)) is not None:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"redis-server on {self.port} did not start ({why}):\n{log}")
-            time.sleep(0.02)
+        wait_started(self.proc, lambda: answers(self.url, 0.2) is None,
+                     f"redis-server on {self.port}", timeout=timeout,
+                     log=self.directory / "redis.log")  # fmt: skip
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -195,12 +178,9 @@ class PrivateRedis:
 
 
 def require_redis_server() -> None:
-    """Skip (fail in CI) a test that starts its own redis-server when there is no binary."""
+    """A test that starts its own redis-server needs the binary."""
     if shutil.which("redis-server") is None:
-        reason = "redis-server is not on PATH"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+        needed("Redis server", "redis-server is not on PATH")
 
 
 class DroppingProxy:

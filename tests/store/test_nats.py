@@ -11,12 +11,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 
 import nats
 import pytest
 
-from catgad.errors import ConcurrencyError, IdempotencyKeyReused, StoreError, Unavailable
+from catgad.errors import (
+    ConcurrencyError,
+    IdempotencyKeyReused,
+    StoreError,
+    Unavailable,
+    UnsupportedServer,
+)
 from catgad.store.nats import NATSStore
 from catgad.store.nats_codec import (
     MAX_TOKEN,
@@ -26,13 +32,11 @@ from catgad.store.nats_codec import (
     token,
 )
 from catgad.store.nats_wire import Pending, Wire
-from catgad.store.protocol import AppendResult, EventStore
+from catgad.store.protocol import EventStore
+from tests.contracts.outage import Breakable, StoreOutageContract
 from tests.contracts.store import EventStoreContract, event, read_everything, same_result, unplaced
-from tests.servers.nats import (
-    NatsServer,
-    nats_store,
-    server_url,
-)
+from tests.servers.nats import NatsServer, nats_store, private_server, server_url
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.nats
 
@@ -56,6 +60,23 @@ class TestNATSStoreOnCurrentMemory(EventStoreContract):
 
     def make_store(self) -> AbstractAsyncContextManager[EventStore]:
         return nats_store(server_url("current"), storage="memory")
+
+
+class TestNATSStoreOutageOn29(StoreOutageContract):
+    """A private server from Debian's 2.9 binary, killed -9 and started on its store again."""
+
+    def server(self) -> AbstractContextManager[Breakable]:
+        return private_server("2.9")
+
+    def make_store(self, url: str) -> AbstractAsyncContextManager[EventStore]:
+        return nats_store(url, timeout=1.0)
+
+
+class TestNATSStoreOutageOnCurrent(TestNATSStoreOutageOn29):
+    """The same with the newest release."""
+
+    def server(self) -> AbstractContextManager[Breakable]:
+        return private_server("current")
 
 
 @pytest.fixture(params=["2.9", "current"])
@@ -244,8 +265,6 @@ async def test_the_shared_server_is_the_oldest_supported_version() -> None:
 
 
 async def test_an_unreachable_server_is_unavailable() -> None:
-    from tests.servers.nats import free_port
-
     store = NATSStore(f"nats://127.0.0.1:{free_port()}", timeout=0.5)
     started = time.monotonic()
     with pytest.raises(Unavailable):
@@ -253,82 +272,6 @@ async def test_an_unreachable_server_is_unavailable() -> None:
     assert time.monotonic() - started < 2
     with pytest.raises(Unavailable):
         await store.ping()
-
-
-async def test_a_server_crash_is_unavailable_then_recovered(
-    private_nats_server: NatsServer,
-) -> None:
-    server = private_nats_server
-    async with nats_store(server.url, timeout=1.0) as store:
-        acked: list[AppendResult] = []
-        for i in range(5):
-            acked.append(
-                await store.append("S", [event(i=i)], expected_version=i, command_id=f"a{i}")
-            )
-
-        async def appender(n: int) -> tuple[list[AppendResult], str]:
-            """Appends until the server goes; returns what was acknowledged and the
-            command id whose outcome is unknown."""
-            done: list[AppendResult] = []
-            while True:
-                cid = f"w{n}-{len(done)}"
-                try:
-                    done.append(
-                        await store.append(
-                            f"W{n}", [event()], expected_version=len(done), command_id=cid
-                        )
-                    )
-                except Unavailable:
-                    return done, cid
-
-        writers = [asyncio.create_task(appender(n)) for n in range(20)]
-        await asyncio.sleep(0.3)
-        server.kill()  # SIGKILL: a crash, not a shutdown
-        async with asyncio.timeout(5):  # every append settles: acknowledged or Unavailable
-            outcomes = await asyncio.gather(*writers)
-        assert sum(len(done) for done, _ in outcomes) > 20
-        started = time.monotonic()
-        for operation in (
-            store.ping(),
-            store.append("S", [event()], expected_version=5, command_id="down"),
-            store.read("S"),
-            store.read_all(),
-            store.stream_version("S"),
-            store.find_command("a1"),
-            store.load_snapshot("S"),
-        ):
-            with pytest.raises(Unavailable):
-                await operation
-        assert time.monotonic() - started < 3  # fails fast while disconnected
-
-        server.start()
-        async with asyncio.timeout(15):
-            while True:
-                try:
-                    await store.ping()
-                    break
-                except Unavailable:
-                    await asyncio.sleep(0.1)
-        for result in acked:  # nothing acknowledged was lost
-            found = await store.find_command(result.command_id)
-            assert found is not None and same_result(found, result)
-        total = 0
-        for n, (done, unknown) in enumerate(outcomes):
-            for result in done:
-                found = await store.find_command(result.command_id)
-                assert found is not None and same_result(found, result)
-            # the append in flight when the server died may or may not have landed:
-            # retrying it with its command id appends it exactly once
-            retried = await store.append(
-                f"W{n}", [event()], expected_version=None, command_id=unknown
-            )
-            assert retried.version == len(done) + 1
-            stored = await store.read(f"W{n}")
-            assert [e.streamversion for e in stored] == list(range(1, len(done) + 2))
-            total += len(stored)
-        after = await store.append("S", [event()], expected_version=5, command_id="after")
-        assert after.version == 6
-        assert len(await read_everything(store)) == 5 + total + 1
 
 
 async def test_a_stalled_server_times_out_and_the_retry_finds_the_append(
@@ -398,7 +341,7 @@ async def test_a_server_older_than_2_9_is_refused(
     from catgad.store import nats_wire
 
     monkeypatch.setattr(nats_wire.Wire, "server_version", lambda self: (2, 8, 4))
-    with pytest.raises(StoreError, match="oldest catgad supports"):
+    with pytest.raises(UnsupportedServer, match="oldest catgad supports"):
         async with nats_store(url):
             pass
 

@@ -22,12 +22,13 @@ import pytest
 from catgad.errors import StoreError, Unavailable
 from catgad.store.nats import NATSStore
 from catgad.store.protocol import Coordination
-from tests.contracts.coordination import CoordinationContract, eventually
+from tests.contracts.coordination import DEADLINE, CoordinationContract
 from tests.servers.nats import (
     NatsServer,
     nats_store,
     server_url,
 )
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.nats
 T = TypeVar("T")
@@ -90,7 +91,12 @@ async def test_expiry_follows_the_servers_clock_not_the_clients(
         assert not await peer.acquire_lease("relay:s", "b", 30)
         assert await peer.lease_owner("relay:s") == "a"
         monkeypatch.setattr(time, "time", lambda: real() - 3600)  # and one an hour behind
-        await eventually(lambda: peer.acquire_lease("relay:s", "b", 30))
+        await eventually_async(
+            lambda: peer.acquire_lease("relay:s", "b", 30),
+            DEADLINE,
+            "b to take the lease",
+            interval=0.01,
+        )
         assert await store.lease_owner("relay:s") == "b"
 
 

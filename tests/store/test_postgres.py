@@ -1,7 +1,7 @@
 """The PostgreSQL store passes the store contract, keeps the global order, and survives faults.
 
 Every test works in a schema of its own on the shared server (dropped after);
-the crash test starts a private server it can kill. Without a server the
+the outage contract starts a private server it can kill. Without a server the
 tests skip, or fail when CI=true.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -20,13 +20,10 @@ from catgad.envelope import Envelope
 from catgad.errors import ConcurrencyError, StoreError, Unavailable
 from catgad.store.postgres import SCHEMA_VERSION, PostgresStore
 from catgad.store.protocol import AppendResult, EventStore, Snapshot
+from tests.contracts.outage import Breakable, StoreOutageContract, store_outage
 from tests.contracts.store import EventStoreContract, event, read_everything, same_result
-from tests.servers.postgres import (
-    PrivateServer,
-    free_port,
-    postgres_store,
-    schema_on_shared_server,
-)
+from tests.servers.postgres import PrivateServer, postgres_store, schema_on_shared_server
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -332,74 +329,24 @@ async def test_close_lets_queued_appends_finish() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["crash", "stop"])  # SIGQUIT (recovery from WAL) or SIGINT
-async def test_a_server_going_down_is_unavailable_promptly_and_loses_no_acked_append(
-    how: str,
-) -> None:
-    with PrivateServer() as server:
-        store = PostgresStore(server.url, connect_timeout=2, pool_timeout=1,
+class TestPostgresOutage(StoreOutageContract):
+    """A private postmaster: crash() is an immediate shutdown (recovery from the WAL)."""
+
+    def server(self) -> AbstractContextManager[Breakable]:
+        return PrivateServer()
+
+    @asynccontextmanager
+    async def make_store(self, url: str) -> AsyncIterator[EventStore]:
+        store = PostgresStore(url, connect_timeout=2, pool_timeout=1,
                               statement_timeout=2, reconnect_timeout=1)  # fmt: skip
         await store.open()
         try:
-            await _down_and_back(server, store, how)
+            yield store
         finally:
             await store.close()
 
-
-async def _down_and_back(server: PrivateServer, store: PostgresStore, how: str) -> None:
-    acked: dict[str, AppendResult] = {}
-    in_doubt: list[tuple[str, str, Envelope]] = []  # refused as Unavailable: landed or not
-    failures: list[float] = []
-    running = True
-
-    async def writer(w: int) -> None:
-        i = 0
-        while running:
-            cid, given = f"w{w}-{i}", event(w=w, i=i)
-            started = time.monotonic()
-            try:
-                acked[cid] = await store.append(
-                    f"W{w}", [given], expected_version=None, command_id=cid
-                )
-            except Unavailable:
-                failures.append(time.monotonic() - started)
-                in_doubt.append((f"W{w}", cid, given))
-                await asyncio.sleep(0.05)
-            i += 1
-
-    writers = [asyncio.create_task(writer(w)) for w in range(20)]
-    await asyncio.sleep(0.5)
-    before = len(acked)
-    assert before > 0
-    server.crash() if how == "crash" else server.stop()
-    for operation in (store.ping, store.read_all, lambda: store.stream_version("W0")):
-        started = time.monotonic()
-        with pytest.raises(Unavailable):
-            await operation()
-        assert time.monotonic() - started < 4, "an operation hung while the server was down"
-    await asyncio.sleep(0.5)
-    server.start()
-    deadline = time.monotonic() + 20
-    while True:  # the same store object works again: no reopen
-        try:
-            await store.ping()
-            break
-        except Unavailable:
-            assert time.monotonic() < deadline, "the store did not reconnect"
-            await asyncio.sleep(0.1)
-    await asyncio.sleep(0.5)
-    running = False
-    await asyncio.gather(*writers)
-    assert failures and max(failures) < 4, f"slow failures: {sorted(failures)[-3:]}"
-    assert len(acked) > before, "no append succeeded after the restart"
-
-    stored = {e.id: e for e in await read_everything(store)}
-    for cid, result in acked.items():  # every acknowledged append survived
-        assert result.events[0].id in stored, f"acknowledged {cid} was lost"
-        found = await store.find_command(cid)
-        assert found is not None and same_result(found, result)
-    for stream, cid, given in in_doubt:  # a retry settles each doubt: exactly once
-        await store.append(stream, [given], expected_version=None, command_id=cid)
-    everything = await read_everything(store)
-    assert len({e.id for e in everything}) == len(everything) == len(acked) + len(in_doubt)
-    assert [e.position for e in everything] == list(range(1, len(everything) + 1))
+    async def test_a_fast_shutdown_is_an_outage_like_a_crash(self) -> None:
+        """SIGINT: clients are disconnected and a checkpoint written, then the same promises."""
+        with PrivateServer() as server:
+            async with self.make_store(server.url) as store:
+                await store_outage(store, server.stop, server.start, self.prompt, self.recovery)

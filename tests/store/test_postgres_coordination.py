@@ -20,9 +20,10 @@ import pytest
 from catgad.errors import StoreError, Unavailable
 from catgad.store.postgres import PostgresStore
 from catgad.store.protocol import Coordination
-from tests.contracts.coordination import CoordinationContract, eventually
+from tests.contracts.coordination import CoordinationContract
 from tests.contracts.store import event
 from tests.servers.postgres import PrivateServer, postgres_store, schema_on_shared_server
+from tests.support.waiting import eventually_async
 
 pytestmark = pytest.mark.postgres
 
@@ -109,7 +110,7 @@ async def test_a_renewal_counts_its_ttl_from_now() -> None:
         async def vacant() -> bool:
             return await store.lease_owner("relay:s") is None
 
-        await eventually(vacant, within=5)
+        await eventually_async(vacant, 5, "the shortened lease to lapse", interval=0.01)
 
 
 async def test_a_schema_from_before_coordination_gains_its_tables() -> None:

@@ -19,7 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.daemon import Daemon
+from playwright import sync_api
+
+from tests.helpers.daemon import Daemon
+from tests.support.ci import needed
 
 HERE = Path(__file__).parent
 SHOP_YAML = HERE / "shop.yaml"
@@ -34,7 +37,6 @@ LISTEN = "  listen: ${CATGAD_LISTEN:-127.0.0.1:8080}\n"
 
 pytestmark = pytest.mark.slow
 
-sync_api = pytest.importorskip("playwright.sync_api")
 sync_api.expect.set_options(timeout=15_000)  # a loaded 2-core machine draws slowly
 
 
@@ -43,10 +45,7 @@ def browser() -> Iterator[Any]:
     """Chromium, for one module at a time: Playwright's sync API runs an event loop of its
     own while it is open, where pytest-asyncio's tests could not start theirs."""
     if shutil.which(CHROMIUM) is None:
-        message = f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # .ci/run installs it: its absence there is a fault
-        pytest.skip(message)
+        needed("Chromium", f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM)
         yield chromium

@@ -11,11 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.daemon import Daemon
 
 from catgad.http.access import COOKIE
-
-from .conftest import TOKENS, Console, dead_letter, in_review, sync_api
+from tests.helpers.daemon import Daemon
+from tests.ui.conftest import TOKENS, Console, dead_letter, in_review, sync_api
 
 expect = sync_api.expect
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.daemon import Daemon
 
-from .conftest import (
+from tests.helpers.daemon import Daemon
+from tests.ui.conftest import (
     capture,
     dead_letter,
     failed_saga,

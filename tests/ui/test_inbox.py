@@ -23,8 +23,7 @@ from catgad.processes.runner import ProcessRunner, row_of
 from catgad.processes.state import begin
 from catgad.runtime import Runtime
 from catgad.store.memory import MemoryStore
-
-from .conftest import SHOP_YAML
+from tests.ui.conftest import SHOP_YAML
 
 
 @pytest.fixture(params=[True])

@@ -1,0 +1,1 @@
+"""The test suite, one package: modules are imported as `tests.<dir>.<module>`."""
