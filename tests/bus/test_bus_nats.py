@@ -219,7 +219,9 @@ async def test_a_request_waiting_for_its_reply_fails_when_the_connection_drops()
             assert not waiting.done()
             started = time.monotonic()
             server.stop()
-            with pytest.raises(Unavailable, match="lost before the reply"):
+            # the reply is lost; or, when the server stops before its publish ack arrived (as
+            # nats-py 2.6 can order them), the publish itself fails: Unavailable either way
+            with pytest.raises(Unavailable, match=r"lost before the reply|publish to .* failed"):
                 async with asyncio.timeout(10):
                     await waiting
             assert time.monotonic() - started < 3
