@@ -36,6 +36,7 @@ from catgad.errors import (
 from catgad.handlers.protocol import Handler, HandlerRequest
 from catgad.ids import event_id
 from catgad.model import Config
+from catgad.observability import tracing
 from catgad.store.protocol import AppendResult, EventStore
 
 # A check that every event a command decided must pass before it is stored (a projection's
@@ -193,16 +194,17 @@ class CommandEngine:
         client_chose_id: bool = True,
     ) -> CommandResult:
         cmd, aggregate, stream = self.prepare(envelope)
-        locks = self._locks
-        waiters = locks.try_take(stream)
-        if waiters is not None:
-            await locks.wait(stream, waiters)
-        try:
-            return await self._run_locked(
-                cmd, aggregate, stream, envelope, expected_version, client_chose_id
-            )
-        finally:
-            locks.release(stream)
+        with tracing.command_span(envelope):
+            locks = self._locks
+            waiters = locks.try_take(stream)
+            if waiters is not None:
+                await locks.wait(stream, waiters)
+            try:
+                return await self._run_locked(
+                    cmd, aggregate, stream, envelope, expected_version, client_chose_id
+                )
+            finally:
+                locks.release(stream)
 
     def prepare(self, envelope: Envelope) -> tuple[CommandDef, AggregateDef, str]:
         """Check a command's type and payload; its definition, aggregate and stream (the subject).
@@ -251,7 +253,10 @@ class CommandEngine:
                         raise HandlerError(
                             cmd.handler, f"handler {cmd.handler!r} is not available in this process"
                         )
-                    reply = await handler(HandlerRequest(envelope, loaded.state, loaded.version))
+                    with tracing.span("handler", **{"catgad.handler": cmd.handler}):
+                        reply = await handler(
+                            HandlerRequest(envelope, loaded.state, loaded.version)
+                        )
                     decisions, checked = reply.events, reply.checked
                 else:
                     decisions = decide(cmd, loaded.state, loaded.version, envelope)
@@ -275,9 +280,10 @@ class CommandEngine:
             events = self._envelopes(cmd, stream, envelope, decisions, checked)
             after = self._applied(cmd, aggregate, loaded, events)
             try:
-                appended = await self.store.append(
-                    stream, events, expected_version=loaded.version, command_id=envelope.id
-                )
+                with tracing.span("store.append", **{"catgad.stream": stream}):
+                    appended = await self.store.append(
+                        stream, events, expected_version=loaded.version, command_id=envelope.id
+                    )
             except ConcurrencyError:
                 self.states.forget(stream)
                 if expected_version is not None:

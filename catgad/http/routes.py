@@ -33,6 +33,7 @@ from catgad.errors import (
     Unavailable,
 )
 from catgad.http.access import OPEN, Access
+from catgad.observability import tracing
 from catgad.observability.metrics import CONTENT_TYPE_LATEST
 from catgad.runtime import Runtime
 
@@ -262,9 +263,10 @@ class Endpoints:
                 "body",
                 f"a {CLOUDEVENTS_JSON} body must be a structured CloudEvent with specversion",
             )
-        result = await self.runtime.execute(
-            command_type, body, command_id=command_id, expected_version=expected
-        )
+        with tracing.http_span(headers, command_type):
+            result = await self.runtime.execute(
+                command_type, body, command_id=command_id, expected_version=expected
+            )
         return json_response(
             result.to_dict(),
             201 if result.created else 200,

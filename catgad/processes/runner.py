@@ -39,6 +39,7 @@ from catgad.consumer.settings import LeasedSettings
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, ConcurrencyError, NotAwaitingDecision, ProcessNotFound
 from catgad.model import Config
+from catgad.observability import tracing
 from catgad.observability.logs import get_logger
 from catgad.processes.model import DECISION_PREFIX, ProcessDef
 from catgad.processes.section import PROCESSES
@@ -209,7 +210,10 @@ class ProcessRunner(ReactorRunner):
             reading = self._reading.get(event.type)
             if reading:
                 for entry in reading:
-                    await self._event(entry, event)
+                    with tracing.event_span(
+                        "process step", event, **{"catgad.process": entry.name}
+                    ):
+                        await self._event(entry, event)
             self._handled = max(self._handled, event.position or 0)
         if len(events) < self.loop.settings.batch:
             self._idle()
