@@ -37,6 +37,7 @@ from catgad.handlers.protocol import Handler, HandlerRequest
 from catgad.ids import event_id
 from catgad.model import Config
 from catgad.observability import tracing
+from catgad.observability.context import COMMAND
 from catgad.store.protocol import AppendResult, EventStore
 
 # A check that every event a command decided must pass before it is stored (a projection's
@@ -194,6 +195,7 @@ class CommandEngine:
         client_chose_id: bool = True,
     ) -> CommandResult:
         cmd, aggregate, stream = self.prepare(envelope)
+        ids = COMMAND.set(envelope)  # the command's ids on its log lines
         with tracing.command_span(envelope):
             locks = self._locks
             waiters = locks.try_take(stream)
@@ -205,6 +207,7 @@ class CommandEngine:
                 )
             finally:
                 locks.release(stream)
+                COMMAND.reset(ids)
 
     def prepare(self, envelope: Envelope) -> tuple[CommandDef, AggregateDef, str]:
         """Check a command's type and payload; its definition, aggregate and stream (the subject).
