@@ -43,6 +43,7 @@ from catgad.bus.topics import EVENTS_TOPIC
 from catgad.config.section import Where, config_error
 from catgad.consumer.loop import LogReader, LoopSettings
 from catgad.envelope import Envelope
+from catgad.observability import tracing
 from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
@@ -282,7 +283,8 @@ class Relay:
             if not self.lease.held():
                 return False
             try:
-                await self.bus.publish(self.settings.topic, event, key=event.subject or "")
+                with tracing.event_span("bus.publish", event):
+                    await self.bus.publish(self.settings.topic, event, key=event.subject or "")
             except Exception as exc:  # the bus is down or refused: retry this very event
                 attempts += 1
                 self._failed(event, exc, attempts)

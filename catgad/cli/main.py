@@ -11,6 +11,7 @@ from typing import Protocol
 from catgad import __version__
 from catgad.cli.bench import SUITES, run_suite
 from catgad.errors import CatgadError, ConfigError
+from catgad.observability.logs import configure_logging
 
 # verb -> module under catgad.cli; each module has add_parser(subparsers) and run(args) -> int
 VERBS = (
@@ -55,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors, 0 on --help
     module: VerbModule = importlib.import_module(f"catgad.cli.{args.verb}")
+    # every verb logs one way (JSON lines on stderr when not a terminal); `run` sets its level
+    configure_logging("warning")
     try:
         return module.run(args)
     except ConfigError as exc:

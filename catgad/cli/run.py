@@ -28,6 +28,7 @@ from catgad.errors import (
 )
 from catgad.http.app import create_app
 from catgad.model import Config
+from catgad.observability import tracing
 from catgad.observability.logs import configure_logging, get_logger
 from catgad.runtime import Runtime
 
@@ -94,6 +95,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     config = load_config(args.config)
+    try:
+        tracing.setup(config.service.name)  # OTEL_TRACES_EXPORTER; imports nothing when off
+    except tracing.TracingSetupError as exc:
+        raise UsageError(str(exc)) from None
     host, port = config.service.host, config.service.port
     if args.listen is not None:
         host = args.listen[0] or host

@@ -37,6 +37,8 @@ from catgad.errors import (
 from catgad.handlers.protocol import Handler, HandlerRequest
 from catgad.ids import event_id
 from catgad.model import Config
+from catgad.observability import tracing
+from catgad.observability.context import COMMAND
 from catgad.store.protocol import AppendResult, EventStore
 
 # A check that every event a command decided must pass before it is stored (a projection's
@@ -203,16 +205,19 @@ class CommandEngine:
         client_chose_id: bool = True,
     ) -> CommandResult:
         cmd, aggregate, stream = self.prepare(envelope)
-        locks = self._locks
-        waiters = locks.try_take(stream)
-        if waiters is not None:
-            await locks.wait(stream, waiters)
-        try:
-            return await self._run_locked(
-                cmd, aggregate, stream, envelope, expected_version, client_chose_id
-            )
-        finally:
-            locks.release(stream)
+        ids = COMMAND.set(envelope)  # the command's ids on its log lines
+        with tracing.command_span(envelope):
+            locks = self._locks
+            waiters = locks.try_take(stream)
+            if waiters is not None:
+                await locks.wait(stream, waiters)
+            try:
+                return await self._run_locked(
+                    cmd, aggregate, stream, envelope, expected_version, client_chose_id
+                )
+            finally:
+                locks.release(stream)
+                COMMAND.reset(ids)
 
     def prepare(self, envelope: Envelope) -> tuple[CommandDef, AggregateDef, str]:
         """Check a command's type and payload; its definition, aggregate and stream (the subject).
@@ -265,7 +270,10 @@ class CommandEngine:
                         raise HandlerError(
                             cmd.handler, f"handler {cmd.handler!r} is not available in this process"
                         )
-                    reply = await handler(HandlerRequest(envelope, loaded.state, loaded.version))
+                    with tracing.span("handler", **{"catgad.handler": cmd.handler}):
+                        reply = await handler(
+                            HandlerRequest(envelope, loaded.state, loaded.version)
+                        )
                     decisions, checked = reply.events, reply.checked
                 else:
                     decisions = decide(cmd, loaded.state, loaded.version, envelope)
@@ -289,9 +297,10 @@ class CommandEngine:
                         return _result(first, duplicate=True)
                 raise
             try:
-                appended = await self.store.append(
-                    stream, events, expected_version=loaded.version, command_id=envelope.id
-                )
+                with tracing.span("store.append", **{"catgad.stream": stream}):
+                    appended = await self.store.append(
+                        stream, events, expected_version=loaded.version, command_id=envelope.id
+                    )
             except ConcurrencyError:
                 self.states.forget(stream)
                 if expected_version is not None:

@@ -43,6 +43,7 @@ from catgad.handlers.protocol import HandlerReply, HandlerRequest, ReplyCheck, S
 from catgad.handlers.section import HandlerConfig
 from catgad.handlers.signing import Signer
 from catgad.handlers.transport import ClientPool
+from catgad.observability import tracing
 from catgad.observability.logs import get_logger
 
 log = get_logger("catgad.handlers")
@@ -173,6 +174,8 @@ class WebhookHandler:
             self.breaker.admit()  # CircuitOpen: refused at once, nothing sent
             attempts += 1
             headers = self._signer.header_values(msg_id, body)
+            for name, value in tracing.headers().items():  # W3C trace context, when on
+                headers.append((name.encode(), value.encode()))
             task = self._deadlines.start()
             timed_out = False
             try:

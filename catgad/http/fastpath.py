@@ -28,6 +28,8 @@ _WANTED = {
     b"content-type": "content-type",
     b"content-length": "content-length",
     b"authorization": "authorization",
+    b"traceparent": "traceparent",  # W3C trace context, continued by the command's span
+    b"tracestate": "tracestate",
 }
 _JSON = JSON.encode()
 
@@ -74,6 +76,7 @@ class CommandPath:
                 headers.get("if-match"),
                 headers.get("content-type", ""),
                 lambda: _read_body(receive, headers.get("content-length")),
+                headers,
             )
         except CatgadError as exc:
             response = await catgad_error_handler(Request(scope, receive), exc)

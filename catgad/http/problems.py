@@ -21,6 +21,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catgad.errors import PROBLEM_BASE, CatgadError
+from catgad.observability.context import REQUEST_ID
 from catgad.observability.logs import get_logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -132,6 +133,7 @@ class RequestContext:
             return
         rid = _client_request_id(scope) or f"{self._prefix}{next(self._counter)}"
         scope["catgad.request_id"] = rid
+        REQUEST_ID.set(rid)  # on every log line of this request (its own task)
         raw_rid = rid.encode("latin-1")
         started = False
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +34,7 @@ from catgad.errors import (
     Unavailable,
 )
 from catgad.http.access import OPEN, Access
+from catgad.observability import tracing
 from catgad.observability.metrics import CONTENT_TYPE_LATEST
 from catgad.runtime import Runtime
 
@@ -259,6 +260,7 @@ class Endpoints:
             headers.get("if-match"),
             headers.get("content-type", ""),
             lambda: read_body(request),
+            headers,
         )
         return Response(body, status, headers=extra, media_type=JSON)
 
@@ -269,6 +271,7 @@ class Endpoints:
         if_match: str | None,
         content_type: str,
         body_reader: Callable[[], Awaitable[bytes]],
+        headers: Mapping[str, str],
     ) -> tuple[int, bytes, dict[str, str]]:
         """POST /commands/{type}: status, JSON body and headers of the success; errors raised.
         Shared by the route and catgad.http.fastpath, which reads the request itself."""
@@ -281,9 +284,10 @@ class Endpoints:
                 "body",
                 f"a {CLOUDEVENTS_JSON} body must be a structured CloudEvent with specversion",
             )
-        result = await self.runtime.execute(
-            command_type, body, command_id=command_id, expected_version=expected
-        )
+        with tracing.http_span(headers, command_type):
+            result = await self.runtime.execute(
+                command_type, body, command_id=command_id, expected_version=expected
+            )
         return (
             201 if result.created else 200,
             orjson.dumps(result.to_dict()),

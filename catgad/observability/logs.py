@@ -14,6 +14,8 @@ import orjson
 import structlog
 from structlog.typing import Processor
 
+from catgad.observability.context import add_ids
+
 
 def _orjson_dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
@@ -30,6 +32,7 @@ def configure_logging(level: str | int = "INFO", *, json: bool | None = None) ->
         level = logging.getLevelNamesMapping()[level.upper()]
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -8,14 +8,29 @@ Each Runtime has its own registry, so several runtimes in one process (tests,
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from catgad import __version__
 from catgad.store.protocol import AppendResult
 
 __all__ = ["CONTENT_TYPE_LATEST", "HandlerMetrics", "HandlerStats", "Metrics"]
+
+# A `_created` sample per counter and histogram child doubles the series for a timestamp
+# no dashboard reads; the switch is process-wide in prometheus_client.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Commands run in well under a millisecond in memory and a few with fsync; tail to 10 s.
 LATENCY_BUCKETS = (
@@ -103,6 +118,16 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        # process_* (CPU, memory, fds, start time) and python_info, as a default registry has
+        self.registry.register(PROCESS_COLLECTOR)
+        self.registry.register(PLATFORM_COLLECTOR)
+        build = Gauge(
+            "catgad_build_info",
+            "Always 1; the labels tell which catgad and Python this process runs.",
+            ["version", "python"],
+            registry=self.registry,
+        )
+        build.labels(__version__, platform.python_version()).set(1)
         self.commands = Counter(
             "catgad_commands",
             "Commands handled, by command type and outcome (ok, duplicate, or the error slug).",

@@ -48,6 +48,7 @@ from catgad.consumer.settings import LeasedSettings
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, ConcurrencyError, NotAwaitingDecision, ProcessNotFound
 from catgad.model import Config
+from catgad.observability import tracing
 from catgad.observability.logs import get_logger
 from catgad.processes.model import DECISION_PREFIX, ProcessDef
 from catgad.processes.section import PROCESSES
@@ -385,7 +386,8 @@ class ProcessRunner(ReactorRunner):
                 seen[instance] = max(seen.get(instance, 0), event.streamversion or 0)
                 self._passed(entry, instance, event)
             if event.type in entry.reads:
-                await self._event(entry, event)
+                with tracing.event_span("process step", event, **{"catgad.process": entry.name}):
+                    await self._event(entry, event)
 
     def _passed(self, entry: _Process, instance: str, decision: Envelope) -> None:
         """Keep the cache up to the log: an event read after a decision (another daemon's, as

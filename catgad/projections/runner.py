@@ -28,6 +28,7 @@ from typing import Any
 from catgad.consumer.loop import Loop, LoopSettings
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, CircuitOpen, Fenced
+from catgad.observability import tracing
 from catgad.observability.logs import get_logger
 from catgad.projections.consume import Consumer, Outcome, Plan, interruptible_sleep
 from catgad.projections.metrics import ProjectionMetrics
@@ -302,13 +303,15 @@ class ProjectionRunner:
         self, events: Sequence[Envelope], after: int, *, shadow: bool, plan: Plan | None
     ) -> Outcome:
         target = self.target
-        if isinstance(target, HandlerTarget):
-            outcome = await self.consumer.handler(target, events, after)
-        else:
-            writer = self._shadow if shadow and self._shadow is not None else target
-            if shadow and writer is target:
-                writer = self._shadow = target.shadow_target()
-            outcome = await self.consumer.write(writer, events, after, plan)
+        # one span per batch, in the trace of its last event
+        with tracing.event_span("project", events[-1], **{"catgad.projection": self.name}):
+            if isinstance(target, HandlerTarget):
+                outcome = await self.consumer.handler(target, events, after)
+            else:
+                writer = self._shadow if shadow and self._shadow is not None else target
+                if shadow and writer is target:
+                    writer = self._shadow = target.shadow_target()
+                outcome = await self.consumer.write(writer, events, after, plan)
         if outcome.split:
             self._single_until = events[-1].position or 0
         if outcome.dead and self.metrics is not None:

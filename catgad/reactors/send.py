@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from catgad.engine.commands import CommandResult
 from catgad.envelope import Envelope
+from catgad.observability import tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,6 @@ class RouterSender:
             source=self._source,
             correlationid=command.correlationid,
             causationid=command.causationid,
-            extensions=dict(command.extensions),
+            extensions=tracing.inject(dict(command.extensions)),
         )
         return await self._router.send(envelope, expected_version=command.expected_version)

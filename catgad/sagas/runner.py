@@ -47,6 +47,7 @@ from catgad.errors import (
     SagaNotFound,
 )
 from catgad.model import Config
+from catgad.observability import tracing
 from catgad.observability.logs import get_logger
 from catgad.reactors.decisions import Decide
 from catgad.reactors.runner import ReactorRunner
@@ -91,6 +92,9 @@ class _Saga:
         self.drivers: dict[str, asyncio.Task[None]] = {}
         self.again: set[str] = set()  # instances to drive again once their driver ends
         self.deadlines: dict[str, float] = {}
+        # instance -> trace context of the last event that moved it, when tracing is on: a
+        # driver task runs outside the event's context, its commands continue this trace
+        self.traces: dict[str, dict[str, Any]] = {}
         self.lease: LeaseKeeper | None = None
         self.counts: Counter[str] = Counter()  # instances per status
 
@@ -290,7 +294,8 @@ class SagaRunner(ReactorRunner):
             starting = self._starting.get(event.type)
             if starting:
                 for entry in starting:
-                    self._start_event(entry, event)
+                    with tracing.event_span("saga start", event, **{"catgad.saga": entry.name}):
+                        self._start_event(entry, event)
             waiting = self._awaiting.get(event.type)
             if waiting:
                 for entry in waiting:
@@ -343,6 +348,7 @@ class SagaRunner(ReactorRunner):
             return
         if instance not in entry.index:
             entry.starts[instance] = event
+        tracing.remember(entry.traces, instance, event)
 
     async def _start_pending(self, entry: _Saga) -> None:
         for instance, event in list(entry.starts.items()):
@@ -367,6 +373,7 @@ class SagaRunner(ReactorRunner):
         for instance, state in entry.index.items():
             if awaited(entry.saga, state, event) is not None:
                 entry.arrived.setdefault(instance, event)
+                tracing.remember(entry.traces, instance, event)
                 answered = True
                 if self._caught_up.is_set():
                     self._kick(entry, instance)
@@ -483,7 +490,8 @@ class SagaRunner(ReactorRunner):
             state = await self._commit(
                 entry, state, action.announce, None, ahead=False, driving=True
             )
-        outcome, result, reason, status = await self._send(saga, state, action, state.cause)
+        with tracing.continued("saga step", entry.traces.get(state.id), saga=saga.name):
+            outcome, result, reason, status = await self._send(saga, state, action, state.cause)
         if outcome == "accepted":
             assert result is not None
             decision = answered(saga, state, action, _events(result))
