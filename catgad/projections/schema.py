@@ -6,11 +6,11 @@ shared definitions (`cel`, `fieldMap`, `typeName`) by `$ref`.
 
 from __future__ import annotations
 
-from typing import Any
-
+from catgad.config.fragments import Schema
+from catgad.config.fragments import closed as _closed
+from catgad.config.fragments import ref as _ref
 from catgad.projections.model import COLUMN_TYPES
 
-Schema = dict[str, Any]
 IDENT = "^[A-Za-z_][A-Za-z0-9_]*$"
 ENV_REF = r"^\$\{[^}]+\}$"
 TARGET_KINDS = ["sqlite", "postgres", "redis"]
@@ -27,22 +27,6 @@ TARGET_OPTIONS: dict[str, Schema] = {
         "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds per call"}
     },
 }
-
-
-def _ref(name: str, description: str | None = None) -> Schema:
-    schema: Schema = {"$ref": f"#/$defs/{name}"}
-    if description:
-        schema["description"] = description
-    return schema
-
-
-def _closed(description: str, properties: Schema, *required: str, **extra: Any) -> Schema:
-    schema: Schema = {"type": "object", "description": description, "properties": properties}
-    if required:
-        schema["required"] = list(required)
-    schema["additionalProperties"] = False
-    schema.update(extra)
-    return schema
 
 
 _TEXT: Schema = {"type": "string", "minLength": 1}
