@@ -365,7 +365,7 @@ def systems(args: argparse.Namespace) -> list[System]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="catgad bench http",
+        prog="python -m bench.http_wrk",
         description="wrk against a bare Starlette endpoint, an eventsourcing peer and catgad "
         "(one worker, all cores), interleaved; figures to bench/RESULTS-http.md",
     )

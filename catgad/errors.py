@@ -721,8 +721,9 @@ class Unavailable(DependencyError):
 
 
 def subclasses(root: type[CatgadError] = CatgadError) -> list[type[CatgadError]]:
-    """`root` and every class below it, depth first in the order they are defined."""
-    out = [root]
+    """`root` and every class below it written in this module, depth first in the order they
+    are defined (not the RoutedProblem kinds catgad.engine.routing makes as problems arrive)."""
+    out = [root] if root.__module__ == __name__ else []
     for child in root.__subclasses__():
         out += subclasses(child)
     return out

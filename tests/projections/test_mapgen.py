@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from catgad.envelope import Envelope
 from catgad.model import Config
 from catgad.projections.mapping import Mapper, MappingError
+from catgad.projections.section import PROJECTIONS as READ_MODELS
 from catgad.store.codec import StoredEvent
 from tests.projections.test_fastcel import numbers, scalars
 
@@ -107,7 +108,7 @@ READS = {
 
 @pytest.fixture
 def mapper(write_config: Callable[[str], Config]) -> Mapper:
-    return Mapper(write_config(CONFIG + PROJECTION).projections["p"])
+    return Mapper(READ_MODELS.of(write_config(CONFIG + PROJECTION))["p"])
 
 
 def outcome(run: Callable[[], Any]) -> tuple[str, Any]:

@@ -33,12 +33,19 @@ def _drawing() -> dict[str, tuple[str, str]]:
 def test_every_error_class_lives_in_catgad_errors() -> None:
     for module in pkgutil.walk_packages(catgad.__path__, "catgad."):
         importlib.import_module(module.name)
-    elsewhere = [
-        f"{cls.__module__}.{cls.__name__}"
-        for cls in errors.subclasses()
-        if cls.__module__ != "catgad.errors"
+    every: list[type[errors.CatgadError]] = []
+    stack: list[type[errors.CatgadError]] = [errors.CatgadError]
+    while stack:
+        cls = stack.pop()
+        every.append(cls)
+        stack += cls.__subclasses__()
+    # a routed problem keeps the kind it had where it ran: catgad.engine.routing makes a
+    # RoutedProblem subclass per kind as they arrive
+    made = [
+        c for c in every if c.__name__.startswith("Routed_") and c.__module__.endswith("routing")
     ]
-    assert elsewhere == []
+    elsewhere = [f"{c.__module__}.{c.__name__}" for c in every if c.__module__ != "catgad.errors"]
+    assert sorted(elsewhere) == sorted(f"{c.__module__}.{c.__name__}" for c in made)
 
 
 def test_the_drawing_is_the_tree() -> None:
