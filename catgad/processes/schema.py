@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from catgad.reactors.schema import IDENT, Schema
-from catgad.reactors.schema import closed as _closed
-from catgad.reactors.schema import ref as _ref
+from catgad.config.fragments import IDENT, Schema
+from catgad.config.fragments import closed as _closed
+from catgad.config.fragments import ref as _ref
 from catgad.sagas.schema import DURATION
 from catgad.service.model import SCOPES
 

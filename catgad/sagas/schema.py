@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from catgad.config.fragments import IDENT, Schema
+from catgad.config.fragments import closed as _closed
+from catgad.config.fragments import ref as _ref
 from catgad.reactors.durations import PATTERN as DURATION_PATTERN
-from catgad.reactors.schema import IDENT, Schema
-from catgad.reactors.schema import closed as _closed
-from catgad.reactors.schema import ref as _ref
 
 DURATION: Schema = {
     "description": "A duration: 30s, 15m, 24h, 2d, 500ms, ISO 8601 (PT24H), or seconds.",
