@@ -409,6 +409,10 @@ class ProcessRunner(ReactorRunner):
         for instance, version in seen.items():
             if entry.indexed.get(instance, 0) >= version:
                 continue
+            if instance in entry.locks:
+                # decided on here right now (a timer firing, a person's decision): that path
+                # puts its row when it ends; a row now would hold its half-done state
+                continue
             state = await self._state(entry, instance, version)
             states.append(state)
         if states:
