@@ -24,7 +24,7 @@ base="$(python3 -c 'import sys; print(sys._base_executable)')"
 # aiokafka), HTTP (starlette, httpx), webhooks (httpcore, standardwebhooks), the CEL fast
 # path (cel-python's parser), diagrams (graphviz), the canaries, and a daemon (uvicorn,
 # httptools, uvloop, structlog, prometheus-client).
-"$work/venv/bin/python" -m pytest -q -p no:cacheprovider \
+"$work/venv/bin/python" -m pytest -q -p no:cacheprovider -n 4 \
     tests/canary \
     tests/config/test_config_cases.py tests/config/test_config_loader.py \
     tests/config/test_config_schema.py \
