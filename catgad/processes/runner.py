@@ -83,6 +83,7 @@ from catgad.store.protocol import AppendResult, Coordination, EventStore
 
 log = get_logger("catgad.processes")
 TIMERS_AT_ONCE = 64  # due timers fired side by side
+INSTANCES_AT_ONCE = 64  # instances the log follower decides on side by side
 DUE_BATCH = 512  # due entries asked of the index at once
 CACHED = 10_000  # instances kept in memory per process (the most recently used)
 SUMMARY_EVERY = 5.0  # seconds between two reads of the metrics' summary from the index
@@ -119,6 +120,8 @@ class _Process:
         self.summary = Summary({}, 0, None)
         self.unindexed: dict[str, ProcessState] = {}  # decided, row not yet put (batched)
         self.batching = 0  # follower batches and timer rounds under way: rows put at their end
+        self.flushing: asyncio.Task[None] | None = None  # the index write under way
+        self.rows_added = self.rows_put = 0  # rows decided, and how many of them were put
 
     @property
     def name(self) -> str:
@@ -253,9 +256,10 @@ class ProcessRunner(ReactorRunner):
         for entry in self.processes.values():
             if entry.lease is not None:
                 entry.lease.nudge()
-        for task in self._tasks:
+        tasks = self._tasks
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for entry in self.processes.values():
@@ -376,18 +380,43 @@ class ProcessRunner(ReactorRunner):
     async def _decide_all(
         self, entry: _Process, events: list[Envelope], seen: dict[str, int]
     ) -> None:
+        """Each instance's events in log order; different instances' side by side (their
+        appends and commands share the store's round trips), up to INSTANCES_AT_ONCE."""
         prefix = entry.process.stream_prefix
-        for handled, event in enumerate(events):
-            if not self._leading(entry):
-                raise _LeaseLost(handled)
+        lanes: dict[str, list[tuple[int, Envelope, bool]]] = {}
+        for at, event in enumerate(events):
             subject = event.subject or ""
-            if event.type.startswith(DECISION_PREFIX) and subject.startswith(prefix):
+            decision = event.type.startswith(DECISION_PREFIX) and subject.startswith(prefix)
+            instance: str | None = None
+            if decision:
                 instance = subject[len(prefix) :]
                 seen[instance] = max(seen.get(instance, 0), event.streamversion or 0)
-                self._passed(entry, instance, event)
-            if event.type in entry.reads:
-                with tracing.event_span("process step", event, **{"catgad.process": entry.name}):
-                    await self._event(entry, event)
+            elif event.type in entry.reads:
+                instance = instance_of(entry.process, event)
+            if instance is not None:
+                lanes.setdefault(instance, []).append((at, event, decision))
+        done = [True] * len(events)  # those of no instance: nothing to decide
+        for steps in lanes.values():
+            for at, _, _ in steps:
+                done[at] = False
+        room = asyncio.Semaphore(INSTANCES_AT_ONCE)
+
+        async def lane(instance: str, steps: list[tuple[int, Envelope, bool]]) -> None:
+            async with room:
+                for at, event, decision in steps:
+                    if not self._leading(entry):
+                        return
+                    if decision:
+                        self._passed(entry, instance, event)
+                    if event.type in entry.reads:
+                        attributes = {"catgad.process": entry.name}
+                        with tracing.event_span("process step", event, **attributes):
+                            await self._decide_event(entry, instance, event)
+                    done[at] = True
+
+        await asyncio.gather(*(lane(i, steps) for i, steps in lanes.items()))
+        if not all(done):  # the lease was lost: the events from the first one left are the
+            raise _LeaseLost(done.index(False))  # next holder's
 
     def _passed(self, entry: _Process, instance: str, decision: Envelope) -> None:
         """Keep the cache up to the log: an event read after a decision (another daemon's, as
@@ -428,12 +457,6 @@ class ProcessRunner(ReactorRunner):
         state = fold(process, instance, await self.store.read(process.stream(instance)))
         entry.keep(state)
         return state
-
-    async def _event(self, entry: _Process, event: Envelope) -> None:
-        instance = instance_of(entry.process, event)
-        if instance is None:
-            return
-        await self._decide_event(entry, instance, event)
 
     async def _decide_event(self, entry: _Process, instance: str, event: Envelope) -> None:
         process = entry.process
@@ -517,6 +540,7 @@ class ProcessRunner(ReactorRunner):
             evolve(state, stored)
         entry.keep(state)
         entry.unindexed[state.id] = state
+        entry.rows_added += 1
         if not entry.batching:
             await self._flush(entry)
         self._changed.set()
@@ -536,9 +560,22 @@ class ProcessRunner(ReactorRunner):
             await self._flush(entry)
 
     async def _flush(self, entry: _Process) -> None:
-        states, entry.unindexed = list(entry.unindexed.values()), {}
-        if states:
+        """Put the rows decided so far. Callers meanwhile share one write: while one is under
+        way the others wait for it, then the first of them to wake puts what came since."""
+        wanted = entry.rows_added
+        while entry.rows_put < wanted:
+            if entry.flushing is None:
+                states, entry.unindexed = list(entry.unindexed.values()), {}
+                put = self._put_rows(entry, states, entry.rows_added)
+                entry.flushing = asyncio.create_task(put)
+            await asyncio.shield(entry.flushing)
+
+    async def _put_rows(self, entry: _Process, states: list[ProcessState], upto: int) -> None:
+        try:
             await self._index(entry, states, quietly=True)
+        finally:
+            entry.rows_put = max(entry.rows_put, upto)
+            entry.flushing = None
 
     async def _index(self, entry: _Process, states: list[ProcessState], *, quietly: bool) -> None:
         try:
