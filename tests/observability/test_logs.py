@@ -63,3 +63,23 @@ def test_catgad_test_keeps_stdout_for_tap(tmp_path: Path) -> None:
     stray = [line for line in lines if line and not tap.match(line)]
     assert stray == [], f"non-TAP lines on stdout: {stray[:5]}"
     assert any(line.startswith("ok ") for line in lines)
+
+
+def test_a_verb_other_than_run_logs_json_lines_with_the_commands_ids(tmp_path: Path) -> None:
+    # `catgad send` runs the command in-process; the payments webhook is down (a closed port)
+    env = {
+        "PAYMENTS_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/payment",
+        "CATGAD_SQLITE_PATH": str(tmp_path / "send.db"),
+    }
+    body = '{"order_id": "V1", "amount": 100}'
+    done = run_cli("send", str(SAGA_YAML), "ChargePayment", body, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    *lines, verdict = done.stderr.splitlines()
+    records = [json.loads(line) for line in lines]  # every log line is one JSON object
+    assert [r["event"] for r in records] == ["webhook attempt failed"] * 3, records
+    for record in records:
+        assert record["level"] == "warning" and record["logger"] == "catgad.handlers"
+        assert record["stream"] == "Payment-V1" and "timestamp" in record
+        assert re.fullmatch(r"[0-9a-f-]{36}", record["command_id"]), record
+    assert verdict.startswith("catgad send: handler 'payments' failed after 3 attempts")
+    assert done.stdout == ""
