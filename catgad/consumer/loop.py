@@ -275,13 +275,14 @@ class LogReader:
 
     async def _turn(self) -> bool:
         lease = self.lease
+        seen = lease.changes if lease is not None else 0  # a change while loading wakes us
         if lease is not None and not lease.held():
             if self._active:
                 log.warning("lost its lease: stopped consuming", loop=self.name)
             self._active = False
             if self.checkpointed:
                 self.position = await self._load()  # the holder's progress
-            await lease.wait_change(lease.period)
+            await lease.wait_change(lease.period, since=seen)
             return True
         if not self._active:
             if self.checkpointed:

@@ -512,6 +512,7 @@ class ProcessRunner(ReactorRunner):
         """Say when the lease is gained; the timers look again then."""
         leading = False
         while not self._stopping:
+            seen = entry.lease.changes if entry.lease is not None else 0
             now = self._leading(entry)
             if now and not leading:
                 log.info("driving process instances", process=entry.process.name, owner=self.owner)
@@ -520,7 +521,7 @@ class ProcessRunner(ReactorRunner):
             leading = now
             if entry.lease is None:
                 return
-            await entry.lease.wait_change(entry.lease.period)
+            await entry.lease.wait_change(entry.lease.period, since=seen)
 
     async def _commit(
         self, entry: _Process, state: ProcessState, made: list[Decide]

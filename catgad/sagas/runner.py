@@ -387,6 +387,7 @@ class SagaRunner(ReactorRunner):
         await self._caught_up.wait()
         leading = False
         while not self._stopping:
+            seen = entry.lease.changes if entry.lease is not None else 0
             now = self._leading(entry)
             if now and not leading:
                 log.info("driving saga instances", saga=entry.saga.name, owner=self.owner)
@@ -397,7 +398,7 @@ class SagaRunner(ReactorRunner):
             leading = now
             if entry.lease is None:
                 return
-            await entry.lease.wait_change(entry.lease.period)
+            await entry.lease.wait_change(entry.lease.period, since=seen)
 
     def _kick(self, entry: _Saga, instance: str) -> None:
         """Drive the instance now (or again, after the drive under way)."""

@@ -36,7 +36,10 @@ class LeaseKeeper:
         self.holder: str | None = None  # who held it at the last attempt, as far as we know
         self.error: str | None = None  # why the last attempt failed, if it did
         self._until = 0.0  # time.monotonic() until which the lease is ours
+        # every waiter of wait_change wakes on the next change: an event per change, never
+        # cleared by one waiter under another; `changes` counts them, for `since`
         self._changed = asyncio.Event()
+        self.changes = 0
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -63,7 +66,7 @@ class LeaseKeeper:
             else:
                 if was_held:
                     log.info("lease released", lease=self.name, owner=self.owner)
-        self._changed.set()
+        self._signal()
 
     def abandon(self) -> None:
         """Stop at once without releasing, as a killed process would (tests)."""
@@ -71,18 +74,26 @@ class LeaseKeeper:
             self._task.cancel()
             self._task = None
         self._until = 0.0
-        self._changed.set()
+        self._signal()
 
     def nudge(self) -> None:
         """Wake whoever waits in wait_change, to look at something else (a stop)."""
-        self._changed.set()
+        self._signal()
 
-    async def wait_change(self, at_most: float) -> None:
-        """Return when the lease was gained or lost, or after `at_most` seconds."""
+    async def wait_change(self, at_most: float, since: int | None = None) -> None:
+        """Return when the lease was gained or lost, or after `at_most` seconds; at once if it
+        changed after `since` (a `changes` read before the caller looked at `held()`)."""
+        if since is not None and since != self.changes:
+            return
+        changed = self._changed
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(at_most):
-                await self._changed.wait()
-        self._changed.clear()
+                await changed.wait()
+
+    def _signal(self) -> None:
+        self.changes += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def _keep(self) -> None:
         while not self._stopping.is_set():
@@ -110,4 +121,4 @@ class LeaseKeeper:
                 log.warning("lease lost", lease=self.name, owner=self.owner, holder=self.holder)
             else:
                 log.info("lease taken", lease=self.name, owner=self.owner)
-            self._changed.set()
+            self._signal()
