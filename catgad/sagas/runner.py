@@ -194,7 +194,7 @@ class SagaRunner(ReactorRunner):
             return await self.instance(name, instance), False
         if self.metrics is not None:
             self.metrics.outcome(name, "started")
-        self._kick(entry, instance)
+        self._kick(entry, instance, known=_copy(state))  # the caller keeps `state`
         return state, True
 
     def _instance_id(self, saga: SagaDef, data: dict[str, Any]) -> str:
@@ -400,8 +400,9 @@ class SagaRunner(ReactorRunner):
                 return
             await entry.lease.wait_change(entry.lease.period, since=seen)
 
-    def _kick(self, entry: _Saga, instance: str) -> None:
-        """Drive the instance now (or again, after the drive under way)."""
+    def _kick(self, entry: _Saga, instance: str, known: SagaState | None = None) -> None:
+        """Drive the instance now (or again, after the drive under way); `known`: its state as
+        just appended here, so the driver need not read it (a conflict makes it read)."""
         if not self._leading(entry):
             return
         entry.deadlines.pop(instance, None)
@@ -409,16 +410,16 @@ class SagaRunner(ReactorRunner):
             entry.again.add(instance)
             return
         task = asyncio.create_task(
-            self._drive(entry, instance), name=f"saga:{entry.saga.name}:{instance}"
+            self._drive(entry, instance, known), name=f"saga:{entry.saga.name}:{instance}"
         )
         entry.drivers[instance] = task
 
-    async def _drive(self, entry: _Saga, instance: str) -> None:
+    async def _drive(self, entry: _Saga, instance: str, known: SagaState | None) -> None:
         try:
             while True:
                 entry.again.discard(instance)
                 try:
-                    await self._drive_once(entry, instance)
+                    await self._drive_once(entry, instance, known)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the store failed: try again after a pause
@@ -431,16 +432,18 @@ class SagaRunner(ReactorRunner):
                     )
                     entry.deadlines[instance] = self.clock.now() + 1.0
                     self._wake.set()
+                known = None  # once more: from the stream
                 if instance not in entry.again or not self._leading(entry):
                     return
         finally:
             entry.drivers.pop(instance, None)
 
-    async def _drive_once(self, entry: _Saga, instance: str) -> None:
-        """Drive the instance until it waits, ends or fails: read once, then keep the state in
-        hand, each decision applied to it as appended (re-read after a conflict only)."""
+    async def _drive_once(self, entry: _Saga, instance: str, known: SagaState | None) -> None:
+        """Drive the instance until it waits, ends or fails: read once (unless `known`), then
+        keep the state in hand, each decision applied to it as appended (re-read after a
+        conflict only)."""
         saga = entry.saga
-        state = await self.instance(saga.name, instance)
+        state = known if known is not None else await self.instance(saga.name, instance)
         while self._leading(entry):
             arrived = entry.arrived.get(instance)
             try:
@@ -656,3 +659,15 @@ def _correlated(event: Envelope, state: SagaState) -> Envelope:
     if event.correlationid == state.correlation:
         return event
     return dataclasses.replace(event, correlationid=state.correlation)
+
+
+def _copy(state: SagaState) -> SagaState:
+    """A state to drive apart from one handed to a caller (evolve appends to its lists and
+    sets keys of `steps`; it replaces the other fields)."""
+    return dataclasses.replace(
+        state,
+        steps=dict(state.steps),
+        produced=list(state.produced),
+        undo=list(state.undo),
+        log=list(state.log),
+    )
