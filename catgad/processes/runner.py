@@ -316,8 +316,7 @@ class ProcessRunner(ReactorRunner):
         """Instances a person may have to look at (the operator inbox): those waiting for a
         decision, and those whose timer was due before `overdue_before`; `limit` of each."""
         self.definition(name)
-        rows = [r for r in await self.index.listing(name) if r.asked_at is not None]
-        asked = sorted(rows, key=lambda r: r.asked_at or 0.0)[:limit]
+        asked = await self.index.asking(name, limit)
         late = await self.index.due(name, overdue_before, limit)
         ids = dict.fromkeys([r.instance for r in asked] + [t.instance for t in late])
         states = [await self.instance(name, instance) for instance in ids]

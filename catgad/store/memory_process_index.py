@@ -96,6 +96,12 @@ class MemoryProcessIndex:
         rows = self._rows.get(process, {}).values()
         return [row for row in rows if state is None or row.state == state]
 
+    async def asking(self, process: str, limit: int) -> list[InstanceRow]:
+        asked = self._asked.get(process, {})
+        rows = self._rows.get(process, {})
+        oldest = sorted(asked.items(), key=lambda item: item[1])[:limit]
+        return [rows[instance] for instance, _ in oldest]
+
     async def summary(self, process: str) -> Summary:
         states = {s: n for s, n in self._counts.get(process, {}).items() if n}
         asked = self._asked.get(process, {})

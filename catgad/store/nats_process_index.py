@@ -151,6 +151,12 @@ class NATSProcessIndex:
             key=lambda row: row.instance,
         )
 
+    async def asking(self, process: str, limit: int) -> list[InstanceRow]:
+        # the rows are one subject per instance: no order kept by asking time, so all are read
+        rows = await self._run(lambda wire: self._rows(wire, process))
+        asked = [row for row in rows if row.asked_at is not None]
+        return sorted(asked, key=lambda row: (row.asked_at or 0.0, row.instance))[:limit]
+
     async def _rows(self, wire: Wire, process: str) -> list[InstanceRow]:
         rows: dict[str, InstanceRow] = {}
         subject = f"{self.root}.r.{token(process)}.*"

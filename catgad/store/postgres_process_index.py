@@ -67,6 +67,10 @@ class Statements:
             f"SELECT {_COLUMNS} FROM {s}.process_index"
             " WHERE process = %s AND state = %s ORDER BY instance"
         )
+        self.asking = (
+            f"SELECT {_COLUMNS} FROM {s}.process_index"
+            " WHERE process = %s AND asked_at IS NOT NULL ORDER BY asked_at LIMIT %s"
+        )
         self.counts = (
             f"SELECT state, count(*) FROM {s}.process_index WHERE process = %s GROUP BY state"
         )
@@ -117,6 +121,10 @@ class PostgresProcessIndex:
         else:
             sql = self._sql.list_state
             found = await self.store._fetch("process listing", sql, (process, state))
+        return [InstanceRow(*row) for row in found]
+
+    async def asking(self, process: str, limit: int) -> list[InstanceRow]:
+        found = await self.store._fetch("process asking", self._sql.asking, (process, limit))
         return [InstanceRow(*row) for row in found]
 
     async def summary(self, process: str) -> Summary:

@@ -16,7 +16,8 @@ so it may lag or hold stale entries, never lose one for good:
 - `due` answers "due at or before now, up to `limit`, earliest first" touching only due
   entries (an index on (process, due), a sorted set, time-bucketed subjects). An entry may be
   stale (the instance moved on): the runner reads the stream before acting, and `drop`s it.
-- `listing` and `summary` serve `GET /processes/{name}` and the metrics.
+- `listing` and `summary` serve `GET /processes/{name}` and the metrics; `asking`, the
+  operator inbox (the approvals waited for, oldest first).
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ class ProcessIndex(Protocol):
 
     async def listing(self, process: str, state: str | None = None) -> list[InstanceRow]:
         """Every instance's row, or those in `state`."""
+
+    async def asking(self, process: str, limit: int) -> list[InstanceRow]:
+        """Rows of instances waiting for a person's decision, the longest waiting first, at
+        most `limit` (the operator inbox: never every row)."""
 
     async def summary(self, process: str) -> Summary: ...
 

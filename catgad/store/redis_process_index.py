@@ -126,6 +126,13 @@ class RedisProcessIndex:
         rows = [InstanceRow.from_json(orjson.loads(b)) for b in bodies if b is not None]
         return sorted(rows, key=lambda row: row.instance)
 
+    async def asking(self, process: str, limit: int) -> list[InstanceRow]:
+        client = self.store._connected().client
+        rows_key, _, asked_key, _, _ = self._keys(process)
+        members = await _run(client.zrange(asked_key, 0, limit - 1)) if limit > 0 else []
+        bodies = await _run(client.hmget(rows_key, members)) if members else []
+        return [InstanceRow.from_json(orjson.loads(b)) for b in bodies if b is not None]
+
     async def summary(self, process: str) -> Summary:
         client = self.store._connected().client
         _, _, asked_key, states_key, in_prefix = self._keys(process)

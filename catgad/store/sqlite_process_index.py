@@ -51,6 +51,10 @@ LIST_ALL = f"SELECT {_COLUMNS} FROM process_index WHERE process = ? ORDER BY ins
 LIST_STATE = (
     f"SELECT {_COLUMNS} FROM process_index WHERE process = ? AND state = ? ORDER BY instance"
 )
+ASKING = (
+    f"SELECT {_COLUMNS} FROM process_index"
+    " WHERE process = ? AND asked_at IS NOT NULL ORDER BY asked_at LIMIT ?"
+)
 COUNTS = "SELECT state, count(*) FROM process_index WHERE process = ? GROUP BY state"
 APPROVALS = (
     "SELECT count(*), min(asked_at) FROM process_index WHERE process = ? AND asked_at IS NOT NULL"
@@ -84,6 +88,10 @@ def _listing(process: str, state: str | None, conn: sqlite3.Connection) -> list[
     return [InstanceRow(*row) for row in found]
 
 
+def _asking(process: str, limit: int, conn: sqlite3.Connection) -> list[InstanceRow]:
+    return [InstanceRow(*row) for row in conn.execute(ASKING, (process, limit))]
+
+
 def _summary(process: str, conn: sqlite3.Connection) -> Summary:
     states = {str(s): int(n) for s, n in conn.execute(COUNTS, (process,)) if s is not None}
     count, oldest = conn.execute(APPROVALS, (process,)).fetchone()
@@ -111,6 +119,9 @@ class SQLiteProcessIndex:
 
     async def listing(self, process: str, state: str | None = None) -> list[InstanceRow]:
         return await self.store._read(functools.partial(_listing, process, state))
+
+    async def asking(self, process: str, limit: int) -> list[InstanceRow]:
+        return await self.store._read(functools.partial(_asking, process, limit))
 
     async def summary(self, process: str) -> Summary:
         return await self.store._read(functools.partial(_summary, process))

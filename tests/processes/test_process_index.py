@@ -72,6 +72,14 @@ async def test_the_process_index_contract(backend: str, tmp_path: Path) -> None:
         assert summary.approvals == DUE - 1
         assert summary.oldest_approval == NOW - 50 + 1
 
+        # the approvals waited for, the longest waiting first (d0 moved on: asks nothing now)
+        asking = await index.asking("Fulfilment", 3)
+        assert [r.instance for r in asking] == ["d1", "d2", "d3"]
+        assert [r.asked_at for r in asking] == [NOW - 50 + i for i in (1, 2, 3)]
+        assert {r.state for r in asking} == {"review"} and {r.version for r in asking} == {3}
+        assert len(await index.asking("Fulfilment", 100)) == DUE - 1
+        assert await index.asking("Nothing", 10) == []
+
 
 async def test_sqlite_due_query_is_a_range_search_of_the_due_index(tmp_path: Path) -> None:
     from catgad.store.sqlite_process_index import DUE as QUERY
