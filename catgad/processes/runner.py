@@ -10,12 +10,13 @@ catgad.processes.state.
   is next due (a timer, or commands to deliver). Listings, metrics and the timers read it,
   so no daemon holds every instance in memory nor reads the whole log to start.
 - The daemon holding the lease `process:<name>` acts: its log follower resumes from the
-  checkpoint `process:<name>` and decides on each event of the process in log order (start,
-  transition, or ignored), reading the instance from its stream when it is not in a bounded
-  cache; its timer task asks the index what is due and fires it; it sends the commands a
-  state entry announced. Decisions are appended at the instance's version as read, so a
-  timer and an event, or an approval and a timer, can never both move an instance: the
-  loser's append fails, it reads again and decides again on the new state (usually: nothing).
+  checkpoint `process:<name>` and decides on each event of the process (start, transition,
+  or ignored), each instance's events in log order and different instances' side by side,
+  reading the instance from its stream when it is not in a bounded cache; its timer task
+  asks the index what is due and fires it; it sends the commands a state entry announced.
+  Decisions are appended at the instance's version as read, so a timer and an event, or an
+  approval and a timer, can never both move an instance: the loser's append fails, it reads
+  again and decides again on the new state (usually: nothing).
 - The index is written after each decision is appended, and repaired by the follower: every
   decision it reads whose row it has not seen written is read from the stream and put, before
   the checkpoint moves past it. So a crash between an append and its index write is healed
