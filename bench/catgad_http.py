@@ -101,16 +101,21 @@ class Daemon:
     def stop(self) -> int:
         """SIGTERM, wait for the graceful shutdown; the exit code (0 expected)."""
         try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            return self.proc.returncode
+            return terminate(self.proc, STOP_TIMEOUT)
         finally:
             self._log.close()
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM, a graceful shutdown of up to `timeout` seconds, then SIGKILL; the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def _check(command_type: str, data: dict[str, Any], status: int, body: bytes) -> None:

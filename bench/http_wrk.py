@@ -44,6 +44,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.catgad_http import terminate
+
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "http_create.lua"
 ORDERS_YAML = ROOT / "config" / "examples" / "orders.yaml"
@@ -169,14 +171,7 @@ class Server:
 
     def stop(self) -> int:
         try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            return self.proc.returncode
+            return terminate(self.proc, 60)
         finally:
             self._log.close()
 

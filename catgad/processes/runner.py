@@ -231,9 +231,7 @@ class ProcessRunner(ReactorRunner):
             return
         resumable = isinstance(self.store, Coordination) and self.index.durable
         for entry in self.processes.values():
-            if isinstance(self.store, Coordination):
-                name = f"{self.lease_kind}:{entry.name}"
-                entry.lease = LeaseKeeper(self.store, name, self.owner, self.settings.lease_ttl)
+            entry.lease = self._lease_for(entry)
             entry.reader = LogReader(
                 self.store,
                 _Follower(self, entry),
@@ -245,24 +243,10 @@ class ProcessRunner(ReactorRunner):
                 on_idle=lambda entry=entry: self._reached_head(entry),  # type: ignore[misc]
             )
             entry.reader.start()  # and its lease
-            task = asyncio.create_task(
-                self._supervise(entry), name=f"{self.lease_kind}:{entry.name}"
-            )
-            self._tasks.append(task)
-        self._tasks.append(asyncio.create_task(self._timers(), name=f"{self.name}-timers"))
+        self._start_drivers()
 
     async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        for entry in self.processes.values():
-            if entry.lease is not None:
-                entry.lease.nudge()
-        tasks = self._tasks
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._halt()
         for entry in self.processes.values():
             if entry.reader is not None:
                 await entry.reader.stop()  # releases the lease

@@ -101,10 +101,21 @@ class ReactorRunner:
         if not self.drive:
             return
         for entry in self.entries.values():
-            if isinstance(self.store, Coordination):
-                name = f"{self.lease_kind}:{entry.name}"
-                entry.lease = LeaseKeeper(self.store, name, self.owner, self.settings.lease_ttl)
+            entry.lease = self._lease_for(entry)
+            if entry.lease is not None:
                 entry.lease.start()
+        self._start_drivers()
+
+    def _lease_for(self, entry: Entry) -> LeaseKeeper | None:
+        """The lease `<lease_kind>:<name>` of a store that coordinates daemons (not started)."""
+        if not isinstance(self.store, Coordination):
+            return None
+        name = f"{self.lease_kind}:{entry.name}"
+        return LeaseKeeper(self.store, name, self.owner, self.settings.lease_ttl)
+
+    def _start_drivers(self) -> None:
+        """A supervisor per definition, and the timer task."""
+        for entry in self.entries.values():
             task = asyncio.create_task(
                 self._supervise(entry), name=f"{self.lease_kind}:{entry.name}"
             )
@@ -112,6 +123,14 @@ class ReactorRunner:
         self._tasks.append(asyncio.create_task(self._timers(), name=f"{self.name}-timers"))
 
     async def stop(self) -> None:
+        await self._halt()
+        await self.loop.stop()
+        for entry in self.entries.values():
+            if entry.lease is not None:
+                await entry.lease.stop(release=True)
+
+    async def _halt(self) -> None:
+        """Stop acting: wake the waiting tasks, cancel them and wait for them to end."""
         self._stopping = True
         self._wake.set()
         for entry in self.entries.values():
@@ -123,10 +142,6 @@ class ReactorRunner:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.loop.stop()
-        for entry in self.entries.values():
-            if entry.lease is not None:
-                await entry.lease.stop(release=True)
 
     async def _finishing(self) -> Sequence[asyncio.Task[None]]:
         """Work to let finish before stopping (a command in flight); it is then cancelled."""

@@ -16,13 +16,10 @@ from pathlib import Path
 
 from catgad.app.load import load_config
 from catgad.consumer.settings import LeasedSettings
-from catgad.engine.commands import CommandEngine
-from catgad.engine.routing import CommandRouter
-from catgad.processes.runner import ProcessRunner
-from catgad.reactors.send import RouterSender
 from catgad.store.process_index import InstanceRow
 from catgad.store.sqlite import SQLiteStore
 from catgad.store.sqlite_process_index import SQLiteProcessIndex
+from tests.processes.wiring import wired_runner
 
 
 class DiesOnWrite(SQLiteProcessIndex):
@@ -40,18 +37,13 @@ async def main(config_path: Path, db: Path, state: str) -> None:
     config = load_config(config_path, env={})
     store = SQLiteStore(db)
     await store.open()
-    box: list[ProcessRunner] = []
-    engine = CommandEngine(config, store, on_appended=lambda r: box[0].notify(r) if box else None)
-    router = CommandRouter(engine, None, service=config.service.name)
-    runner = ProcessRunner(
+    engine, runner = wired_runner(
         config,
         store,
-        RouterSender(router, config.service.name),
         owner="child",
         index=DiesOnWrite(store, state),
         settings=LeasedSettings(lease_ttl=1.0, poll_interval=0.05),
     )
-    box.append(runner)
     await runner.start()
     await engine.execute("PlaceOrder", {"order_id": "c1", "total": 10})
     await asyncio.sleep(60)  # the instance starts, its timer falls due in 1 s: one ends us

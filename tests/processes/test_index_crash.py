@@ -28,7 +28,7 @@ from catgad.store.sqlite import SQLiteStore
 from tests.helpers.daemon import REPO
 
 FULFILMENT = REPO / "config" / "examples" / "fulfilment.yaml"
-CHILD = Path(__file__).with_name("index_crash_child.py")
+CHILD = "tests.processes.index_crash_child"  # run as a module from the checkout
 
 
 def one_second_deadline(folder: Path) -> Path:
@@ -46,7 +46,7 @@ def test_a_crash_between_a_decision_and_its_index_write_is_healed(
 ) -> None:
     config_path, db = one_second_deadline(tmp_path), tmp_path / "events.db"
     child = subprocess.run(
-        [sys.executable, str(CHILD), str(config_path), str(db), dies_at],
+        [sys.executable, "-m", CHILD, str(config_path), str(db), dies_at],
         capture_output=True,
         timeout=90,
         cwd=REPO,

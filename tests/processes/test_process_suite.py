@@ -18,15 +18,14 @@ from catgad.app.load import load_config
 from catgad.consumer.clock import ManualClock
 from catgad.consumer.settings import LeasedSettings
 from catgad.engine.commands import CommandEngine
-from catgad.engine.routing import CommandRouter
 from catgad.errors import NotAwaitingDecision, ProcessNotFound
 from catgad.model import Config
 from catgad.processes.runner import ProcessRunner
 from catgad.processes.state import ProcessState, command_id
-from catgad.reactors.send import RouterSender
 from catgad.store.protocol import EventStore
 from tests.helpers.daemon import REPO
 from tests.helpers.stores import BACKEND_PARAMS, BACKENDS
+from tests.processes.wiring import wired_runner
 
 FULFILMENT = REPO / "config" / "examples" / "fulfilment.yaml"
 DAY = 86_400.0
@@ -55,19 +54,15 @@ async def shop(
     store: EventStore, config: Config, *, owner: str = "d1", drive: bool = True
 ) -> AsyncIterator[Shop]:
     clock, registry = ManualClock(), CollectorRegistry()
-    box: list[ProcessRunner] = []
-    engine = CommandEngine(config, store, on_appended=lambda r: box[0].notify(r) if box else None)
-    router = CommandRouter(engine, None, service=config.service.name)
-    runner = ProcessRunner(
+    engine, runner = wired_runner(
         config,
         store,
-        RouterSender(router, config.service.name),
         owner=owner,
         clock=clock,
         registry=registry,
         settings=LeasedSettings(lease_ttl=3.0, poll_interval=0.05),
+        drive=drive,
     )
-    box.append(runner)
     await runner.start()
     try:
         yield Shop(config, store, engine, runner, clock, registry)
