@@ -188,8 +188,11 @@ class SagaRunner(ReactorRunner):
         stream = saga.stream(instance)
         decision = Decide(STARTED, {"input": data, "trigger": trigger.id if trigger else None})
         entry = self.sagas[name]
+        driving = self._leading(entry)  # then the driver kicked below goes on from `state`
         try:  # started, and its first step announced with it: one append
-            state = await self._commit(entry, SagaState(name, instance, stream), decision, trigger)
+            state = await self._commit(
+                entry, SagaState(name, instance, stream), decision, trigger, driving=driving
+            )
         except ConcurrencyError:
             return await self.instance(name, instance), False
         if self.metrics is not None:
