@@ -149,8 +149,7 @@ class ReactorRunner:
 
     def notify(self, result: AppendResult | None = None) -> None:
         if self.entries:
-            last = result.events[-1].position if result is not None and result.events else None
-            self.loop.notify(last)
+            self.loop.offer(result.events if result is not None else ())
 
     def _idle(self) -> None:
         """The follower has read everything there is: the index is whole."""
@@ -191,5 +190,5 @@ class ReactorRunner:
         )
         if result.duplicate:
             raise ConcurrencyError(stream, expected, result.version)
-        self.loop.notify(result.events[-1].position if result.events else None)
+        self.loop.offer(result.events)
         return result

@@ -319,6 +319,29 @@ class EventStoreContract(abc.ABC):
                 mine = [e for e in everything if e.subject == stream]
                 assert unplaced(await store.read(stream)) == unplaced(mine)
 
+    async def test_an_append_returns_what_read_all_reads_at_its_positions(self) -> None:
+        """Log readers take the events an append returned instead of reading them back
+        (catgad.consumer.loop), when the store places them: they must be the same."""
+        async with self.make_store() as store:
+            tagged = dataclasses.replace(
+                event("Tagged", nested={"a": [1, 2.5, None]}),
+                correlationid="corr",
+                causationid="cause",
+                dataschemaversion=2,
+                extensions={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"},
+            )
+            results = [
+                await store.append("P-1", [event(i=1)], expected_version=None, command_id="p1"),
+                await store.append("P-2", [tagged, event()], expected_version=0, command_id="p2"),
+            ]
+            appended = [e for r in results for e in r.events]
+            placed = [e for e in appended if e.position is not None]
+            if not placed:
+                pytest.skip(f"{store.name} returns appended events without positions")
+            assert placed == appended  # all placed, or none
+            for e in placed:
+                assert await store.read_all(after=(e.position or 0) - 1, limit=1) == [e]
+
     # -- snapshots -----------------------------------------------------------
 
     async def test_snapshots_keep_the_newest(self) -> None:
