@@ -238,8 +238,9 @@ Progress = Callable[[int], None]
 async def timed(
     ids: list[str], one: Callable[[str, int], Awaitable[float]], concurrency: int,
     progress: Progress,
-) -> tuple[float, list[float]]:  # fmt: skip
-    """`concurrency` workers run `one(id, n)` for each id; (wall seconds, each one's latency)."""
+) -> tuple[float, float, list[float]]:  # fmt: skip
+    """`concurrency` workers run `one(id, n)` for each id; (wall seconds, the process's CPU
+    seconds over every thread, each one's latency)."""
     queue = iter(enumerate(ids))
     latencies: list[float] = []
 
@@ -248,7 +249,7 @@ async def timed(
             latencies.append(await one(order_id, n))
             progress(1)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         async with asyncio.timeout(TIMEOUT), asyncio.TaskGroup() as group:
             for _ in range(min(concurrency, len(ids))):
@@ -259,7 +260,7 @@ async def timed(
         raise VerificationError(
             f"{len(latencies)} of {len(ids)} orders completed within {TIMEOUT:g} s"
         ) from None
-    return time.perf_counter() - started, latencies
+    return time.perf_counter() - started, time.process_time() - cpu, latencies
 
 
 class Completions:
@@ -299,7 +300,7 @@ class Completions:
 
 async def client_orders(
     rt: Runtime, ids: list[str], concurrency: int, progress: Progress
-) -> tuple[float, list[float]]:
+) -> tuple[float, float, list[float]]:
     engine = rt.engine
 
     async def one(order_id: str, n: int) -> float:
@@ -313,7 +314,7 @@ async def client_orders(
 
 async def saga_orders(
     rt: Runtime, ids: list[str], concurrency: int, progress: Progress, *, settled: bool
-) -> tuple[float, list[float]]:
+) -> tuple[float, float, list[float]]:
     runner = cast(SagaRunner, rt.reactor("sagas"))
     completions = runner.loop.sink
     assert isinstance(completions, Completions)
@@ -377,12 +378,12 @@ async def measure(
         if saga:
             Completions(cast(SagaRunner, rt.reactor("sagas")))
             await saga_orders(rt, warm, concurrency, _quiet, settled=False)
-            seconds, latencies = await saga_orders(
+            seconds, cpu, latencies = await saga_orders(
                 rt, ids, concurrency, progress, settled=system == SETTLED
             )
         else:
             await client_orders(rt, warm, concurrency, _quiet)
-            seconds, latencies = await client_orders(rt, ids, concurrency, progress)
+            seconds, cpu, latencies = await client_orders(rt, ids, concurrency, progress)
         if store == "memory":
             stored = check(await read_back(rt.store), warm + ids, saga)
     if store != "memory":  # what a restart sees: the file opened afresh
@@ -392,7 +393,7 @@ async def measure(
             stored = check(await read_back(reopened), warm + ids, saga)
         finally:
             await reopened.close()
-    return Run(len(ids), seconds, latencies, stored)
+    return Run(len(ids), seconds, cpu, latencies, stored)
 
 
 # -- where the saga's time goes (untimed) ---------------------------------------------------------

@@ -8,6 +8,7 @@ counts, the ratio and the profile section.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -50,9 +51,11 @@ def test_tiny_run_reports_both_systems_on_every_store(
             per_s, cmds, p50, p99 = (_number(c) for c in cells[2:6])
             assert per_s > 0 and p50 > 0 and p50 <= p99, cells
             assert abs(cmds - 3 * per_s) <= 2, cells  # 3 commands an order (rounded figures)
-            assert cells[6] == f"{orders * events:,}", cells  # read back and checked
+            cpu_us, cores = _number(cells[6]), _number(cells[7])
+            assert cpu_us > 0 and 0 < cores <= 2 * (os.cpu_count() or 1), cells
+            assert cells[8] == f"{orders * events:,}", cells  # read back and checked
         (ratio,) = [x for x in text.splitlines() if x.startswith(f"| {store} | saga / client |")]
-        assert re.search(rf"\| {NUMBER}x \| >= 0.5x \| (yes|no) \|$", ratio), ratio
+        assert re.search(rf"\| {NUMBER}x \| >= 0.5x \| (yes|no) \| {NUMBER}x \|$", ratio), ratio
         section = text.split(f"### {store}: {ORDERS} sagas")[1]
         calls = re.search(r"saga append ([\d.]+), read ([\d.]+).*client append ([\d.]+)", section)
         assert calls is not None, section[:300]
@@ -73,6 +76,6 @@ def test_a_wrong_store_is_refused() -> None:
 
 
 def test_percentiles_are_nearest_rank() -> None:
-    run = Run(orders=4, seconds=2.0, latencies=[0.004, 0.001, 0.003, 0.002], stored=12)
-    assert (run.per_s, run.cmds_per_s) == (2.0, 6.0)
+    run = Run(4, seconds=2.0, cpu_seconds=1.0, latencies=[0.004, 0.001, 0.003, 0.002], stored=12)
+    assert (run.per_s, run.cmds_per_s, run.cpu_us, run.cores) == (2.0, 6.0, 250_000.0, 0.5)
     assert (run.pct(50), run.pct(99), run.pct(100)) == (2.0, 4.0, 4.0)
