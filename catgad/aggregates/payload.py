@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import jsonschema_rs
+import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
@@ -88,15 +89,12 @@ _INT_RANGE = (-(2**63), 2**64 - 1)
 
 
 def _fits(value: Any) -> bool:
-    """Whether every integer in `value` fits 64 bits: beyond_64_bits without the pointers
-    (building one per member cost most of the check, once per command)."""
-    kind = type(value)
-    if kind is int:
-        return bool(_INT_RANGE[0] <= value <= _INT_RANGE[1])
-    if kind is dict:
-        return all(_fits(member) for member in value.values())
-    if kind is list:
-        return all(_fits(member) for member in value)
+    """Whether every integer in `value` fits 64 bits, as orjson sees it (the same range):
+    one call in C rather than a walk in Python; only a failure is walked for its pointer."""
+    try:
+        orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError: a big integer, or something not JSON at all
+        return False
     return True
 
 
