@@ -213,6 +213,7 @@ class ProjectionRunner:
         if not self._active or self._reload or now >= self._refresh_at:
             await self._load(await self.target.meta())
             self._active = True
+            await self._check_checkpoint()  # on every load: a resume must not skip either
         if self.state in ("stopped", "failed"):
             return False
         if self._reset_asked:  # a handler target's rebuild: deliver everything again
@@ -223,6 +224,27 @@ class ProjectionRunner:
         if self.rebuild_position is not None:
             return await self._rebuild_step()
         return await self._live_step()
+
+    async def _check_checkpoint(self) -> None:
+        """A read model whose checkpoint lies beyond the store's last event was built from
+        another store (or the store was emptied since): following it would skip every event
+        up to that position without a word. It fails instead, saying so, until rebuilt."""
+        if self.state != "running" or self.rebuild_position is not None or self.position <= 0:
+            return
+        if await self.store.read_all(after=self.position - 1, limit=1):
+            return
+        head = await head_position(self.store)
+        reason = (
+            f"the read model's checkpoint is at position {self.position}, but the event "
+            f"store ends at {head}: it was built from another store, or the store was emptied "
+            f"since; rebuild it (catgad rebuild CONFIG {self.name}, or POST "
+            f"/projections/{self.name}/rebuild)"
+        )
+        log.error("projection ahead of the event store", projection=self.name,
+                  checkpoint=self.position, head=head)  # fmt: skip
+        await self.target.set_state("failed", reason)
+        self.state, self.last_error = "failed", reason
+        self.changed.set()
 
     async def _load(self, meta: Meta) -> None:
         self._reload = False

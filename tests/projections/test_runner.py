@@ -16,6 +16,7 @@ from catgad.projections.section import PROJECTIONS as READ_MODELS
 from catgad.store.memory import MemoryStore
 from tests.projections.conftest import BASE, PROJECTIONS
 from tests.projections.helpers import FAST, emit, settled
+from tests.support.waiting import eventually_async
 
 
 @asynccontextmanager
@@ -231,3 +232,34 @@ async def test_a_disabled_projection_is_listed_but_not_run(
         assert status["status"] == "stopped" and status["enabled"] is False
         with pytest.raises(NotFound):
             await manager.status("nope")
+
+
+async def test_a_read_model_ahead_of_an_emptied_store_fails_until_rebuilt(
+    config: Config, store: MemoryStore
+) -> None:
+    for i in range(6):
+        await emit(store, "Added", f"c{i}", by=1, group="g")
+    async with running(config, store) as manager:
+        await settled(manager)
+    emptied = MemoryStore()  # the event store started afresh; the read model kept
+    await emptied.open()
+    try:
+        await emit(emptied, "Added", "new", by=5, group="h")
+        async with running(config, emptied) as manager:
+
+            async def failed() -> str | None:
+                status = await manager.status("groups")
+                return status["last_error"] if status["status"] == "failed" else None
+
+            why = await eventually_async(failed, 10, "the projection to fail")
+            assert "position 6" in why and "ends at 1" in why and "rebuild" in why, why
+            assert await rows(manager, "groups") == [{"key": "g", "total": 6, "count": 6}]
+            await manager.set_running("groups", True)  # resumed, not rebuilt: fails again
+            assert await eventually_async(failed, 10, "the projection to fail again")
+            assert await manager.rebuild("groups") is True
+            await settled(manager)
+            assert await rows(manager, "groups") == [{"key": "h", "total": 5, "count": 1}]
+            status = await manager.status("groups")
+            assert status["status"] == "running" and status["checkpoint"] == 1
+    finally:
+        await emptied.close()
