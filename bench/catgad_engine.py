@@ -13,8 +13,11 @@ reads the store back after a run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,12 +32,15 @@ from catgad.store.protocol import EventStore
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config" / "examples" / "orders.yaml"
 _SYNC_LINE = re.compile(r"^(\s+synchronous:\s*)\S+\s*$", re.MULTILINE)
+_REDIS_PREFIX = '"${CATGAD_REDIS_PREFIX:-orders:read:}"'
 
 
 def bench_config(directory: Path, synchronous: str, example: Path = EXAMPLE) -> Path:
     """A copy of the example config (and the files it includes) with the run's durability.
 
-    The store path stays `${CATGAD_SQLITE_PATH:-...}`: each run gives its own file.
+    The store path stays `${CATGAD_SQLITE_PATH:-...}`: each run gives its own file. The
+    SQLite read model lands beside the copy; the Redis one gets a prefix of the run's own
+    (a read model kept from another run's store would be ahead of this one's: it fails).
     """
     directory.mkdir(parents=True, exist_ok=True)
     for sibling in example.parent.glob(example.stem + "*.yaml"):
@@ -43,6 +49,8 @@ def bench_config(directory: Path, synchronous: str, example: Path = EXAMPLE) -> 
     text, count = _SYNC_LINE.subn(rf"\g<1>{synchronous}", target.read_text(encoding="utf-8"))
     if count != 1:
         raise RuntimeError(f"{example}: expected one `synchronous:` line, found {count}")
+    if _REDIS_PREFIX in text:
+        text = text.replace(_REDIS_PREFIX, f'"catgad-bench:{uuid.uuid4().hex[:8]}:read:"')
     target.write_text(text, encoding="utf-8")
     return target
 
@@ -56,6 +64,27 @@ def load_bench_config(config_path: Path, db_path: Path, synchronous: str) -> Con
         )
     config.store.path = str(db_path)
     return config
+
+
+def drop_redis_keys(prefix: str) -> None:
+    """Delete a run's Redis read model (every key under `prefix`); no Redis: nothing to do."""
+    with contextlib.suppress(Exception):  # no server: its projection only waited
+        import redis
+
+        client = redis.Redis.from_url(os.environ.get("CATGAD_REDIS_URL", "redis://127.0.0.1"))
+        try:
+            keys = list(client.scan_iter(f"{prefix}*"))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
+def redis_prefixes(config: Config) -> list[str]:
+    """The prefixes of the config's Redis read models."""
+    from catgad.projections.section import PROJECTIONS
+
+    return [p.target.prefix for p in PROJECTIONS.of(config).values() if p.target.kind == "redis"]
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -125,9 +154,13 @@ def run(
     config_path = bench_config(workdir / "config", synchronous)
     db_path = workdir / "catgad-engine.db"
     config = load_bench_config(config_path, db_path, synchronous)
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        seconds, latencies = runner.run(_run(workload, config, progress))
-        counted = runner.run(count_in_file(config, workload))
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            seconds, latencies = runner.run(_run(workload, config, progress))
+            counted = runner.run(count_in_file(config, workload))
+    finally:
+        for prefix in redis_prefixes(config):
+            drop_redis_keys(prefix)
     m = Measurement(
         system="catgad engine",
         variant=f"{workload.concurrency} concurrent workers ({loop_name()})",

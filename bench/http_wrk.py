@@ -44,6 +44,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.catgad_engine import drop_redis_keys
 from bench.catgad_http import terminate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,18 +186,8 @@ class Server:
             return int(conn.execute(f"SELECT count(*) FROM {table}{where}").fetchone()[0])
 
     def clean_redis(self) -> None:
-        if self.system.key != "catgad":
-            return
-        try:
-            import redis
-
-            client = redis.Redis.from_url(os.environ.get("CATGAD_REDIS_URL", "redis://127.0.0.1"))
-            keys = list(client.scan_iter(f"{self.redis_prefix}*"))
-            if keys:
-                client.delete(*keys)
-            client.close()
-        except Exception:  # no Redis: the projection waited, nothing to clean
-            pass
+        if self.system.key == "catgad":
+            drop_redis_keys(self.redis_prefix)
 
 
 _LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)

@@ -233,12 +233,13 @@ class ProjectionRunner:
             return
         if await self.store.read_all(after=self.position - 1, limit=1):
             return
-        head = await head_position(self.store)
+        head = await head_position(self.store)  # appends since may have passed the checkpoint
+        now = f"ends at {head}" if head < self.position else f"reaches {head} only now"
         reason = (
             f"the read model's checkpoint is at position {self.position}, but the event "
-            f"store ends at {head}: it was built from another store, or the store was emptied "
-            f"since; rebuild it (catgad rebuild CONFIG {self.name}, or POST "
-            f"/projections/{self.name}/rebuild)"
+            f"store held no event there (it {now}): the read model was built from another "
+            f"store, or the store was emptied since; rebuild it (catgad rebuild CONFIG "
+            f"{self.name}, or POST /projections/{self.name}/rebuild)"
         )
         log.error("projection ahead of the event store", projection=self.name,
                   checkpoint=self.position, head=head)  # fmt: skip
