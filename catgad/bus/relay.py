@@ -246,7 +246,8 @@ class Relay:
 
     def notify(self, result: AppendResult | None = None) -> None:
         """Something was appended in this process: look now rather than at the next poll."""
-        self.loop.offer(result.events if result is not None else ())
+        last = result.events[-1].position if result is not None and result.events else None
+        self.loop.notify(last)
 
     async def stop(self) -> None:
         """Finish the batch in hand, save the checkpoint, release the lease."""

@@ -15,11 +15,6 @@ stopped; a circuit breaker says when to try again) pass `idle` and `failed`.
 `LogReader` is the common owner: it reads `read_all` after its position, a
 batch at a time, and hands each batch to a `Sink`, which says how many events
 it handled (fewer means: stop this batch, its lease was lost or a stop came).
-Events appended in this process are `offer`ed to it as the store returned them
-(with their positions): when they follow on from its position it hands those
-on without reading them back, the same events in the same order; anything
-else (another process's appends, a gap) is read from the store. Sinks share
-the offered envelopes, so a sink never changes an event it is handed.
 
 - With a lease (catgad.store.lease), it reads only while the lease is held;
   standing by, it follows the holder's checkpoint. With `checkpointed`, the
@@ -33,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -182,9 +177,6 @@ class Loop:
                 await self._idle()
 
 
-TAIL_LIMIT = 4096  # events offered and not yet handled; beyond, the reader reads the store
-
-
 class Sink(Protocol):
     async def handle(self, events: list[Envelope]) -> int:
         """Handle events in order; how many were handled (fewer: stop this batch)."""
@@ -222,7 +214,6 @@ class LogReader:
         self._on_idle = on_idle  # called when a read finds nothing new: caught up
         self._active = False  # holding the lease, position loaded
         self._moved = asyncio.Event()
-        self._tail: dict[int, Envelope] = {}  # offered events by position, not yet handled
 
     @property
     def stopping(self) -> bool:
@@ -254,31 +245,6 @@ class LogReader:
         if position is not None:
             self.head = max(self.head, position)
         self.loop.notify()
-
-    def offer(self, events: Sequence[Envelope]) -> None:
-        """Events just appended in this process, as the store returned them: kept for the
-        next turn while this reader is active (not standing by), then a wake-up."""
-        last = events[-1].position if events else None
-        if self._active and last is not None:
-            if len(self._tail) + len(events) > TAIL_LIMIT:
-                self._tail.clear()  # far behind: the store has them all
-            for event in events:
-                if event.position is not None and event.position > self.position:
-                    self._tail[event.position] = event
-        self.notify(last)
-
-    def _take_tail(self) -> list[Envelope]:
-        """The offered events that follow on from the position, up to a batch."""
-        tail = self._tail
-        taken: list[Envelope] = []
-        at = self.position + 1
-        while len(taken) < self.settings.batch and (event := tail.pop(at, None)) is not None:
-            taken.append(event)
-            at += 1
-        if not taken and tail:  # handled meanwhile through a read of the store: forget them
-            for position in [p for p in tail if p <= self.position]:
-                del tail[position]
-        return taken
 
     async def stop(self) -> None:
         """Finish the batch in hand, save the checkpoint, release the lease."""
@@ -314,7 +280,6 @@ class LogReader:
             if self._active:
                 log.warning("lost its lease: stopped consuming", loop=self.name)
             self._active = False
-            self._tail.clear()
             if self.checkpointed:
                 self.position = await self._load()  # the holder's progress
             await lease.wait_change(lease.period, since=seen)
@@ -326,9 +291,7 @@ class LogReader:
             if self._on_active is not None:
                 self._on_active(self.position)
         self.loop.wake.clear()  # an append from here on wakes the idle wait that may follow
-        events = self._take_tail() or await self.store.read_all(
-            after=self.position, limit=self.settings.batch
-        )
+        events = await self.store.read_all(after=self.position, limit=self.settings.batch)
         if not events:
             if self._on_idle is not None:
                 self._on_idle()
@@ -344,7 +307,6 @@ class LogReader:
             self._moved.set()
         if done < len(events):
             self._active = False  # lease lost or stopping: reload before reading on
-            self._tail.clear()
         return True
 
     async def _load(self) -> int:

@@ -225,9 +225,7 @@ class UpcastingStore:
         result = await self.inner.append(
             stream, events, expected_version=expected_version, command_id=command_id
         )
-        # fresh events too: an event written at an older schema version (a webhook's) is read
-        # back upcast, and log readers take appended events as they would read them
-        return self._result(result)
+        return self._result(result) if result.duplicate else result
 
     async def read(
         self, stream: str, *, after: int = 0, limit: int | None = None

@@ -149,7 +149,8 @@ class ReactorRunner:
 
     def notify(self, result: AppendResult | None = None) -> None:
         if self.entries:
-            self.loop.offer(result.events if result is not None else ())
+            last = result.events[-1].position if result is not None and result.events else None
+            self.loop.notify(last)
 
     def _idle(self) -> None:
         """The follower has read everything there is: the index is whole."""
@@ -190,5 +191,5 @@ class ReactorRunner:
         )
         if result.duplicate:
             raise ConcurrencyError(stream, expected, result.version)
-        self.loop.offer(result.events)
+        self.loop.notify(result.events[-1].position if result.events else None)
         return result

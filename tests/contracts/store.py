@@ -320,8 +320,8 @@ class EventStoreContract(abc.ABC):
                 assert unplaced(await store.read(stream)) == unplaced(mine)
 
     async def test_an_append_returns_what_read_all_reads_at_its_positions(self) -> None:
-        """Log readers take the events an append returned instead of reading them back
-        (catgad.consumer.loop), when the store places them: they must be the same."""
+        """The events an append returns (a command's answer, the position its wake-up
+        names) are the stored ones: where the store places them, read_all reads the same."""
         async with self.make_store() as store:
             tagged = dataclasses.replace(
                 event("Tagged", nested={"a": [1, 2.5, None]}),
