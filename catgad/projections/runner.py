@@ -19,12 +19,12 @@ transaction swaps them.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from catgad import heap
 from catgad.consumer.loop import Loop, LoopSettings
 from catgad.envelope import Envelope
 from catgad.errors import CatgadError, CircuitOpen, Fenced
@@ -51,24 +51,6 @@ class RunnerSettings:
     poll_interval: float = 0.05  # seconds between looks at the store for other daemons' appends
     backoff_initial: float = 0.1  # after a failure (store or target down), doubling...
     backoff_max: float = 5.0  # ...up to this
-
-
-_heap_settled = False
-
-
-def _settle_heap() -> None:
-    """Once per process, when the first projection starts: collect, then freeze what is
-    left (modules, the config and its compiled CEL, connections) out of the cyclic GC.
-
-    A catch-up allocates a few containers per event, and a batch in flight survives young
-    collections, so full collections come every few thousand events; each walked the whole
-    startup heap (tens of ms). Frozen objects are still freed by reference counting; only
-    cycles among them would wait for the process to end."""
-    global _heap_settled
-    if not _heap_settled:
-        _heap_settled = True
-        gc.collect()
-        gc.freeze()
 
 
 class ProjectionRunner:
@@ -143,7 +125,7 @@ class ProjectionRunner:
                 self._opened = True
 
     def start(self) -> None:
-        _settle_heap()
+        heap.settle()  # a catch-up's batches would otherwise walk the startup heap
         if not self.loop.started and not self.loop.stopped:
             if self.lease is not None:
                 self.lease.start()
