@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.workload import Measurement, Progress, Workload, drive, no_progress, shared, verify
+from catgad import heap
 from catgad.app.load import load_config
 from catgad.model import Config
 from catgad.runtime import Runtime
@@ -136,6 +137,7 @@ async def count_in_file(config: Config, workload: Workload) -> int:
 
 async def _run(workload: Workload, config: Config, progress: Progress) -> tuple[float, list[int]]:
     async with Runtime.start(config) as runtime:
+        heap.settle()  # as `catgad run` does once started
         engine = runtime.engine
 
         async def send(command_type: str, data: dict[str, Any]) -> None:

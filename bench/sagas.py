@@ -72,6 +72,7 @@ from bench.sagas_report import (
     markdown,
 )
 from bench.workload import VerificationError
+from catgad import heap
 from catgad.app.load import load_config
 from catgad.envelope import Envelope
 from catgad.model import Config
@@ -375,6 +376,7 @@ async def measure(
     warm = [f"{ids[0].rsplit('-', 1)[0]}-warm-{n}" for n in range(WARM_UP)]
     saga = system != CLIENT
     async with Runtime.start(config, projections=saga) as rt:
+        heap.settle()  # as `catgad run` does once started
         if saga:
             Completions(cast(SagaRunner, rt.reactor("sagas")))
             await saga_orders(rt, warm, concurrency, _quiet, settled=False)
@@ -429,6 +431,7 @@ async def profile(store: str, ids: list[str], concurrency: int, workdir: Path) -
         await client_orders(rt, ids, concurrency, _quiet)
     profiler = cProfile.Profile()
     async with Runtime.start(bench_config(workdir / "saga", store), projections=True) as rt:
+        heap.settle()
         Completions(cast(SagaRunner, rt.reactor("sagas")))
         await saga_orders(rt, warm, concurrency, _quiet, settled=False)
         saga = count_calls(rt.store)

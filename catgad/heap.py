@@ -1,6 +1,6 @@
 """The interpreter's cyclic garbage collector, set for a long-running daemon.
 
-Once the daemon has started (modules, the config and its compiled CEL, connections,
+Once `catgad run` has started (modules, the config and its compiled CEL, connections,
 the components), `settle()` collects, then freezes what is left out of the cyclic
 collector: full collections no longer walk that startup heap (tens of ms each, every
 few thousand events of a catch-up). It also lets the young generation grow to
@@ -24,17 +24,26 @@ import gc
 
 YOUNG = 10_000  # objects allocated between two collections of the youngest generation
 
+_frozen = False
 _settled = False
 
 
-def settle() -> None:
-    """Collect and freeze the heap as it stands, and widen the young generation; once per
+def freeze() -> None:
+    """Collect, then freeze the heap as it stands out of the cyclic collector; once per
     process (later calls do nothing)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
+
+
+def settle() -> None:
+    """freeze(), and widen the young generation: what a daemon's entry point calls once it
+    has started (not a library's: the thresholds are the whole process's)."""
     global _settled
-    if _settled:
-        return
-    _settled = True
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG, middle, old)
+    freeze()
+    if not _settled:
+        _settled = True
+        _, middle, old = gc.get_threshold()
+        gc.set_threshold(YOUNG, middle, old)

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from catgad import heap
 from catgad.bus.factory import open_bus, relay_settings
 from catgad.bus.protocol import Bus
 from catgad.bus.relay import Relay
@@ -184,7 +183,6 @@ class Runtime:
                     for part in parts:
                         await part.start()
                         runtime.components.append(part)
-                    heap.settle()  # what startup made stays: out of the collector's walks
                     yield runtime
                 finally:
                     for part in reversed(runtime.components):

@@ -20,6 +20,7 @@ from collections.abc import Callable, Generator
 
 import uvicorn
 
+from catgad import heap
 from catgad.app.load import load_config
 from catgad.cli import workers
 from catgad.errors import (
@@ -172,6 +173,7 @@ async def serve(
 ) -> None:
     """Serve until a signal; `parent`: a worker's supervisor, whose death stops it too."""
     async with Runtime.start(config, relay=True, projections=True, commands=True) as runtime:
+        heap.settle()  # what startup made stays: out of the collector's walks
         server = _Server(
             uvicorn.Config(
                 create_app(runtime),

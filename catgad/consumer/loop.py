@@ -143,8 +143,9 @@ class Loop:
         finally:
             for waiting in waits:
                 waiting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*waits, return_exceptions=True)
+            # their cancellations come back as results; a CancelledError here is this task's
+            # own, and must go on (suppressed, a cancel landing now was lost: the loop ran on)
+            await asyncio.gather(*waits, return_exceptions=True)
         self.wake.clear()
 
     async def _poll(self) -> None:

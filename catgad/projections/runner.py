@@ -125,7 +125,7 @@ class ProjectionRunner:
                 self._opened = True
 
     def start(self) -> None:
-        heap.settle()  # a catch-up's batches would otherwise walk the startup heap
+        heap.freeze()  # a catch-up's batches would otherwise walk the startup heap
         if not self.loop.started and not self.loop.stopped:
             if self.lease is not None:
                 self.lease.start()
