@@ -81,11 +81,13 @@ def drop_redis_keys(prefix: str) -> None:
             client.close()
 
 
-def redis_prefixes(config: Config) -> list[str]:
-    """The prefixes of the config's Redis read models."""
+def drop_redis_read_models(config: Config) -> None:
+    """Delete the keys of the config's Redis read models (a benchmark run's own)."""
     from catgad.projections.section import PROJECTIONS
 
-    return [p.target.prefix for p in PROJECTIONS.of(config).values() if p.target.kind == "redis"]
+    for projection in PROJECTIONS.of(config).values():
+        if projection.target.kind == "redis":
+            drop_redis_keys(projection.target.prefix)
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -161,8 +163,7 @@ def run(
             seconds, latencies = runner.run(_run(workload, config, progress))
             counted = runner.run(count_in_file(config, workload))
     finally:
-        for prefix in redis_prefixes(config):
-            drop_redis_keys(prefix)
+        drop_redis_read_models(config)
     m = Measurement(
         system="catgad engine",
         variant=f"{workload.concurrency} concurrent workers ({loop_name()})",

@@ -31,10 +31,9 @@ import orjson
 from bench.catgad_engine import (
     bench_config,
     count_in_file,
-    drop_redis_keys,
+    drop_redis_read_models,
     load_bench_config,
     loop_factory,
-    redis_prefixes,
 )
 from bench.workload import (
     Measurement,
@@ -221,8 +220,7 @@ def run(
             seconds, latencies = runner.run(_load(daemon, workload, client, progress))
     finally:
         code = daemon.stop()
-        for prefix in redis_prefixes(config):
-            drop_redis_keys(prefix)
+        drop_redis_read_models(config)
     if code != 0:
         raise DaemonError(f"catgad run exited with {code} after SIGTERM:\n{daemon.log_tail()}")
     with asyncio.Runner(loop_factory=loop_factory()) as runner:

@@ -492,20 +492,11 @@ class ProcessRunner(ReactorRunner):
 
     # -- acting ----------------------------------------------------------------------------------
 
-    async def _supervise(self, entry: _Process) -> None:
-        """Say when the lease is gained; the timers look again then."""
-        leading = False
-        while not self._stopping:
-            seen = entry.lease.changes if entry.lease is not None else 0
-            now = self._leading(entry)
-            if now and not leading:
-                log.info("driving process instances", process=entry.process.name, owner=self.owner)
-            if now != leading:
-                self._wake.set()
-            leading = now
-            if entry.lease is None:
-                return
-            await entry.lease.wait_change(entry.lease.period, since=seen)
+    async def _leading_changed(self, entry: _Process, leading: bool) -> None:
+        """Say when the lease is gained; the timers look again on a gain or a loss."""
+        if leading:
+            log.info("driving process instances", process=entry.process.name, owner=self.owner)
+        self._wake.set()
 
     async def _commit(
         self, entry: _Process, state: ProcessState, made: list[Decide]

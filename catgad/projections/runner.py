@@ -81,6 +81,7 @@ class ProjectionRunner:
         )
         self.consumer = Consumer(projection, store, source=source, sleep=self._sleep)
         self.position = 0  # live checkpoint, as last read or written here
+        self._in_store = 0  # a checkpoint whose event this runner saw in the store
         self.rebuild_position: int | None = None
         self.state: Status = "running"
         self.last_error: str | None = None
@@ -211,9 +212,12 @@ class ProjectionRunner:
         """A read model whose checkpoint lies beyond the store's last event was built from
         another store (or the store was emptied since): following it would skip every event
         up to that position without a word. It fails instead, saying so, until rebuilt."""
-        if self.state != "running" or self.rebuild_position is not None or self.position <= 0:
+        if self.state != "running" or self.rebuild_position is not None:
+            return
+        if self.position in (0, self._in_store):  # what this runner read: no need to look
             return
         if await self.store.read_all(after=self.position - 1, limit=1):
+            self._in_store = self.position
             return
         head = await head_position(self.store)  # appends since may have passed the checkpoint
         now = f"ends at {head}" if head < self.position else f"reaches {head} only now"
@@ -278,7 +282,7 @@ class ProjectionRunner:
         outcome = await self._consume(events, self.position, shadow=False, plan=plan)
         if self.metrics is not None:
             self.metrics.applied(self.name, events[: outcome.applied], live=True)
-        self.position = outcome.position
+        self.position = self._in_store = outcome.position
         if self.redelivering:
             self.rate.add(outcome.position)
         return True

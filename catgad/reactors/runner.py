@@ -3,7 +3,8 @@ index (every daemon), drives each definition's instances while holding its lease
 at a time), fires what falls due, and appends its decisions at the version it read them at.
 
 A runner subclasses ReactorRunner and gives `handle` (the log follower's sink),
-`_supervise` (what to do on each gain of a lease) and `_timers` (what falls due)."""
+`_leading_changed` (what to do on each gain and loss of a lease) and `_timers` (what
+falls due)."""
 
 from __future__ import annotations
 
@@ -85,8 +86,23 @@ class ReactorRunner:
     async def handle(self, events: list[Envelope]) -> int:
         raise NotImplementedError
 
-    async def _supervise(self, entry: Any) -> None:
+    async def _leading_changed(self, entry: Any, leading: bool) -> None:
+        """This daemon began (`leading`) or ceased to drive `entry`."""
         raise NotImplementedError
+
+    async def _supervise(self, entry: Entry) -> None:
+        """Follow `entry`'s lease: `_leading_changed` on each gain and loss (on a store without
+        leases, once: this daemon drives)."""
+        leading = False
+        while not self._stopping:
+            seen = entry.lease.changes if entry.lease is not None else 0
+            now = self._leading(entry)
+            if now != leading:
+                await self._leading_changed(entry, now)
+            leading = now
+            if entry.lease is None:
+                return
+            await entry.lease.wait_change(entry.lease.period, since=seen)
 
     async def _timers(self) -> None:
         raise NotImplementedError

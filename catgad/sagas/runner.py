@@ -50,7 +50,7 @@ from catgad.model import Config
 from catgad.observability import tracing
 from catgad.observability.logs import get_logger
 from catgad.reactors.decisions import Decide
-from catgad.reactors.runner import ReactorRunner
+from catgad.reactors.runner import Entry, ReactorRunner
 from catgad.reactors.send import CommandSender, Outgoing
 from catgad.sagas.metrics import SagaMetrics
 from catgad.sagas.model import DECISION_PREFIX, SagaDef
@@ -385,23 +385,19 @@ class SagaRunner(ReactorRunner):
 
     # -- driving ----------------------------------------------------------------------------------
 
-    async def _supervise(self, entry: _Saga) -> None:
+    async def _supervise(self, entry: Entry) -> None:
+        await self._caught_up.wait()  # the index is whole: every unfinished instance is known
+        await super()._supervise(entry)
+
+    async def _leading_changed(self, entry: _Saga, leading: bool) -> None:
         """Drive every unfinished instance whenever the lease is (re)gained."""
-        await self._caught_up.wait()
-        leading = False
-        while not self._stopping:
-            seen = entry.lease.changes if entry.lease is not None else 0
-            now = self._leading(entry)
-            if now and not leading:
-                log.info("driving saga instances", saga=entry.saga.name, owner=self.owner)
-                await self._start_pending(entry)
-                for instance, state in list(entry.index.items()):
-                    if state.status in ("running", "compensating"):
-                        self._kick(entry, instance)
-            leading = now
-            if entry.lease is None:
-                return
-            await entry.lease.wait_change(entry.lease.period, since=seen)
+        if not leading:
+            return
+        log.info("driving saga instances", saga=entry.saga.name, owner=self.owner)
+        await self._start_pending(entry)
+        for instance, state in list(entry.index.items()):
+            if state.status in ("running", "compensating"):
+                self._kick(entry, instance)
 
     def _kick(self, entry: _Saga, instance: str, known: SagaState | None = None) -> None:
         """Drive the instance now (or again, after the drive under way); `known`: its state as
