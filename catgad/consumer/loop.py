@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -47,6 +48,7 @@ class LoopSettings:
     first_backoff: float = 0.05  # seconds before the first retry after a failure
     max_backoff: float = 5.0
     stop_timeout: float | None = 10.0  # seconds stop() waits for the turn in hand (None: all)
+    linger: float = 0.0  # seconds a busy loop waits for more appends before its next turn
 
 
 class Loop:
@@ -135,17 +137,35 @@ class Loop:
         return float(min(delay, self.settings.max_backoff))
 
     async def wait(self, seconds: float, *also: Awaitable[Any]) -> None:
-        """Wait for a wake-up, any of `also`, or `seconds`; the wake-up is then cleared."""
-        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.wake.wait())]
-        waits += [asyncio.ensure_future(other) for other in also]
-        try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in waits:
-                waiting.cancel()
-            # their cancellations come back as results; a CancelledError here is this task's
-            # own, and must go on (suppressed, a cancel landing now was lost: the loop ran on)
-            await asyncio.gather(*waits, return_exceptions=True)
+        """Wait for a wake-up, any of `also`, or `seconds`; the wake-up is then cleared.
+
+        A wake-up within `linger` of the last turn's end (or during it) means appends come
+        faster than that: the loop then waits `linger` more before its next turn, so that
+        the batch takes in what arrives meanwhile (under load, fewer and larger batches,
+        each with its fixed cost: a read, a write, a checkpoint). A loop idle for longer
+        than that reads at once: a lone append is not delayed.
+        """
+        linger = self.settings.linger
+        if self.wake.is_set():  # came during the turn: nothing to wait for
+            for other in also:  # not awaited: closed, or Python warns of a lost coroutine
+                if asyncio.iscoroutine(other):
+                    other.close()
+            busy = True
+        else:
+            idle_from = time.monotonic()
+            waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.wake.wait())]
+            waits += [asyncio.ensure_future(other) for other in also]
+            try:
+                await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+                # their cancellations come back as results; a CancelledError here is this
+                # task's own, and must go on (suppressed, a cancel landing now was lost)
+                await asyncio.gather(*waits, return_exceptions=True)
+            busy = linger > 0 and self.wake.is_set() and time.monotonic() - idle_from < linger
+        if busy:  # (with no linger, still a step for the rest of the event loop)
+            await asyncio.sleep(linger if linger > 0 and not self.closing.is_set() else 0)
         self.wake.clear()
 
     async def _poll(self) -> None:

@@ -14,6 +14,7 @@ from catgad.config.section import Building
 class LeasedSettings:
     lease_ttl: float = 10.0  # seconds; a dead holder's work moves within ~4/3 of it
     poll_interval: float = 0.2  # seconds between looks at the store for others' appends
+    linger: float = 0.0  # seconds a busy consumer waits to gather a larger batch
 
 
 def leased_schema(description: str, what: str, default: LeasedSettings) -> Schema:
@@ -37,6 +38,16 @@ def leased_schema(description: str, what: str, default: LeasedSettings) -> Schem
                 "description": "seconds between looks at the store for events appended by "
                 "other daemons (this daemon's own appends wake it at once); below lease_ttl",
             },
+            "linger": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "default": default.linger,
+                "description": "seconds to wait for more events before the next batch when "
+                f"events arrived while {what} handled the last one: under load, fewer and "
+                "larger batches for up to this much more delay; an idle consumer is not "
+                "delayed (0: never wait)",
+            },
         },
     )
 
@@ -47,6 +58,7 @@ def build_leased(ctx: Building, part: str, default: LeasedSettings) -> LeasedSet
     settings = LeasedSettings(
         lease_ttl=float(spec.get("lease_ttl", default.lease_ttl)),
         poll_interval=float(spec.get("poll_interval", default.poll_interval)),
+        linger=float(spec.get("linger", default.linger)),
     )
     if settings.poll_interval >= settings.lease_ttl:
         # a standby would look for work less often than a lease can lapse

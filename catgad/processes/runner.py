@@ -236,7 +236,9 @@ class ProcessRunner(ReactorRunner):
                 self.store,
                 _Follower(self, entry),
                 name=f"{self.lease_kind}:{entry.name}",
-                settings=LoopSettings(poll_interval=self.settings.poll_interval),
+                settings=LoopSettings(
+                    poll_interval=self.settings.poll_interval, linger=self.settings.linger
+                ),
                 lease=entry.lease,
                 checkpointed=resumable and entry.lease is not None,
                 on_active=lambda _, entry=entry: entry.caught_up.clear(),  # type: ignore[misc]

@@ -52,7 +52,9 @@ class ProjectionManager:
         self.metrics = metrics
         configured = PROJECTIONS.of(config).settings
         self.settings = settings or RunnerSettings(
-            lease_ttl=configured.lease_ttl, poll_interval=configured.poll_interval
+            lease_ttl=configured.lease_ttl,
+            poll_interval=configured.poll_interval,
+            linger=configured.linger,
         )
         self.owner = owner or default_owner()
         self.source = config.service.name

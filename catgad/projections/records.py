@@ -68,3 +68,10 @@ class Envelopes(Sequence[Envelope]):
 
     def last_position(self) -> int:
         return self.records[-1].position if self.records else 0
+
+
+def event_times(events: Sequence[Envelope]) -> list[str]:
+    """Each event's `time`; for a batch read as records, without an envelope per event."""
+    if isinstance(events, Envelopes):
+        return [str(record.document().get("time", "")) for record in events.records]
+    return [event.time for event in events]

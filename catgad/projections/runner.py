@@ -51,6 +51,7 @@ class RunnerSettings:
     poll_interval: float = 0.05  # seconds between looks at the store for other daemons' appends
     backoff_initial: float = 0.1  # after a failure (store or target down), doubling...
     backoff_max: float = 5.0  # ...up to this
+    linger: float = 0.02  # seconds a busy projection waits to gather a larger batch
 
 
 class ProjectionRunner:
@@ -100,7 +101,11 @@ class ProjectionRunner:
         self.loop = Loop(
             f"projection:{self.name}",
             self._step,
-            LoopSettings(poll_interval=self.settings.poll_interval, stop_timeout=None),
+            LoopSettings(
+                poll_interval=self.settings.poll_interval,
+                stop_timeout=None,
+                linger=self.settings.linger,
+            ),
             idle=self._idle,
             failed=self._failed,
             recovered=self._recovered,

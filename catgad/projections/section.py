@@ -13,7 +13,7 @@ from catgad.projections.build import build_projections
 from catgad.projections.lint import lint_projections
 from catgad.projections.model import ProjectionDef
 
-DEFAULTS = LeasedSettings(lease_ttl=10.0, poll_interval=0.05)
+DEFAULTS = LeasedSettings(lease_ttl=10.0, poll_interval=0.05, linger=0.02)
 
 
 class Projections(dict[str, ProjectionDef]):

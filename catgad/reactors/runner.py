@@ -66,7 +66,9 @@ class ReactorRunner:
             store,
             self,
             name=self.name,
-            settings=LoopSettings(poll_interval=self.settings.poll_interval),
+            settings=LoopSettings(
+                poll_interval=self.settings.poll_interval, linger=self.settings.linger
+            ),
             on_idle=self._idle,
         )
         self._caught_up = asyncio.Event()

@@ -37,15 +37,17 @@ async def test_defaults(tmp_path: Path) -> None:
     runner = manager.runners["counters"]
     assert runner.settings == RunnerSettings()
     assert runner.settings.lease_ttl == 10.0 and runner.settings.poll_interval == 0.05
+    assert runner.settings.linger == 0.02 and runner.loop.settings.linger == 0.02
     await manager.stop()
 
 
 async def test_configured(tmp_path: Path) -> None:
     manager = await runners_of(
-        tmp_path, "runtime:\n  projections: {lease_ttl: 30, poll_interval: 0.5}\n"
+        tmp_path, "runtime:\n  projections: {lease_ttl: 30, poll_interval: 0.5, linger: 0}\n"
     )
     runner = manager.runners["counters"]
     assert (runner.settings.lease_ttl, runner.settings.poll_interval) == (30.0, 0.5)
+    assert runner.loop.settings.linger == 0.0
     assert runner.lease is not None and runner.lease.ttl == 30.0
     assert runner.lease.period == 10.0  # renewed every third of it
     await manager.stop()
