@@ -117,6 +117,9 @@ def prepare(path: str, synchronous: str, conn: sqlite3.Connection) -> None:
     # busy for less time per batch; they measured ~10-20 % more appends/s.
     conn.execute("PRAGMA cache_size = -32768")
     conn.execute("PRAGMA wal_autocheckpoint = 10000")
+    # the statement journal of a batch's savepoints in memory, not a file opened, written
+    # and unlinked in every commit (it only ever undoes a statement within a transaction)
+    conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("BEGIN IMMEDIATE")
     try:
         (have,) = conn.execute("PRAGMA user_version").fetchone()
