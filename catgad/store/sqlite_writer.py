@@ -1,8 +1,9 @@
 """The SQLite store's one writer thread: group commit of queued jobs.
 
-The thread takes every job waiting in its queue (up to `max_batch`) and hands
-them to the store's `apply` inside one BEGIN IMMEDIATE transaction, then
-commits once: one fsync for the whole batch. `apply` answers one outcome per
+The thread waits for a job, takes the file's write lock (BEGIN IMMEDIATE),
+then takes every job waiting in its queue by then (up to `max_batch`) and hands
+them to the store's `apply` inside that transaction, then commits once: one
+fsync for the whole batch. `apply` answers one outcome per
 job (a result, or an exception for that job alone; each_in_savepoint runs jobs
 one by one so a failed one is undone alone). Each caller's asyncio future is
 resolved only after COMMIT returned, with one wake-up per event loop and batch.
@@ -164,19 +165,20 @@ class Writer:
     def _serve(self, conn: sqlite3.Connection) -> None:
         while True:
             job = self._queue.get()
-            if job is None:
+            if job is None or self._commit(conn, job):
                 return
-            batch = [job]
-            while len(batch) < self._max_batch:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    self._commit(conn, batch)
-                    return
-                batch.append(job)
-            self._commit(conn, batch)
+
+    def _take_queued(self, batch: list[_Job]) -> bool:
+        """Add the jobs waiting in the queue to `batch` (up to max_batch); True at the stop."""
+        while len(batch) < self._max_batch:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if job is None:
+                return True
+            batch.append(job)
+        return False
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         """BEGIN IMMEDIATE, waiting for another process's write lock in short steps.
@@ -202,10 +204,17 @@ class Writer:
             time.sleep(pause)  # the writer's own thread: nothing else waits on it
             pause = min(pause * 2, _MAX_PAUSE)
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _commit(self, conn: sqlite3.Connection, first: _Job) -> bool:
+        """Commit `first` with every job queued by the time the write lock is held; True when
+        the stop was among them (after this commit, nothing more)."""
+        batch = [first]
+        stopping = False
         outcomes: list[object]
         try:
             self._begin(conn)
+            # taken once the lock is held: what came while another process held it (workers,
+            # replicas) joins this transaction rather than wait for the next
+            stopping = self._take_queued(batch)
             try:
                 outcomes = self._apply(conn, [job.payload for job in batch])
                 conn.execute("COMMIT")
@@ -219,6 +228,7 @@ class Writer:
         except Exception as exc:  # a bug in apply: fail the batch, keep the thread
             outcomes = [StoreError(f"sqlite writer: {exc!r}") for _ in batch]
         self._resolve(batch, outcomes)
+        return stopping
 
     @staticmethod
     def _resolve(batch: list[_Job], outcomes: list[object]) -> None:
