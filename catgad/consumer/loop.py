@@ -49,6 +49,7 @@ class LoopSettings:
     max_backoff: float = 5.0
     stop_timeout: float | None = 10.0  # seconds stop() waits for the turn in hand (None: all)
     linger: float = 0.0  # seconds a busy loop waits for more appends before its next turn
+    linger_appends: int = 128  # ... or until this many appends (wake-ups) have come
 
 
 class Loop:
@@ -73,6 +74,8 @@ class Loop:
         self._recovered = recovered
         self._turned = turned  # after every turn, failed or not
         self.wake = asyncio.Event()
+        self._woken = 0  # wake-ups (appends) since the last turn began
+        self._enough = asyncio.Event()  # set at settings.linger_appends of them
         self.closing = asyncio.Event()  # set by stop() and abort()
         self.failing: str | None = None  # the error of the last turn, while retrying
         self.task: asyncio.Task[None] | None = None
@@ -96,6 +99,9 @@ class Loop:
 
     def notify(self) -> None:
         self.wake.set()
+        self._woken += 1
+        if self._woken == self.settings.linger_appends:
+            self._enough.set()
 
     async def stop(self) -> None:
         """Finish the turn in hand (within stop_timeout), then end."""
@@ -140,10 +146,11 @@ class Loop:
         """Wait for a wake-up, any of `also`, or `seconds`; the wake-up is then cleared.
 
         A wake-up within `linger` of the last turn's end (or during it) means appends come
-        faster than that: the loop then waits `linger` more before its next turn, so that
-        the batch takes in what arrives meanwhile (under load, fewer and larger batches,
-        each with its fixed cost: a read, a write, a checkpoint). A loop idle for longer
-        than that reads at once: a lone append is not delayed.
+        faster than that: the loop then waits `linger` more before its next turn (less once
+        `linger_appends` appends are waiting), so that the batch takes in what arrives
+        meanwhile (under load, fewer and larger batches, each with its fixed cost: a read,
+        a write, a checkpoint). A loop idle for longer than that reads at once: a lone
+        append is not delayed.
         """
         linger = self.settings.linger
         if self.wake.is_set():  # came during the turn: nothing to wait for
@@ -164,9 +171,22 @@ class Loop:
                 # task's own, and must go on (suppressed, a cancel landing now was lost)
                 await asyncio.gather(*waits, return_exceptions=True)
             busy = linger > 0 and self.wake.is_set() and time.monotonic() - idle_from < linger
-        if busy:  # (with no linger, still a step for the rest of the event loop)
-            await asyncio.sleep(linger if linger > 0 and not self.closing.is_set() else 0)
+        if busy and linger > 0 and not self.closing.is_set():
+            await self._linger(linger)
+        elif busy:  # still a step for the rest of the event loop
+            await asyncio.sleep(0)
         self.wake.clear()
+        self._woken = 0
+        self._enough.clear()
+
+    async def _linger(self, seconds: float) -> None:
+        """Wait `seconds`, or less once `linger_appends` appends are waiting: at a high rate
+        the batch is full sooner, and waiting longer would only add lag."""
+        if self._woken >= self.settings.linger_appends:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._enough.wait()
 
     async def _poll(self) -> None:
         await self.wait(self.settings.poll_interval)

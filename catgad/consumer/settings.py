@@ -43,10 +43,11 @@ def leased_schema(description: str, what: str, default: LeasedSettings) -> Schem
                 "minimum": 0,
                 "maximum": 1,
                 "default": default.linger,
-                "description": "seconds to wait for more events before the next batch when "
-                f"events arrived while {what} handled the last one: under load, fewer and "
-                "larger batches for up to this much more delay; an idle consumer is not "
-                "delayed (0: never wait)",
+                "description": "seconds to wait for more events before the next batch while "
+                f"they keep coming (one arrived while {what} handled the last batch, or "
+                "within this long of it), or until 128 appends are waiting: under load, "
+                "fewer and larger batches for up to this much more delay; after a longer idle "
+                "spell an event is handled at once (0: never wait)",
             },
         },
     )

@@ -97,3 +97,13 @@ async def test_a_wait_cut_short_by_a_wake_up_leaves_no_coroutine_unawaited() -> 
         gc.collect()
     assert not [w for w in caught if "never awaited" in str(w.message)]
     assert not loop.wake.is_set()
+
+
+async def test_a_linger_ends_once_enough_appends_are_waiting() -> None:
+    loop, turns = looping(LoopSettings(poll_interval=30, linger=60, linger_appends=5))
+    turns.busy = 1
+    loop.start()
+    await turns.turn_number(1)  # an append came during it: the loop lingers (a minute)
+    for _ in range(4):  # with the one of the turn, five: enough
+        loop.notify()
+    await turns.turn_number(2)  # within 10 s, not after the minute
