@@ -332,7 +332,9 @@ def report(args: argparse.Namespace, results: dict[tuple[str, str], list[dict[st
             "",
             "Lag: from the append's acknowledgement (a command's 2xx) to the row in both read "
             "models; age: from the event's `time`, stamped before the append, so it includes the "
-            "store's own commit latency (fsync, group commit) under this load.",
+            "store's own commit latency (fsync, group commit) under this load. The "
+            "projections run with the example's settings: busy, they gather each batch for up "
+            "to `runtime.projections.linger` (0.02 s) or 128 appends (docs/projections.md).",
             "",
             "| store append limit events/s | load events/s | events | lag p50 ms | lag p99 ms | "
             "lag max ms | age p50 ms | age p99 ms | aim lag p99 < 100 ms |",
