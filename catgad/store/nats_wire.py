@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 DEPENDENCY = "nats"
 _STREAM_NOT_FOUND = 10059
 _STREAM_NAME_IN_USE = 10058
+_CREATE_PAUSES = (0.25, 0.5, 1.0)  # seconds before each new try of a create the server failed
 _WRONG_LAST_SEQUENCE = 10071
 
 
@@ -414,12 +415,20 @@ class Wire:
                         " with, or another `stream`"
                     )
                 continue
-            try:
-                await self.api(f"$JS.API.STREAM.CREATE.{name}", config)
-                created.append(name)
-            except ApiError as exc:
-                if exc.code != _STREAM_NAME_IN_USE:  # another process created it just now
-                    raise exc.mapped() from exc
+            for pause in (*_CREATE_PAUSES, None):
+                try:
+                    await self.api(f"$JS.API.STREAM.CREATE.{name}", config)
+                    created.append(name)
+                    break
+                except ApiError as exc:
+                    if exc.code == _STREAM_NAME_IN_USE:  # another process created it just now
+                        break
+                    if exc.status != 500 or pause is None:
+                        raise exc.mapped() from exc
+                    # the server failed to make the stream's files (status 500): may pass
+                    log.warning("JetStream could not create stream %s (%s); trying again in %g s",
+                                name, exc, pause)  # fmt: skip
+                    await asyncio.sleep(pause)
         return created
 
 
