@@ -246,8 +246,7 @@ class Relay:
 
     def notify(self, result: AppendResult | None = None) -> None:
         """Something was appended in this process: look now rather than at the next poll."""
-        last = result.events[-1].position if result is not None and result.events else None
-        self.loop.notify(last)
+        self.loop.notify(result)
 
     async def stop(self) -> None:
         """Finish the batch in hand, save the checkpoint, release the lease."""

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 from catgad.envelope import Envelope
 from catgad.observability.logs import get_logger
 from catgad.store.lease import LeaseKeeper
-from catgad.store.protocol import Coordination, EventStore
+from catgad.store.protocol import AppendResult, Coordination, EventStore
 
 log = get_logger("catgad.reactors")
 
@@ -170,10 +170,10 @@ class Loop:
                 # their cancellations come back as results; a CancelledError here is this
                 # task's own, and must go on (suppressed, a cancel landing now was lost)
                 await asyncio.gather(*waits, return_exceptions=True)
-            busy = linger > 0 and self.wake.is_set() and time.monotonic() - idle_from < linger
+            busy = self.wake.is_set() and time.monotonic() - idle_from < linger
         if busy and linger > 0 and not self.closing.is_set():
             await self._linger(linger)
-        elif busy:  # still a step for the rest of the event loop
+        elif busy:  # woken during the turn, no linger: still one step for the rest of the loop
             await asyncio.sleep(0)
         self.wake.clear()
         self._woken = 0
@@ -182,8 +182,6 @@ class Loop:
     async def _linger(self, seconds: float) -> None:
         """Wait `seconds`, or less once `linger_appends` appends are waiting: at a high rate
         the batch is full sooner, and waiting longer would only add lag."""
-        if self._woken >= self.settings.linger_appends:
-            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._enough.wait()
@@ -281,10 +279,10 @@ class LogReader:
             self.lease.start()
         self.loop.start()
 
-    def notify(self, position: int | None = None) -> None:
-        """Something was appended in this process (up to `position`): look now."""
-        if position is not None:
-            self.head = max(self.head, position)
+    def notify(self, appended: AppendResult | None = None) -> None:
+        """Something was appended in this process (`appended`, when known): look now."""
+        if appended is not None and appended.events:
+            self.head = max(self.head, appended.events[-1].position or 0)
         self.loop.notify()
 
     async def stop(self) -> None:

@@ -256,10 +256,9 @@ class ProcessRunner(ReactorRunner):
                 await entry.lease.stop(release=True)
 
     def notify(self, result: AppendResult | None = None) -> None:
-        last = result.events[-1].position if result is not None and result.events else None
         for entry in self.processes.values():
             if entry.reader is not None:
-                entry.reader.notify(last)
+                entry.reader.notify(result)
 
     def _reached_head(self, entry: _Process) -> None:
         if not entry.caught_up.is_set():

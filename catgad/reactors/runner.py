@@ -167,8 +167,7 @@ class ReactorRunner:
 
     def notify(self, result: AppendResult | None = None) -> None:
         if self.entries:
-            last = result.events[-1].position if result is not None and result.events else None
-            self.loop.notify(last)
+            self.loop.notify(result)
 
     def _idle(self) -> None:
         """The follower has read everything there is: the index is whole."""
@@ -209,5 +208,5 @@ class ReactorRunner:
         )
         if result.duplicate:
             raise ConcurrencyError(stream, expected, result.version)
-        self.loop.notify(result.events[-1].position if result.events else None)
+        self.loop.notify(result)
         return result
