@@ -38,6 +38,7 @@ from catgad.projections.records import Envelopes, record_reader
 from catgad.projections.status import Status, describe
 from catgad.projections.targets.handler import HandlerTarget
 from catgad.projections.targets.protocol import Meta, ProjectionTarget
+from catgad.store.codec import StoredEvent
 from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import Coordination, EventStore
 
@@ -114,6 +115,7 @@ class ProjectionRunner:
         self._opened = False
         self._records = record_reader(store)
         self._mapped = frozenset(projection.on)  # the types whose bodies are decoded
+        self._applies = self._mapped | frozenset(projection.events)  # a handler's, too
         self._shadow: ProjectionTarget | None = None
         self._opening = asyncio.Lock()
         self.redelivering = False  # a handler target's rebuild: delivering everything again
@@ -313,12 +315,25 @@ class ProjectionRunner:
         self.rate.add(outcome.position)
         return True
 
+    def _traced(self, events: Sequence[Envelope]) -> Envelope:
+        """The event whose trace a batch's one span joins: the last the projection applies
+        (a batch may hold several commands' events; those it only passes over, say a saga's
+        next command's, have traces of their own), else the batch's last."""
+        typed: Sequence[Envelope] | Sequence[StoredEvent] = (
+            events.records if isinstance(events, Envelopes) else events
+        )
+        for index in range(len(typed) - 1, -1, -1):
+            if typed[index].type in self._applies:
+                return events[index]
+        return events[-1]
+
     async def _consume(
         self, events: Sequence[Envelope], after: int, *, shadow: bool, plan: Plan | None
     ) -> Outcome:
         target = self.target
-        # one span per batch, in the trace of its last event
-        with tracing.event_span("project", events[-1], **{"catgad.projection": self.name}):
+        with tracing.event_span(
+            "project", self._traced(events), **{"catgad.projection": self.name}
+        ):
             if isinstance(target, HandlerTarget):
                 outcome = await self.consumer.handler(target, events, after)
             else:
