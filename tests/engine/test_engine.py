@@ -282,18 +282,39 @@ async def test_a_snapshot_taken_under_other_rules_is_ignored(tmp_path: Path) -> 
 # -- per-stream locks ----------------------------------------------------------------------------
 
 
-def test_event_ids_are_uuid5_of_command_and_index() -> None:
+def test_event_ids_derive_from_command_and_index_and_sort_with_the_command() -> None:
+    import time
     import uuid
 
+    from catgad.envelope import new_id
     from catgad.ids import EVENT_NS, derived_index, event_id
 
-    for command_id in ("cmd-1", "0b8f6c1e-2d4a-4f5e-9a57-1c1b7a6b0e52", "é/ü", ""):
+    before = time.time_ns() // 1_000_000
+    made = new_id()
+    after = time.time_ns() // 1_000_000
+    command = uuid.UUID(made)
+    assert (command.version, command.variant) == (7, uuid.RFC_4122)
+    assert before <= int.from_bytes(command.bytes[:6], "big") <= after
+    for command_id in ("cmd-1", "0b8f6c1e-2d4a-4f5e-9a57-1c1b7a6b0e52", "é/ü", "", made):
         for index in (0, 1, 12):
-            assert event_id(command_id, index) == str(uuid.uuid5(EVENT_NS, f"{command_id}/{index}"))
-            assert derived_index(event_id(command_id, index), command_id, 20) == index
-            assert derived_index(event_id(command_id, index), command_id + "x", 20) is None
+            derived = uuid.UUID(event_id(command_id, index))
+            assert derived == uuid.UUID(event_id(command_id, index))  # the same on a retry
+            assert (derived.version, derived.variant) == (8, uuid.RFC_4122)
+            hashed = uuid.uuid5(EVENT_NS, f"{command_id}/{index}").bytes
+            # the hash's bits but for the version; the first 48 the command's time if it has one
+            assert derived.bytes[9:] == hashed[9:] and derived.bytes[7] == hashed[7]
+            assert derived.bytes[:6] == (command.bytes[:6] if command_id == made else hashed[:6])
+            assert derived_index(str(derived), command_id, 20) == index
+            assert derived_index(str(derived), command_id + "x", 20) is None
+            # ids derived before time-ordered ones (uuid5) are still known as derived
+            legacy = str(uuid.uuid5(EVENT_NS, f"{command_id}/{index}"))
+            assert derived_index(legacy, command_id, 20) == index
+            assert derived_index(legacy, command_id + "x", 20) is None
     assert derived_index("not-a-uuid", "cmd-1", 20) is None
     assert derived_index(str(uuid.uuid4()), "cmd-1", 20) is None
+    ids = [new_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert ids[0][:13] <= ids[-1][:13]  # time first: later ids never sort before earlier
 
 
 async def test_stream_locks_run_one_at_a_time_in_arrival_order() -> None:
