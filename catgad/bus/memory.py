@@ -322,6 +322,11 @@ class MemoryBus:
         """Wait until every published message has been handled (tests, shutdown)."""
         await self.hub.join()
 
+    def has_group(self, topic: str) -> bool:
+        """Whether any consumer group of this hub reads `topic` (or has read it)."""
+        found = self.hub.topics.get(topic)
+        return found is not None and bool(found.groups)
+
     def _join(
         self, topic: str, group: str, dispatch: Dispatch, on_undecodable: OnUndecodable | None
     ) -> _MemorySubscription:

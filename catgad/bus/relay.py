@@ -21,13 +21,19 @@ returned (commit order: what GAPLESS_GLOBAL_ORDER declares).
   means "handled by the in-process subscribers": after kill -9 they get again
   what they had not handled. A handler that keeps failing holds the relay
   back, as it holds back its partition; consume_with_retries (deadletter.py)
-  moves poison messages aside so that cannot last.
+  moves poison messages aside so that cannot last. While no group reads the
+  events topic of such a bus (a daemon on the memory bus: nothing in it
+  subscribes), nothing is published, since no one could ever receive it: the
+  checkpoint moves on past this process's appends unread, and past other
+  processes' appends as polling finds them. A group that subscribes later gets
+  what is appended from then on.
 - `stop()` finishes the batch in hand (without retrying a failing publish),
   saves the checkpoint and releases the lease.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import socket
@@ -67,6 +73,13 @@ class Joinable(Protocol):
     """A bus that can wait until everything published so far has been handled."""
 
     async def join(self) -> None: ...
+
+
+@runtime_checkable
+class Listened(Protocol):
+    """A bus that knows whether any consumer group reads a topic."""
+
+    def has_group(self, topic: str) -> bool: ...
 
 
 def joins_before_checkpoint(bus: object) -> bool:
@@ -125,6 +138,10 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+def _unheard(bus: Listened) -> bool:
+    return not bus.has_group(EVENTS_TOPIC)
+
+
 class Relay:
     """Publishes a store's events to a bus while holding the service's relay lease: the sink of
     a leased, checkpointed LogReader (catgad.consumer.loop), which does the reading, waiting,
@@ -149,6 +166,12 @@ class Relay:
         self._join = (
             bus.join if isinstance(bus, Joinable) and joins_before_checkpoint(bus) else None
         )
+        # nothing durable and nobody listening: publishing would hand the events to no one
+        unheard = (
+            functools.partial(_unheard, bus)
+            if isinstance(bus, Listened) and joins_before_checkpoint(bus)
+            else None
+        )
         s = self.settings
         self.loop = LogReader(
             store,
@@ -164,6 +187,7 @@ class Relay:
             lease=self.lease,
             checkpointed=True,
             on_active=self._active,
+            unheard=unheard,
         )
         self.published = 0  # publishes acknowledged by the bus, since start
         self.last_error: str | None = None  # the failing publish's error while retrying

@@ -237,6 +237,7 @@ class LogReader:
         start_at: int = 0,
         on_active: Callable[[int], None] | None = None,
         on_idle: Callable[[], None] | None = None,
+        unheard: Callable[[], bool] | None = None,
     ) -> None:
         if checkpointed and not isinstance(store, Coordination):
             raise TypeError(f"{name}: a checkpointed reader needs a store with checkpoints")
@@ -251,6 +252,9 @@ class LogReader:
         self.settings = self.loop.settings
         self._on_active = on_active
         self._on_idle = on_idle  # called when a read finds nothing new: caught up
+        # True: nothing would take the events. What this process appended is then passed over
+        # unread (its positions are known); others' appends are read only to move past them.
+        self._unheard = unheard
         self._active = False  # holding the lease, position loaded
         self._moved = asyncio.Event()
 
@@ -330,23 +334,29 @@ class LogReader:
             if self._on_active is not None:
                 self._on_active(self.position)
         self.loop.wake.clear()  # an append from here on wakes the idle wait that may follow
+        unheard = self._unheard is not None and self._unheard()
+        if unheard and self.head > self.position:  # this process's appends: no read needed
+            await self._moved_to(self.head)
+            return False
         events = await self.store.read_all(after=self.position, limit=self.settings.batch)
         if not events:
             if self._on_idle is not None:
                 self._on_idle()
             return False
         self.head = max(self.head, events[-1].position or 0)
-        done = await self.sink.handle(events)
+        done = len(events) if unheard else await self.sink.handle(events)
         if done:
-            position = events[done - 1].position or self.position
-            if self.checkpointed:
-                assert isinstance(self.store, Coordination)
-                await self.store.save_checkpoint(self.name, position)
-            self.position = max(self.position, position)
-            self._moved.set()
+            await self._moved_to(events[done - 1].position or self.position)
         if done < len(events):
             self._active = False  # lease lost or stopping: reload before reading on
         return True
+
+    async def _moved_to(self, position: int) -> None:
+        if self.checkpointed:
+            assert isinstance(self.store, Coordination)
+            await self.store.save_checkpoint(self.name, position)
+        self.position = max(self.position, position)
+        self._moved.set()
 
     async def _load(self) -> int:
         assert isinstance(self.store, Coordination)

@@ -73,6 +73,41 @@ async def test_commands_reach_a_subscriber_once_each_in_stream_order(tmp_path: P
         assert "catgad_relay_published_events_total 40.0" in metrics
 
 
+async def test_with_no_group_on_a_memory_bus_nothing_is_read_and_a_late_group_gets_what_follows(
+    tmp_path: Path,
+) -> None:
+    """A daemon on the memory bus has no subscriber: the relay moves its checkpoint on without
+    reading the store (nothing could receive the events); a group that joins gets the rest."""
+    bus = MemoryBus()
+    config = orders_config(tmp_path / "e.db", poll_interval=60.0)  # no poll: only wake-ups
+    async with Runtime.start(config, bus=bus, relay=True) as rt:
+        relay = rt.relay
+        assert relay is not None
+        await until(lambda: relay.state == "active")
+        reads = 0
+        read_all = rt.store.read_all
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            nonlocal reads
+            reads += 1
+            return await read_all(*args, **kwargs)  # type: ignore[arg-type]
+
+        rt.store.read_all = counted  # type: ignore[method-assign]
+        await asyncio.gather(*(place_order(rt, f"o{i}") for i in range(5)))
+        await until(lambda: relay.checkpoint == 10)
+        # at most the first turn's look at an empty log, were it still to come
+        assert reads <= 1 and relay.published == 0 and relay.lag == 0
+        assert await rt.store.load_checkpoint(LEASE) == 10  # type: ignore[attr-defined]
+
+        recorder = Recorder()
+        await subscribed(bus, recorder)
+        await place_order(rt, "late")
+        await until(lambda: len(recorder.got) == 2)
+        await bus.join()
+        assert [e.subject for e in recorder.got] == ["Order-late", "Order-late"]
+        assert relay.checkpoint == 12 and relay.published == 2 and reads > 0
+
+
 async def test_an_append_here_is_relayed_at_once_not_at_the_next_poll(tmp_path: Path) -> None:
     recorder = Recorder()
     bus = await subscribed(MemoryBus(), recorder)
@@ -292,6 +327,7 @@ async def test_a_failing_bus_is_retried_without_skipping_or_reordering(tmp_path:
 
 async def test_stopping_does_not_wait_for_a_bus_that_is_down(tmp_path: Path) -> None:
     bus = FlakyBus()
+    await subscribed(bus, Recorder())  # with nobody listening, nothing would be published
     bus.down = True
     config = orders_config(tmp_path / "e.db", max_backoff=5.0)
     async with Runtime.start(config, bus=bus, relay=True) as rt:
