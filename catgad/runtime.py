@@ -41,6 +41,7 @@ from catgad.reactors.feature import reactors_of
 from catgad.reactors.runner import ReactorRunner
 from catgad.reactors.send import RouterSender
 from catgad.store.factory import open_store
+from catgad.store.lease import Sharing
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
 log = get_logger("catgad.runtime")
@@ -67,6 +68,7 @@ class Runtime:
         if isinstance(handlers, HandlerRegistry):
             handlers.instrument(self.metrics.registry)
         self.relay: Relay | None = None
+        self.sharing: Sharing | None = None  # a worker of several: how their leases are dealt
         precheck = ProjectionPrecheck(config)  # a projection unable to apply them refuses them
         self.engine = CommandEngine(
             config,
@@ -139,7 +141,20 @@ class Runtime:
             parts += [runner for runner in self.reactors.values() if runner]
         if commands:
             parts.append(Hooked("commands", self.router.start, self.router.stop))
+        if self.sharing is not None:
+            self._deal(self.sharing, relay=self.relay if relay else None, reactors=projections)
         return parts
+
+    def _deal(self, sharing: Sharing, *, relay: Relay | None, reactors: bool) -> None:
+        """Give the lease keepers of what runs here the worker's share (the relay's has it)."""
+        names = [] if relay is None else [relay.name]
+        self.projections.sharing = sharing
+        names += self.projections.lease_names()
+        if reactors:
+            for runner in self.reactors.values():
+                runner.sharing = sharing
+                names += runner.lease_names()
+        sharing.deal(names)
 
     @classmethod
     @asynccontextmanager
@@ -152,11 +167,14 @@ class Runtime:
         relay: bool = False,
         projections: bool = False,
         commands: bool = False,
+        worker: tuple[int, int] | None = None,
     ) -> AsyncIterator[Runtime]:
         """Open the config's store (or the one given) and bus, run the relay if asked, yield, close.
 
         A bus given is the caller's: used, neither opened nor closed here. `commands=True`
         (the daemon) serves this replica's share of the routed commands (catgad.engine.routing).
+        `worker`: (number, count) of `catgad run --workers`, whose leases are shared out
+        (catgad.store.lease.Sharing).
         """
         # Plugins first: one that cannot be imported is a ConfigError before anything opens.
         # The store is seen through the upcasters, so every read is at the newest version.
@@ -178,6 +196,8 @@ class Runtime:
                 await bus.open()
             try:
                 runtime = cls(config, store, bus=bus, handlers=handlers)
+                if worker is not None:
+                    runtime.sharing = Sharing(*worker)
                 parts = runtime._components(relay=relay, projections=projections, commands=commands)
                 try:
                     for part in parts:
@@ -220,6 +240,7 @@ class Runtime:
             settings,
             owner=self.projections.owner,  # one lease identity per daemon
             registry=self.metrics.registry,
+            sharing=self.sharing,
         )
         return self.relay
 

@@ -116,8 +116,14 @@ def run(args: argparse.Namespace) -> int:
         sockets = workers.bind_all(host, port, args.workers, bind)
         return workers.supervise(
             sockets,
-            lambda sock, parent: workers.run_worker(
-                lambda: serve(config, sock, shutdown_timeout=args.shutdown_timeout, parent=parent),
+            lambda sock, parent, worker: workers.run_worker(
+                lambda: serve(
+                    config,
+                    sock,
+                    shutdown_timeout=args.shutdown_timeout,
+                    parent=parent,
+                    worker=worker,
+                ),
                 _loop_factory(),
             ),
         )
@@ -169,10 +175,18 @@ def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
 
 
 async def serve(
-    config: Config, sock: socket.socket, *, shutdown_timeout: float, parent: int | None = None
+    config: Config,
+    sock: socket.socket,
+    *,
+    shutdown_timeout: float,
+    parent: int | None = None,
+    worker: tuple[int, int] | None = None,
 ) -> None:
-    """Serve until a signal; `parent`: a worker's supervisor, whose death stops it too."""
-    async with Runtime.start(config, relay=True, projections=True, commands=True) as runtime:
+    """Serve until a signal; `parent`: a worker's supervisor, whose death stops it too;
+    `worker`: its (number, count), by which the workers share the background work."""
+    async with Runtime.start(
+        config, relay=True, projections=True, commands=True, worker=worker
+    ) as runtime:
         heap.settle()  # what startup made stays: out of the collector's walks
         server = _Server(
             uvicorn.Config(

@@ -10,7 +10,9 @@ daemons on one store safe (SPEC: replicas):
   whose cached state is stale gets a conflict and decides again on the stored
   state (or answers 409 to an If-Match), as with two daemons;
 - the outbox relay, the projections, the sagas and the processes run once
-  across the workers, each under its lease in the store;
+  across the workers, each under its lease in the store; the leases are dealt
+  round-robin, each worker asking first for its share (catgad.store.lease.
+  Sharing), so that work is spread over the workers rather than all in one;
 - a 2xx is sent only after the append is durable at the store's
   `synchronous` level, in whichever worker ran it.
 
@@ -103,9 +105,13 @@ def bind_all(
 
 
 def supervise(
-    sockets: list[socket.socket], serve_worker: Callable[[socket.socket, int], int]
+    sockets: list[socket.socket],
+    serve_worker: Callable[[socket.socket, int, tuple[int, int]], int],
 ) -> int:
-    """Fork a worker per socket, forward stop signals to them, and wait for all; the exit code."""
+    """Fork a worker per socket, forward stop signals to them, and wait for all; the exit code.
+
+    `serve_worker(socket, supervisor pid, (worker number, worker count))` serves in a worker.
+    """
     parent = os.getpid()
     children: dict[int, int] = {}  # pid -> worker number
     signalled = 0
@@ -157,7 +163,7 @@ def _worker(
     sock: socket.socket,
     sockets: list[socket.socket],
     parent: int,
-    serve_worker: Callable[[socket.socket, int], int],
+    serve_worker: Callable[[socket.socket, int, tuple[int, int]], int],
 ) -> None:
     """The forked worker's whole life: serve on `sock`, then leave without the parent's exit."""
     code = 1
@@ -169,7 +175,7 @@ def _worker(
         for other in sockets:
             if other is not sock:
                 other.close()
-        code = serve_worker(sock, parent)
+        code = serve_worker(sock, parent, (number, len(sockets)))
     except SystemExit as exc:  # stopped before serving: nothing was in flight
         code = exc.code if isinstance(exc.code, int) else 0
     except BaseException:

@@ -20,11 +20,12 @@ from catgad.projections import deadletters
 from catgad.projections.metrics import ProjectionMetrics
 from catgad.projections.model import ProjectionDef
 from catgad.projections.replay import replay_letters
-from catgad.projections.runner import ProjectionRunner, RunnerSettings
+from catgad.projections.runner import ProjectionRunner, RunnerSettings, lease_name
 from catgad.projections.section import PROJECTIONS
 from catgad.projections.targets.factory import Targets
 from catgad.projections.targets.handler import HandlerTarget
 from catgad.projections.targets.protocol import Page, ProjectionTarget, Row
+from catgad.store.lease import Sharing
 from catgad.store.protocol import EventStore
 
 log = get_logger("catgad.projections")
@@ -66,6 +67,7 @@ class ProjectionManager:
         }
         self.targets = Targets(config.handlers, store)
         self.runners: dict[str, ProjectionRunner] = {}
+        self.sharing: Sharing | None = None  # set before start by a worker of several
 
     async def start(self, *, run: bool = True) -> None:
         """Build every enabled projection's runner; with `run`, start consuming."""
@@ -80,12 +82,17 @@ class ProjectionManager:
                 source=self.source,
                 settings=self.settings,
                 metrics=self.metrics,
+                sharing=self.sharing,
             )
             self.runners[name] = runner
             if run:
                 runner.start()
         if self.runners and run:
             log.info("projections started", projections=sorted(self.runners), owner=self.owner)
+
+    def lease_names(self) -> list[str]:
+        """The leases start() will keep, one per enabled projection."""
+        return [lease_name(name) for name, p in self.projections.items() if p.enabled]
 
     async def stop(self) -> None:
         """Finish each batch in hand, release the leases, close the targets."""

@@ -39,7 +39,7 @@ from catgad.projections.status import Status, describe
 from catgad.projections.targets.handler import HandlerTarget
 from catgad.projections.targets.protocol import Meta, ProjectionTarget
 from catgad.store.codec import StoredEvent
-from catgad.store.lease import LeaseKeeper
+from catgad.store.lease import LeaseKeeper, Sharing
 from catgad.store.protocol import Coordination, EventStore
 
 log = get_logger("catgad.projections")
@@ -55,6 +55,11 @@ class RunnerSettings:
     linger: float = 0.02  # seconds a busy projection waits to gather a larger batch
 
 
+def lease_name(projection: str) -> str:
+    """The lease under which one daemon at a time applies `projection`."""
+    return f"projection:{projection}"
+
+
 class ProjectionRunner:
     """Runs one projection until stop(); status() at any time, on any daemon."""
 
@@ -68,6 +73,7 @@ class ProjectionRunner:
         source: str,
         settings: RunnerSettings | None = None,
         metrics: ProjectionMetrics | None = None,
+        sharing: Sharing | None = None,
     ) -> None:
         self.projection = projection
         self.name = projection.name
@@ -77,7 +83,9 @@ class ProjectionRunner:
         self.settings = settings or RunnerSettings()
         self.metrics = metrics
         self.lease = (
-            LeaseKeeper(store, f"projection:{self.name}", owner, self.settings.lease_ttl)
+            LeaseKeeper(
+                store, lease_name(self.name), owner, self.settings.lease_ttl, sharing=sharing
+            )
             if isinstance(store, Coordination)
             else None
         )

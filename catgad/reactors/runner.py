@@ -23,7 +23,7 @@ from catgad.model import Config
 from catgad.observability.logs import get_logger
 from catgad.reactors.decisions import Decide
 from catgad.reactors.send import CommandSender
-from catgad.store.lease import LeaseKeeper
+from catgad.store.lease import LeaseKeeper, Sharing
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
 log = get_logger("catgad.reactors")
@@ -62,6 +62,7 @@ class ReactorRunner:
         self.settings = settings or LeasedSettings()
         self.drive = drive  # False: follow only (listings), never act (one-shot tools)
         self.entries = entries
+        self.sharing: Sharing | None = None  # set before start by a worker of several
         self.loop = LogReader(
             store,
             self,
@@ -128,8 +129,20 @@ class ReactorRunner:
         """The lease `<lease_kind>:<name>` of a store that coordinates daemons (not started)."""
         if not isinstance(self.store, Coordination):
             return None
-        name = f"{self.lease_kind}:{entry.name}"
-        return LeaseKeeper(self.store, name, self.owner, self.settings.lease_ttl)
+        return LeaseKeeper(
+            self.store,
+            self._lease_name(entry),
+            self.owner,
+            self.settings.lease_ttl,
+            sharing=self.sharing,
+        )
+
+    def _lease_name(self, entry: Entry) -> str:
+        return f"{self.lease_kind}:{entry.name}"
+
+    def lease_names(self) -> list[str]:
+        """The leases start() will keep (with a store that coordinates daemons)."""
+        return [self._lease_name(entry) for entry in self.entries.values()]
 
     def _start_drivers(self) -> None:
         """A supervisor per definition, and the timer task."""

@@ -7,6 +7,13 @@ store set its expiry to its own now + ttl, which came later, so while
 rate; they need not agree). A renewal that fails or hangs changes nothing
 until that deadline passes, and then `held()` turns false by itself: the
 holder stops before its successor can start.
+
+`Sharing` spreads the leases of one daemon's workers (`catgad run --workers N`)
+over them: each worker asks at once for its share and waits one renewal period
+before asking for the others', so at startup each worker takes its own and the
+background work (projections, relay, sagas, processes) is not all in the
+worker that happened to ask first. A lease whose worker never takes it (gone,
+or slow to start) goes to another after that wait.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterable
 
 import structlog
 
@@ -22,10 +30,37 @@ from catgad.store.protocol import Coordination
 log = structlog.get_logger(__name__)
 
 
+class Sharing:
+    """Which leases worker `number` of `count` asks for first; see the module docstring."""
+
+    def __init__(self, number: int, count: int) -> None:
+        if not 0 <= number < count:
+            raise ValueError(f"worker {number} of {count}")
+        self.number = number
+        self.count = count
+        self._own: frozenset[str] | None = None  # None: not dealt yet, every lease is ours
+
+    def deal(self, names: Iterable[str]) -> None:
+        """Deal every lease name of the config (the same in every worker) round-robin."""
+        ordered = sorted(set(names))
+        self._own = frozenset(ordered[self.number :: self.count])
+
+    def owns(self, name: str) -> bool:
+        return self._own is None or name in self._own
+
+
 class LeaseKeeper:
     """One owner's hold on one named lease, kept by a background task between start() and stop()."""
 
-    def __init__(self, store: Coordination, name: str, owner: str, ttl: float) -> None:
+    def __init__(
+        self,
+        store: Coordination,
+        name: str,
+        owner: str,
+        ttl: float,
+        *,
+        sharing: Sharing | None = None,
+    ) -> None:
         if not ttl > 0:
             raise ValueError(f"a lease ttl must be positive, not {ttl!r}")
         self.store = store
@@ -33,6 +68,7 @@ class LeaseKeeper:
         self.owner = owner
         self.ttl = ttl
         self.period = ttl / 3  # renewals per ttl: two may fail before the lease lapses
+        self.sharing = sharing
         self.holder: str | None = None  # who held it at the last attempt, as far as we know
         self.error: str | None = None  # why the last attempt failed, if it did
         self._until = 0.0  # time.monotonic() until which the lease is ours
@@ -96,11 +132,16 @@ class LeaseKeeper:
         self._changed = asyncio.Event()
 
     async def _keep(self) -> None:
+        if self.sharing is not None and not self.sharing.owns(self.name):
+            await self._pause(self.period)  # another worker's share: let it ask first
         while not self._stopping.is_set():
             await self._attempt()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.period):
-                    await self._stopping.wait()
+            await self._pause(self.period)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     async def _attempt(self) -> None:
         was_held = self.held()

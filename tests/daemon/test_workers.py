@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import orjson
 import pytest
 
 from tests.helpers.daemon import ORDERS_YAML, Daemon, edited_example, run_cli
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.slow]
 
@@ -135,6 +138,39 @@ async def test_workers_all_serve_and_sigterm_stops_all_after_in_flight_commands(
             for order_id in acked:
                 resp = await client.get(f"/streams/Order-{order_id}")
                 assert resp.status_code == 200, (order_id, resp.text)
+    finally:
+        daemon.stop()
+
+
+def test_workers_share_the_background_work_out(tmp_path: Path) -> None:
+    """The example's two projections (and its relay) are dealt over the two workers: each
+    projection is applied in a worker of its own, not both in whichever asked first."""
+    daemon = Daemon(ORDERS_YAML, tmp_path, args=["--workers", "2"], ready_timeout=90).start()
+    try:
+        pids = worker_pids(daemon)
+
+        def holders() -> dict[str, int]:
+            with contextlib.closing(sqlite3.connect(daemon.db_path)) as conn:
+                rows = conn.execute("SELECT name, owner FROM leases").fetchall()
+            return {name: int(owner.split(":")[-2]) for name, owner in rows}
+
+        wanted = {"projection:orders", "projection:customer_totals", "relay:orders"}
+        eventually(lambda: wanted <= holders().keys(), 30, "every lease taken")
+        held = holders()
+        assert {held["projection:orders"], held["projection:customer_totals"]} == set(pids)
+        # and both workers' projections work: a command shows in both read models
+        with daemon.client() as client:
+            assert client.post("/commands/CreateOrder", json=order("shared-1")).status_code == 201
+            eventually(
+                lambda: client.get("/read/orders/shared-1").status_code == 200,
+                20,
+                "the order in `orders`",
+            )
+            eventually(
+                lambda: client.get("/read/customer_totals/c").status_code == 200,
+                20,
+                "the customer in `customer_totals`",
+            )
     finally:
         daemon.stop()
 
