@@ -49,6 +49,7 @@ from catgad.errors import (
     RoutedProblem,
     Unavailable,
 )
+from catgad.observability import tracing
 from catgad.observability.logs import get_logger
 
 log = get_logger("catgad.routing")
@@ -166,6 +167,7 @@ class CommandRouter:
             envelope.extensions.pop(EXPECTED_VERSION, None)
         else:
             envelope.extensions[EXPECTED_VERSION] = expected_version
+        tracing.inject(envelope.extensions)  # the serving replica's command span continues ours
         assert self.bus is not None
         reply = await self.bus.request(
             self.settings.topic, envelope, key=stream, timeout=self.settings.timeout

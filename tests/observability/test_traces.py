@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.handlers.servers import WebhookServer
-from tests.helpers.daemon import REPO, Daemon
+from tests.helpers.daemon import REPO, Daemon, edited_example
+from tests.servers.nats import server_url
 
 SAGA_YAML = REPO / "config" / "examples" / "order-saga.yaml"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -113,3 +115,35 @@ def test_a_command_is_one_trace_through_webhook_projection_and_saga(tmp_path: Pa
     projected = one("project")
     assert projected["attributes"]["catgad.projection"] == "placed"
     assert parent_of(projected) is place  # OrderPlaced carries PlaceOrder's span
+
+
+@pytest.mark.nats
+def test_over_a_broker_the_routed_command_and_the_relays_publish_stay_in_the_trace(
+    tmp_path: Path,
+) -> None:
+    """On NATS a command travels over the bus to the replica serving its stream, and the relay
+    publishes its events to `events`: the command's span continues the request's (it once
+    began a trace of its own), and each publish is in the command's trace. (On the memory
+    bus, where nothing in a daemon subscribes, the relay publishes nothing.)"""
+    prefix = f"trace{uuid.uuid4().hex[:8]}"
+    bus = f"bus:\n  kind: nats\n  url: {server_url('current')}\n  options: {{prefix: {prefix}}}\n"
+    config = edited_example(tmp_path / "config", {"\nbus: memory\n": f"\n{bus}"})
+    env = {"OTEL_TRACES_EXPORTER": "console", "CATGAD_REDIS_PROJECTIONS": "false"}
+    with Daemon(config, tmp_path / "daemon", env=env) as daemon, daemon.client() as client:
+        order = {"order_id": "t2", "customer": "c", "items": [{"sku": "s", "qty": 1, "price": 5}]}
+        headers = {"traceparent": f"00-{TRACE}-{CALLER_SPAN}-01"}
+        response = client.post("/commands/CreateOrder", json=order, headers=headers)
+        assert response.status_code == 201, response.text
+        found = wait_for(
+            daemon.log_path,
+            {"POST /commands/CreateOrder", "command CreateOrder", "store.append", "bus.publish"},
+        )
+    mine = {s["context"]["span_id"]: s for s in found if s["context"]["trace_id"] == f"0x{TRACE}"}
+    named = {s["name"]: s for s in mine.values()}
+    assert {"command CreateOrder", "bus.publish"} <= named.keys(), sorted(
+        (s["name"], s["context"]["trace_id"]) for s in found
+    )
+    http, command = named["POST /commands/CreateOrder"], named["command CreateOrder"]
+    assert mine.get(command["parent_id"]) is http
+    published = [s for s in mine.values() if s["name"] == "bus.publish"]
+    assert all(mine.get(s["parent_id"]) is command for s in published)
