@@ -220,8 +220,15 @@ async def test_a_request_waiting_for_its_reply_fails_when_the_connection_drops()
             started = time.monotonic()
             server.stop()
             # the reply is lost; or, when the server stops before its publish ack arrived (as
-            # nats-py 2.6 can order them), the publish itself fails: Unavailable either way
-            with pytest.raises(Unavailable, match=r"lost before the reply|publish to .* failed"):
+            # nats-py 2.6 can order them), the publish itself fails; or a stopping server answers
+            # it "no responders", and the second try (NatsBus._send) finds the connection gone or
+            # cannot create the stream again (not reproduced: failed once, under load, message
+            # unrecorded): Unavailable whichever way, and at once, not after the 60 s timeout
+            lost = (
+                r"lost before the reply|publish to .* failed|not connected to .* \(reconnecting\)"
+                r"|cannot create stream|no stream takes"
+            )
+            with pytest.raises(Unavailable, match=lost):
                 async with asyncio.timeout(10):
                     await waiting
             assert time.monotonic() - started < 3
