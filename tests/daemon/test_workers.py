@@ -145,7 +145,13 @@ async def test_workers_all_serve_and_sigterm_stops_all_after_in_flight_commands(
 def test_workers_share_the_background_work_out(tmp_path: Path) -> None:
     """The example's two projections (and its relay) are dealt over the two workers: each
     projection is applied in a worker of its own, not both in whichever asked first."""
-    daemon = Daemon(ORDERS_YAML, tmp_path, args=["--workers", "2"], ready_timeout=90).start()
+    # a renewal period of 10 s: a worker slow to start on a loaded machine still asks for its
+    # share before the other takes it
+    config = edited_example(
+        tmp_path / "config",
+        {"\nbus: memory\n": "\nbus: memory\nruntime:\n  projections:\n    lease_ttl: 30\n"},
+    )
+    daemon = Daemon(config, tmp_path, args=["--workers", "2"], ready_timeout=90).start()
     try:
         pids = worker_pids(daemon)
 
