@@ -134,7 +134,7 @@ class Runtime:
                 "projections",
                 lambda: manager.start(run=projections),
                 manager.stop,
-                lambda _result: manager.notify(),
+                manager.notify,
             )
         )
         if projections:  # the daemon's reactors run where its projections do

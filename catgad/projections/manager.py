@@ -17,6 +17,7 @@ from catgad.errors import CatgadError, NotFound, NotQueryable, ProjectionDisable
 from catgad.model import Config
 from catgad.observability.logs import get_logger
 from catgad.projections import deadletters
+from catgad.projections.feed import AppendFeed
 from catgad.projections.metrics import ProjectionMetrics
 from catgad.projections.model import ProjectionDef
 from catgad.projections.replay import replay_letters
@@ -26,7 +27,7 @@ from catgad.projections.targets.factory import Targets
 from catgad.projections.targets.handler import HandlerTarget
 from catgad.projections.targets.protocol import Page, ProjectionTarget, Row
 from catgad.store.lease import Sharing
-from catgad.store.protocol import EventStore
+from catgad.store.protocol import AppendResult, EventStore
 
 log = get_logger("catgad.projections")
 DEAD_LETTERS_SHOWN = 100
@@ -68,6 +69,7 @@ class ProjectionManager:
         self.targets = Targets(config.handlers, store)
         self.runners: dict[str, ProjectionRunner] = {}
         self.sharing: Sharing | None = None  # set before start by a worker of several
+        self.feed = AppendFeed()  # this process's appends, taken by live runners unread
 
     async def start(self, *, run: bool = True) -> None:
         """Build every enabled projection's runner; with `run`, start consuming."""
@@ -83,6 +85,7 @@ class ProjectionManager:
                 settings=self.settings,
                 metrics=self.metrics,
                 sharing=self.sharing,
+                feed=self.feed,
             )
             self.runners[name] = runner
             if run:
@@ -109,7 +112,10 @@ class ProjectionManager:
         for runner in self.runners.values():
             runner.abort()
 
-    def notify(self) -> None:
+    def notify(self, appended: AppendResult | None = None) -> None:
+        """Something was appended in this process (`appended`, when known: fed to the runners)."""
+        if appended is not None:
+            self.feed.add(appended)
         for runner in self.runners.values():
             runner.notify()
 

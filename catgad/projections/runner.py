@@ -31,6 +31,7 @@ from catgad.errors import CatgadError, CircuitOpen, Fenced
 from catgad.observability import tracing
 from catgad.observability.logs import get_logger
 from catgad.projections.consume import Consumer, Outcome, Plan, interruptible_sleep
+from catgad.projections.feed import AppendFeed
 from catgad.projections.metrics import ProjectionMetrics
 from catgad.projections.model import ProjectionDef
 from catgad.projections.progress import Rate, head_position
@@ -40,7 +41,7 @@ from catgad.projections.targets.handler import HandlerTarget
 from catgad.projections.targets.protocol import Meta, ProjectionTarget
 from catgad.store.codec import StoredEvent
 from catgad.store.lease import LeaseKeeper, Sharing
-from catgad.store.protocol import Coordination, EventStore
+from catgad.store.protocol import Capability, Coordination, EventStore
 
 log = get_logger("catgad.projections")
 Target = ProjectionTarget | HandlerTarget
@@ -74,6 +75,7 @@ class ProjectionRunner:
         settings: RunnerSettings | None = None,
         metrics: ProjectionMetrics | None = None,
         sharing: Sharing | None = None,
+        feed: AppendFeed | None = None,
     ) -> None:
         self.projection = projection
         self.name = projection.name
@@ -122,6 +124,10 @@ class ProjectionRunner:
         )
         self._opened = False
         self._records = record_reader(store)
+        # this process's appends, taken unread by the live loop: not a handler target's, and
+        # only from a store whose positions are its read order (catgad.projections.feed)
+        ordered = Capability.GAPLESS_GLOBAL_ORDER in getattr(store, "capabilities", Capability.NONE)
+        self._feed = feed if ordered and not isinstance(target, HandlerTarget) else None
         self._mapped = frozenset(projection.on)  # the types whose bodies are decoded
         self._applies = self._mapped | frozenset(projection.events)  # a handler's, too
         self._shadow: ProjectionTarget | None = None
@@ -287,7 +293,13 @@ class ProjectionRunner:
         return events, plan
 
     async def _live_step(self) -> bool:
-        events, plan = await self._read(self.position)
+        fed = self._fed(self.position)
+        if fed:
+            events: Sequence[Envelope] = fed
+            plan = self.consumer.plan(fed)
+            self.seen = max(self.seen, fed[-1].position or 0)
+        else:
+            events, plan = await self._read(self.position)
         if not events:
             if self.redelivering:  # a handler target's rebuild has caught up
                 self.redelivering = False
@@ -300,7 +312,17 @@ class ProjectionRunner:
         self.position = self._in_store = outcome.position
         if self.redelivering:
             self.rate.add(outcome.position)
-        return True
+        # at the feed's end: caught up as far as this process knows (another's appends are
+        # found by the next poll, or as a gap once this process appends again)
+        if not fed or self._feed is None:
+            return True
+        return outcome.applied < len(fed) or self.position < self._feed.head
+
+    def _fed(self, after: int) -> list[Envelope]:
+        """The live batch from this process's own appends, or [] when it must be read."""
+        if self._feed is None or after < self._single_until:
+            return []
+        return self._feed.after(after, self.projection.batch)
 
     async def _rebuild_step(self) -> bool:
         assert self.rebuild_position is not None and not isinstance(self.target, HandlerTarget)
