@@ -9,7 +9,9 @@ a position it lacks (another process appended it: a worker, a replica, a CLI) or
 already let go sends the projection to the store, as before. The events come from this
 process's engine, at their types' newest versions: nothing to upcast. Only stores whose
 positions are their read order (Capability.GAPLESS_GLOBAL_ORDER) are fed from: there, the
-event at P+1 is the next one a read after P returns, whoever appended it.
+event at P+1 is the next one a read after P returns, whoever appended it. A batch is fed
+only when the feed holds every position from P+1 to its head (or to the batch's limit):
+where other processes' appends interleave with this one's, the store is read as before.
 """
 
 from __future__ import annotations
@@ -39,12 +41,16 @@ class AppendFeed:
             del self._events[next(iter(self._events))]
 
     def after(self, position: int, limit: int) -> list[Envelope]:
-        """The events at position+1, position+2, ... up to `limit` or the first one missing."""
+        """The events at position+1, position+2, ... up to `limit`, or [] when one is missing
+        before that or before the head: with another process appending between this one's
+        appends, one read of the store takes the whole batch, where the feed would give it
+        up to the first gap only."""
         found: list[Envelope] = []
         events = self._events
-        while len(found) < limit:
-            event = events.get(position + 1 + len(found))
+        end = min(position + limit, self.head)
+        for at in range(position + 1, end + 1):
+            event = events.get(at)
             if event is None:
-                break
+                return []
             found.append(event)
         return found

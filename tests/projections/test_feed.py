@@ -27,9 +27,12 @@ def result(*positions: int, duplicate: bool = False) -> AppendResult:
 def test_the_feed_answers_only_a_run_without_gaps_from_the_position_asked() -> None:
     feed = AppendFeed(keep=4)
     feed.add(result(1, 2))
-    feed.add(result(4))  # 3 came from another process
     assert [e.position for e in feed.after(0, 10)] == [1, 2]
-    assert [e.position for e in feed.after(0, 1)] == [1]
+    assert [e.position for e in feed.after(0, 1)] == [1]  # the batch's limit
+    assert feed.after(2, 10) == []  # nothing new
+    feed.add(result(4))  # 3 came from another process
+    assert feed.after(0, 10) == []  # a gap before the head: one read takes it all
+    assert [e.position for e in feed.after(0, 2)] == [1, 2]  # the limit comes first
     assert feed.after(2, 10) == []  # 3 is not here: read it
     assert [e.position for e in feed.after(3, 10)] == [4]
     assert feed.head == 4
