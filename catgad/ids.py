@@ -41,28 +41,35 @@ def _time_of(command_id: str) -> bytes | None:
         return None
 
 
+def versioned(raw: bytearray, version: int) -> bytearray:
+    """`raw` (16 bytes) marked as a UUID of `version`, RFC 9562 variant."""
+    raw[6] = (raw[6] & 0x0F) | version << 4
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw
+
+
+def uuid_text(raw: bytes | bytearray) -> str:
+    """The canonical text of a UUID's 16 bytes (what str(uuid.UUID(bytes=raw)) gives, faster)."""
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _derived(command_id: str, index: int) -> bytearray:
     raw = _digest(command_id, index)
     stamp = _time_of(command_id)
     if stamp is not None:
         raw[:6] = stamp
-    raw[6] = (raw[6] & 0x0F) | 0x80  # version 8
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
-    return raw
+    return versioned(raw, 8)
 
 
 def _legacy(command_id: str, index: int) -> bytearray:
     """uuid5(EVENT_NS, "C/i"), the derived ids stored before the time-ordered ones."""
-    raw = _digest(command_id, index)
-    raw[6] = (raw[6] & 0x0F) | 0x50
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return raw
+    return versioned(_digest(command_id, index), 5)
 
 
 def event_id(command_id: str, index: int) -> str:
     """The id of the `index`-th event of command `command_id` (see the module docstring)."""
-    h = _derived(command_id, index).hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return uuid_text(_derived(command_id, index))
 
 
 def derived_index(event: str, command_id: str, limit: int) -> int | None:

@@ -114,7 +114,7 @@ class ProjectionManager:
 
     def notify(self, appended: AppendResult | None = None) -> None:
         """Something was appended in this process (`appended`, when known: fed to the runners)."""
-        if appended is not None:
+        if appended is not None and self.runners:  # nothing runs here (a CLI): nobody takes it
             self.feed.add(appended)
         for runner in self.runners.values():
             runner.notify()

@@ -271,16 +271,24 @@ class ProjectionRunner:
             self.rebuild_head = await head_position(self.store, self.seen)
             self.rate.reset()
 
-    async def _read(self, after: int) -> tuple[Sequence[Envelope], Plan | None]:
-        """The next batch, and its plan when it maps cleanly (Consumer.plan).
+    async def _read(
+        self, after: int, *, live: bool = False
+    ) -> tuple[Sequence[Envelope], Plan | None, bool]:
+        """The next batch, its plan when it maps cleanly (Consumer.plan), and whether it is
+        this process's appends up to the newest (`live`: taken from the feed when it holds
+        them, unread; catgad.projections.feed).
 
         Nothing is read ahead while a batch is written: the store's reader thread, the
         target's writer thread and the mapping share one interpreter lock, and overlapping
         them cost a quarter to a third more CPU per event in a catch-up than taking turns,
         and were slower for it on a shared two-core machine (bench/RESULTS-projections.md)."""
         limit = 1 if after < self._single_until else self.projection.batch
-        if isinstance(self.target, HandlerTarget):
-            events: Sequence[Envelope] = await self.store.read_all(after=after, limit=limit)
+        fed = self._feed.after(after, limit) if live and self._feed is not None else []
+        if fed:
+            events: Sequence[Envelope] = fed
+            plan = self.consumer.plan(fed)
+        elif isinstance(self.target, HandlerTarget):
+            events = await self.store.read_all(after=after, limit=limit)
             plan = None
         elif self._records is not None:
             records = await self._records.read_records(after=after, limit=limit, types=self._mapped)
@@ -290,16 +298,11 @@ class ProjectionRunner:
             plan = self.consumer.plan(events)
         if events:
             self.seen = max(self.seen, events[-1].position or 0)
-        return events, plan
+        to_head = bool(fed) and self._feed is not None and fed[-1].position == self._feed.head
+        return events, plan, to_head
 
     async def _live_step(self) -> bool:
-        fed = self._fed(self.position)
-        if fed:
-            events: Sequence[Envelope] = fed
-            plan = self.consumer.plan(fed)
-            self.seen = max(self.seen, fed[-1].position or 0)
-        else:
-            events, plan = await self._read(self.position)
+        events, plan, to_head = await self._read(self.position, live=True)
         if not events:
             if self.redelivering:  # a handler target's rebuild has caught up
                 self.redelivering = False
@@ -314,19 +317,11 @@ class ProjectionRunner:
             self.rate.add(outcome.position)
         # at the feed's end: caught up as far as this process knows (another's appends are
         # found by the next poll, or as a gap once this process appends again)
-        if not fed or self._feed is None:
-            return True
-        return outcome.applied < len(fed) or self.position < self._feed.head
-
-    def _fed(self, after: int) -> list[Envelope]:
-        """The live batch from this process's own appends, or [] when it must be read."""
-        if self._feed is None or after < self._single_until:
-            return []
-        return self._feed.after(after, self.projection.batch)
+        return not (to_head and outcome.applied == len(events))
 
     async def _rebuild_step(self) -> bool:
         assert self.rebuild_position is not None and not isinstance(self.target, HandlerTarget)
-        events, plan = await self._read(self.rebuild_position)
+        events, plan, _ = await self._read(self.rebuild_position)
         if not events:
             await self.target.swap(after=self.rebuild_position)
             log.info("rebuild done: swapped", projection=self.name, position=self.rebuild_position)
