@@ -7,7 +7,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -90,8 +90,19 @@ def new_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_second: tuple[int, str] = (-1, "")  # the last second stamped, and its text
+
+
 def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """The time now as RFC 3339 in UTC, to the microsecond: 2026-01-02T03:04:05.678901Z.
+
+    Every command and event is stamped: the date and time of day are formatted once
+    a second, the microseconds each time."""
+    global _second
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    if _second[0] != seconds:
+        _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{_second[1]}.{micros:06d}Z"
 
 
 @dataclass(slots=True)

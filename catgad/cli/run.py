@@ -188,17 +188,19 @@ async def serve(
         config, relay=True, projections=True, commands=True, worker=worker
     ) as runtime:
         heap.settle()  # what startup made stays: out of the collector's walks
-        server = _Server(
-            uvicorn.Config(
-                create_app(runtime),
-                log_config=None,
-                lifespan="on",
-                access_log=False,
-                server_header=False,
-                timeout_graceful_shutdown=int(shutdown_timeout),
-            ),
-            config=config,
+        app = create_app(runtime)
+        uv_config = uvicorn.Config(
+            app,
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+            server_header=False,
+            # X-Forwarded-For/-Proto rewrite the client address and scheme, which nothing
+            # here reads: a layer less around every command
+            proxy_headers=False,
+            timeout_graceful_shutdown=int(shutdown_timeout),
         )
+        server = _Server(uv_config, config=config)
         watch = None
         if parent is not None:
             stop = functools.partial(setattr, server, "should_exit", True)

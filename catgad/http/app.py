@@ -9,10 +9,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from catgad.errors import CatgadError
 from catgad.http.access import OPEN, Access
-from catgad.http.fastpath import CommandPath
+from catgad.http.fastpath import CommandPath, serves
 from catgad.http.inbox import InboxEndpoints
 from catgad.http.openapi import build_openapi
 from catgad.http.problems import RequestContext, catgad_error_handler, http_error_handler
@@ -79,26 +80,43 @@ def reactor_routes(runtime: Runtime, access: Access) -> list[BaseRoute]:
     ]
 
 
-def create_app(runtime: Runtime) -> Starlette:
+class CatgadApp(Starlette):
+    """Starlette, with POST /commands/{type} served ahead of its middleware and router.
+
+    The hot route (catgad.http.fastpath) needs none of Starlette's layers (its
+    exception middleware and the router): every layer costs each command a call,
+    a closure around `send` and a resume of its frame.
+    """
+
+    def __init__(self, *, hot: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hot = hot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if serves(scope):
+            await self.hot(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def create_app(runtime: Runtime) -> CatgadApp:
     """The HTTP face of `runtime`; the caller opens and closes the runtime and its store."""
     endpoints = Endpoints(runtime, build_openapi(runtime.config))
     access = Access(runtime.config.service.auth)  # no tokens: the API is open
     inbox = InboxEndpoints(runtime)
-    app = Starlette(
-        routes=[
-            *endpoints.routes(access),
-            *ProjectionEndpoints(runtime.projections).routes(access),
-            *reactor_routes(runtime, access),
-            *inbox.routes(access),
-            *StreamIndexEndpoints(runtime.store).routes(access),
-            *UiEndpoints(runtime, access).routes(access),
-        ],
+    routes = [  # each declares the scope it asks for: the hot path reads it below
+        *endpoints.routes(access),
+        *ProjectionEndpoints(runtime.projections).routes(access),
+        *reactor_routes(runtime, access),
+        *inbox.routes(access),
+        *StreamIndexEndpoints(runtime.store).routes(access),
+        *UiEndpoints(runtime, access).routes(access),
+    ]
+    app = CatgadApp(
+        hot=RequestContext(CommandPath(endpoints=endpoints, access=access)),
+        routes=routes,
         lifespan=inbox.inbox.lifespan,
-        # the hot route served without the router (catgad.http.fastpath), inside the id guard
-        middleware=[
-            Middleware(RequestContext),
-            Middleware(CommandPath, endpoints=endpoints, access=access),
-        ],
+        middleware=[Middleware(RequestContext)],
         exception_handlers={
             CatgadError: catgad_error_handler,
             HTTPException: http_error_handler,

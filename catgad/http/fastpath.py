@@ -1,12 +1,14 @@
-"""POST /commands/{type} without Starlette's router, Request object and exception middleware.
+"""POST /commands/{type} without Starlette's router, Request object and middleware.
 
 Profiled under wrk, a third of the daemon's main thread per command went to the
 layers between uvicorn and the endpoint (routing, the Request and its Headers,
-the exception middleware and its wrappers, the Response object). This pure
-ASGI middleware sits inside RequestContext (request id, the 500 guard) and
+the exception middleware and its wrappers, the Response object). CommandPath
 serves the one hot route itself, through the same Endpoints.run_command, the
-same token check and the same problem rendering as the route; anything else
-(another path or method, a root path) goes on to the app unchanged.
+same token check and the same problem rendering as the route. The app
+(catgad.http.app.CatgadApp) hands it the requests `serves` picks, inside
+RequestContext (request id, the 500 guard) but ahead of Starlette's own stack
+and the proxy-headers middleware, which only the other routes need; anything
+else (another path or method, a root path) goes to Starlette unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from catgad.errors import CatgadError, PayloadTooLarge
 from catgad.http.access import Access
@@ -34,11 +36,18 @@ _WANTED = {
 _JSON = JSON.encode()
 
 
-class CommandPath:
-    """Serves POST /commands/{type}; every other request goes to `app`."""
+def serves(scope: Scope) -> bool:
+    """True for the requests CommandPath serves: POST /commands/{type}, no root path."""
+    if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+        return False
+    path: str = scope.get("path", "")
+    return path.startswith(PREFIX) and len(path) > len(PREFIX) and "/" not in path[len(PREFIX) :]
 
-    def __init__(self, app: ASGIApp, *, endpoints: Endpoints, access: Access) -> None:
-        self.app = app
+
+class CommandPath:
+    """Serves POST /commands/{type}: only the requests `serves` picks."""
+
+    def __init__(self, *, endpoints: Endpoints, access: Access) -> None:
         self.endpoints = endpoints
         self.access = access
         self.guarded = access.enabled and access.declared.get(
@@ -46,19 +55,7 @@ class CommandPath:
         ) not in (None, "open")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or not path.startswith(PREFIX)
-            or scope.get("root_path")
-        ):
-            await self.app(scope, receive, send)
-            return
-        command_type = path[len(PREFIX) :]
-        if not command_type or "/" in command_type:  # the router's 404
-            await self.app(scope, receive, send)
-            return
+        command_type = scope["path"][len(PREFIX) :]
         headers: dict[str, str] = {}
         wanted = _WANTED
         for name, value in scope["headers"]:
