@@ -239,9 +239,12 @@ class LogReader:
         on_idle: Callable[[], None] | None = None,
         unheard: Callable[[], bool] | None = None,
     ) -> None:
-        if checkpointed and not isinstance(store, Coordination):
+        # checked once: isinstance on a Protocol walks its members on every call
+        coordination = store if isinstance(store, Coordination) else None
+        if checkpointed and coordination is None:
             raise TypeError(f"{name}: a checkpointed reader needs a store with checkpoints")
         self.store = store
+        self._coordination = coordination
         self.sink = sink
         self.name = name
         self.lease = lease
@@ -353,11 +356,11 @@ class LogReader:
 
     async def _moved_to(self, position: int) -> None:
         if self.checkpointed:
-            assert isinstance(self.store, Coordination)
-            await self.store.save_checkpoint(self.name, position)
+            assert self._coordination is not None
+            await self._coordination.save_checkpoint(self.name, position)
         self.position = max(self.position, position)
         self._moved.set()
 
     async def _load(self) -> int:
-        assert isinstance(self.store, Coordination)
-        return await self.store.load_checkpoint(self.name)
+        assert self._coordination is not None
+        return await self._coordination.load_checkpoint(self.name)

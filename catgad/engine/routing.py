@@ -30,7 +30,6 @@ stops answering without an error gives a 503, never a hang.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from catgad.bus.protocol import Bus, Capability, Subscription
 from catgad.bus.topics import COMMANDS_TOPIC
 from catgad.config.section import Where, config_error
 from catgad.engine.commands import CommandEngine, CommandResult
+from catgad.engine.deadlines import Deadlines
 from catgad.envelope import Envelope, EnvelopeError, from_dict
 from catgad.errors import (
     PROBLEM_BASE,
@@ -128,6 +128,7 @@ class CommandRouter:
         self.routed = routes_over(bus, self.settings.route)
         self._source = service
         self._serving: Subscription | None = None
+        self._deadlines = Deadlines()
 
     # -- the requesting side -------------------------------------------------------------
 
@@ -226,8 +227,7 @@ class CommandRouter:
         """Await a command, giving up (503) after `limit`: a backend may hang without error."""
         started = time.monotonic()
         try:
-            async with asyncio.timeout(limit or self.settings.timeout):
-                return await running
+            return await self._deadlines.bounded(running, limit or self.settings.timeout)
         except TimeoutError:
             store = self.engine.store.name
             waited = time.monotonic() - started
