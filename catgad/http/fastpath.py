@@ -6,9 +6,8 @@ the exception middleware and its wrappers, the Response object). CommandPath
 serves the one hot route itself, through the same Endpoints.run_command, the
 same token check and the same problem rendering as the route. The app
 (catgad.http.app.CatgadApp) hands it the requests `serves` picks, inside
-RequestContext (request id, the 500 guard) but ahead of Starlette's own stack
-and the proxy-headers middleware, which only the other routes need; anything
-else (another path or method, a root path) goes to Starlette unchanged.
+RequestContext (request id, the 500 guard) but ahead of Starlette's own stack;
+anything else (another path or method, a root path) goes to Starlette unchanged.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import httpx
 import orjson
 import pytest
 
+from catgad.http.fastpath import serves
 from tests.helpers.api import assert_problem
 from tests.helpers.api import create_order as create
 
@@ -209,3 +210,41 @@ def test_form_content_type_from_plain_curl_is_accepted(client: httpx.Client, ord
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert resp.status_code == 201, resp.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "hot"),
+    [
+        ("POST", "/commands/CreateOrder", True),
+        ("POST", "/commands/", False),  # no type: the router's 404
+        ("POST", "/commands/CreateOrder/extra", False),
+        ("GET", "/commands/CreateOrder", False),  # the router's 405
+        ("POST", "/aggregates/Order/o1", False),
+    ],
+)
+def test_the_hot_path_takes_only_its_route(method: str, path: str, hot: bool) -> None:
+    assert serves({"type": "http", "method": method, "path": path, "root_path": ""}) is hot
+    mounted = {"type": "http", "method": method, "path": path, "root_path": "/api"}
+    assert serves(mounted) is False  # under a root path: Starlette's router decides
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("POST", "/commands/", 404), ("POST", "/commands/CreateOrder/x", 404),
+     ("GET", "/commands/CreateOrder", 405)],
+)  # fmt: skip
+def test_requests_beside_the_hot_path_get_the_routers_problems(
+    client: httpx.Client, method: str, path: str, status: int
+) -> None:
+    answer = client.request(method, path, json={})
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["x-request-id"]  # RequestContext runs on both paths
+
+
+def test_the_hot_path_answers_with_a_request_id(client: httpx.Client, order_id: str) -> None:
+    body = {"order_id": order_id, "customer": "c", "items": [{"sku": "a", "qty": 1, "price": 2}]}
+    answer = client.post("/commands/CreateOrder", json=body, headers={"X-Request-Id": "mine-1"})
+    assert answer.status_code == 201
+    assert answer.headers["x-request-id"] == "mine-1"
+    assert answer.headers["location"] == f"/streams/Order-{order_id}"
