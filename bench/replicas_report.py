@@ -90,7 +90,7 @@ def why(table: list[Row], cores: int) -> list[str]:
         f"- Without the bus hop a second replica adds {local2.rate / local1.rate - 1:.0%}: "
         f"one replica is one Python process, busy on one core ({local1.busy:.2f} of {cores} "
         f"cores busy in all); two reach {local2.busy:.2f} of {cores}, "
-        f"{local2.rate / local2.ceiling:.0%} of the CPU ceiling: the second core, shared "
+        f"{_share(local2.rate, local2.ceiling)} of the CPU ceiling: the second core, shared "
         "with the client, Redis and NATS, is all there is to add."
     )
     for parts in (8, 32):
@@ -99,7 +99,7 @@ def why(table: list[Row], cores: int) -> list[str]:
             f"- Routed, {parts} partitions: a command costs {sum(one.cpu_ms.values()):.2f} ms "
             f"of CPU in all with one replica and {sum(two.cpu_ms.values()):.2f} ms with two, "
             f"so two replicas give {two.rate / one.rate:.2f}x one "
-            f"({two.rate / two.ceiling:.0%} of their CPU ceiling)."
+            f"({_share(two.rate, two.ceiling)} of their CPU ceiling)."
         )
     two = by[(2, "auto", 8)]
     out += [
@@ -116,11 +116,20 @@ def why(table: list[Row], cores: int) -> list[str]:
         "- So on this machine replicas buy availability (a killed replica's streams move "
         "to the other; tests/cluster), not throughput: the load generator, NATS, Redis and "
         "the replicas share two cores. How far replicas with cores of their own (and the "
-        "servers elsewhere) scale is not measured here; the routed path costs about "
-        f"{sum(by[(1, 'auto', 8)].cpu_ms.values()) / sum(local1.cpu_ms.values()):.1f}x the "
+        "servers elsewhere) scale is not measured here; the routed path costs "
+        f"{_times(sum(by[(1, 'auto', 8)].cpu_ms.values()), sum(local1.cpu_ms.values()))} the "
         "CPU of a local command, which bounds what any replica count can do per core.",
     ]
     return out
+
+
+def _share(rate: float, ceiling: float) -> str:
+    return f"{rate / ceiling:.0%}" if ceiling > 0 else "an unmeasured share (runs too short)"
+
+
+def _times(cost: float, base: float) -> str:
+    """`cost` as a multiple of `base`; a run too short for the CPU clock's ticks has none."""
+    return f"about {cost / base:.1f}x" if base > 0 else "an unmeasured multiple of (runs too short)"
 
 
 def report(

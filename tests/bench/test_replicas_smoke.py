@@ -38,3 +38,19 @@ def test_quick_run_reports_every_setup(tmp_path: Path) -> None:
         for route in ("local", "routed"):
             assert f"| {replicas} {route}" in text
     assert "## Where it stops scaling, and why" in text
+
+
+def test_the_analysis_of_runs_too_short_for_the_cpu_clock_says_so() -> None:
+    """A quick run's CPU can read as 0 ticks: the words say so rather than divide by it."""
+    from bench.replicas_report import PROCESSES, Row, Setup, why
+
+    def row(replicas: int, route: str, partitions: int, cpu_ms: float) -> Row:
+        cpu = dict.fromkeys(PROCESSES, cpu_ms)
+        return Row(Setup(replicas, route, partitions), [1000.0], 1.0, 2.0, cpu, 1.0, 1.0)
+
+    setups = (("local", 8), ("auto", 8), ("auto", 32))
+    table = [row(n, route, parts, 0.0 if route == "local" else 0.5)
+             for n in (1, 2) for route, parts in setups]  # fmt: skip
+    text = "\n".join(why(table, 2))
+    assert "unmeasured share (runs too short)" in text
+    assert "unmeasured multiple of (runs too short)" in text
