@@ -113,7 +113,7 @@ def create_app(runtime: Runtime) -> CatgadApp:
         *UiEndpoints(runtime, access).routes(access),
     ]
     app = CatgadApp(
-        hot=RequestContext(CommandPath(endpoints=endpoints, access=access)),
+        hot=RequestContext(CommandPath(endpoints=endpoints, access=access), adds_id=True),
         routes=routes,
         lifespan=inbox.inbox.lifespan,
         middleware=[Middleware(RequestContext)],

@@ -8,6 +8,8 @@ same token check and the same problem rendering as the route. The app
 (catgad.http.app.CatgadApp) hands it the requests `serves` picks, inside
 RequestContext (request id, the 500 guard) but ahead of Starlette's own stack;
 anything else (another path or method, a root path) goes to Starlette unchanged.
+Its answer puts the request id on itself and goes out in one write on uvicorn's
+connection where it can (catgad.http.direct).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 
 from catgad.errors import CatgadError, PayloadTooLarge
+from catgad.http import direct
 from catgad.http.access import Access
-from catgad.http.problems import catgad_error_handler
+from catgad.http.problems import RESPONSE_STARTED, catgad_error_handler, with_request_id
 from catgad.http.routes import JSON, MAX_BODY_BYTES, Endpoints
 
 PREFIX = "/commands/"
@@ -76,20 +79,19 @@ class CommandPath:
             )
         except CatgadError as exc:
             response = await catgad_error_handler(Request(scope, receive), exc)
-            await response(scope, receive, send)
+            await response(scope, receive, with_request_id(send, scope))
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"etag", extra["ETag"].encode("latin-1")),
-                    (b"location", extra["Location"].encode("latin-1")),
-                    (b"content-length", str(len(body)).encode("latin-1")),
-                    (b"content-type", _JSON),
-                ],
-            }
-        )
+        answer_headers = [
+            (b"etag", extra["ETag"].encode("latin-1")),
+            (b"location", extra["Location"].encode("latin-1")),
+            (b"content-length", str(len(body)).encode("latin-1")),
+            (b"content-type", _JSON),
+            (b"x-request-id", scope["catgad.request_id"].encode("latin-1")),
+        ]
+        scope[RESPONSE_STARTED] = True
+        if direct.answer(send, status, answer_headers, body):  # one write on uvicorn's socket
+            return
+        await send({"type": "http.response.start", "status": status, "headers": answer_headers})
         await send({"type": "http.response.body", "body": body})
 
 

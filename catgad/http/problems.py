@@ -114,16 +114,36 @@ def _title(status: int) -> str:
         return "Error"
 
 
+RESPONSE_STARTED = "catgad.response_started"  # scope key: the answer's head is on its way
+
+
+def with_request_id(send: Send, scope: Scope) -> Send:
+    """`send`, adding the request's `X-Request-Id` to the answer's head (and marking the
+    scope: the answer has started)."""
+    raw_rid = str(scope["catgad.request_id"]).encode("latin-1")
+
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            scope[RESPONSE_STARTED] = True
+            message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw_rid)]
+        await send(message)
+
+    return send_with_id
+
+
 class RequestContext:
     """Pure ASGI middleware: gives each request an id and turns stray exceptions into a 500
     (but for a client gone before its request was read: logged, and not answered).
 
     The id is the client's `X-Request-Id` when it sent a short one, else a
-    process-unique counter; it comes back on every response.
+    process-unique counter; it comes back on every response. An app made with
+    `adds_id=True` (catgad.http.fastpath) puts it on its answers itself, sets
+    RESPONSE_STARTED in the scope when it starts one, and is given `send` as it is.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, adds_id: bool = False) -> None:
         self.app = app
+        self.adds_id = adds_id
         self._prefix = f"{os.getpid():x}-"
         self._counter = itertools.count(1)
 
@@ -134,18 +154,8 @@ class RequestContext:
         rid = _client_request_id(scope) or f"{self._prefix}{next(self._counter)}"
         scope["catgad.request_id"] = rid
         REQUEST_ID.set(rid)  # on every log line of this request (its own task)
-        raw_rid = rid.encode("latin-1")
-        started = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", raw_rid)]
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send if self.adds_id else with_request_id(send, scope))
         except ClientDisconnect:
             # gone before its body arrived (a stalled upload, a killed client): no one to
             # answer, and nothing went wrong here
@@ -158,13 +168,13 @@ class RequestContext:
         except Exception:
             path = scope.get("path", "")
             log.exception("unhandled error", request_id=rid, method=scope.get("method"), path=path)
-            if started:  # the response is half sent; all we can do is drop the connection
+            if scope.get(RESPONSE_STARTED):  # half sent; all we can do is drop the connection
                 raise
             body = CatgadError(f"internal error; the log has the details under request id {rid}")
             problem = body.problem(path)
             problem["request_id"] = rid
             response = problem_response(problem, 500)
-            await response(scope, receive, send_with_id)
+            await response(scope, receive, with_request_id(send, scope))
 
 
 def _client_request_id(scope: Scope) -> str | None:

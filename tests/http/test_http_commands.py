@@ -246,5 +246,18 @@ def test_the_hot_path_answers_with_a_request_id(client: httpx.Client, order_id: 
     body = {"order_id": order_id, "customer": "c", "items": [{"sku": "a", "qty": 1, "price": 2}]}
     answer = client.post("/commands/CreateOrder", json=body, headers={"X-Request-Id": "mine-1"})
     assert answer.status_code == 201
-    assert answer.headers["x-request-id"] == "mine-1"
+    assert answer.headers.get_list("x-request-id") == ["mine-1"]
+    assert "date" in answer.headers  # uvicorn's default headers on the one-write answer too
     assert answer.headers["location"] == f"/streams/Order-{order_id}"
+
+
+def test_the_hot_paths_problems_carry_the_request_id(client: httpx.Client, order_id: str) -> None:
+    answer = client.post(
+        "/commands/PayOrder",
+        json={"order_id": order_id, "amount": 1},
+        headers={"X-Request-Id": "mine-2"},
+    )
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["x-request-id"] == "mine-2"
+    assert len(answer.headers.get_list("x-request-id")) == 1  # once, not once per layer
