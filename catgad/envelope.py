@@ -93,16 +93,21 @@ def new_id() -> str:
 _second: tuple[int, str] = (-1, "")  # the last second stamped, and its text
 
 
-def now_rfc3339() -> str:
-    """The time now as RFC 3339 in UTC, to the microsecond: 2026-01-02T03:04:05.678901Z.
+def rfc3339_micros(micros: int) -> str:
+    """Microseconds since the epoch as RFC 3339 in UTC: 2026-01-02T03:04:05.678901Z, the
+    envelope's time format.
 
     Every command and event is stamped: the date and time of day are formatted once
     a second, the microseconds each time."""
     global _second
-    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    seconds, fraction = divmod(micros, 1_000_000)
     if _second[0] != seconds:
         _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{_second[1]}.{micros:06d}Z"
+    return f"{_second[1]}.{fraction:06d}Z"
+
+
+def now_rfc3339() -> str:
+    return rfc3339_micros(time.time_ns() // 1000)
 
 
 @dataclass(slots=True)

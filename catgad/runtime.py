@@ -146,8 +146,11 @@ class Runtime:
         return parts
 
     def _deal(self, sharing: Sharing, *, relay: Relay | None, reactors: bool) -> None:
-        """Give the lease keepers of what runs here the worker's share (the relay's has it)."""
-        names = [] if relay is None else [relay.name]
+        """Give the lease keepers of what runs here the worker's share."""
+        names = []
+        if relay is not None:
+            relay.lease.sharing = sharing
+            names.append(relay.name)
         self.projections.sharing = sharing
         names += self.projections.lease_names()
         if reactors:
@@ -240,7 +243,6 @@ class Runtime:
             settings,
             owner=self.projections.owner,  # one lease identity per daemon
             registry=self.metrics.registry,
-            sharing=self.sharing,
         )
         return self.relay
 

@@ -50,7 +50,7 @@ from catgad.config.section import Where, config_error
 from catgad.consumer.loop import LogReader, LoopSettings
 from catgad.envelope import Envelope
 from catgad.observability import tracing
-from catgad.store.lease import LeaseKeeper, Sharing
+from catgad.store.lease import LeaseKeeper
 from catgad.store.protocol import AppendResult, Coordination, EventStore
 
 log = structlog.get_logger(__name__)
@@ -156,16 +156,13 @@ class Relay:
         *,
         owner: str | None = None,
         registry: CollectorRegistry | None = None,
-        sharing: Sharing | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.settings = settings or RelaySettings()
         self.name = f"relay:{service}"  # of the lease and of the checkpoint
         self.owner = owner or default_owner()
-        self.lease = LeaseKeeper(
-            store, self.name, self.owner, self.settings.lease_ttl, sharing=sharing
-        )
+        self.lease = LeaseKeeper(store, self.name, self.owner, self.settings.lease_ttl)
         self._join = (
             bus.join if isinstance(bus, Joinable) and joins_before_checkpoint(bus) else None
         )

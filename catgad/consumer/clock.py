@@ -11,9 +11,12 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import math
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
+
+from catgad.envelope import rfc3339_micros
 
 
 class Clock(Protocol):
@@ -75,9 +78,10 @@ class ManualClock:
 
 
 def rfc3339(moment: float) -> str:
-    """Epoch seconds as the envelope's time format."""
-    text = datetime.fromtimestamp(moment, UTC).isoformat(timespec="microseconds")
-    return text.replace("+00:00", "Z")
+    """Epoch seconds as the envelope's time format (rounded to the microsecond as datetime
+    rounds them)."""
+    fraction, whole = math.modf(moment)
+    return rfc3339_micros(int(whole) * 1_000_000 + round(fraction * 1_000_000))
 
 
 def parse_rfc3339(text: str) -> float:
