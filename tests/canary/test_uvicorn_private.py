@@ -106,12 +106,15 @@ async def test_with_uvicorns_access_log_writing_answers_go_through_send(
 ) -> None:
     access = logging.getLogger("uvicorn.access")
     access.addHandler(caplog.handler)  # the server's config left it none, and not propagating
+    # catgad's configure_logging, run earlier in this process by another test, disables it
+    disabled, access.disabled = access.disabled, False
     try:
         with caplog.at_level(logging.INFO, logger="uvicorn.access"):
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server}") as client:
                 answer = await client.post("/logged", content=b"{}")
     finally:
         access.removeHandler(caplog.handler)
+        access.disabled = disabled
     assert (answer.status_code, answer.text) == (201, "answer to /logged")
     assert taken == [False]  # the access log line is uvicorn's send's to write
     assert any("/logged" in r.getMessage() for r in caplog.records if r.name == "uvicorn.access")
